@@ -63,7 +63,7 @@ def test_problem_invariants_and_value_ranges() -> None:
         for prev, s in zip(p.steps, p.steps[1:]):
             assert s.a == prev.result
         for s in p.steps:
-            assert s.is_consistent and 0 <= s.result <= 199
+            assert s.is_consistent and 0 <= s.result <= 99
             assert (s.b in (2, 3)) if s.op == "*" else (1 <= s.b <= 20)
         assert p.answer == p.steps[-1].result
         assert p.question.endswith("have now?")

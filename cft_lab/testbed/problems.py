@@ -10,7 +10,7 @@ Contract
   text, so the splits are disjoint by construction (whatever step range produced them) and
   ``generate(s, n)`` is always a prefix of ``generate(s, m)`` for ``n <= m``.
 * A problem's correct chain is ``steps``: step k's ``a`` is step k-1's ``result`` (step 0's
-  ``a`` is the start value); every intermediate value lies in ``[0, 199]``.
+  ``a`` is the start value); every intermediate value lies in ``[0, 99]``.
 * :meth:`Problem.reference_solution` is the canonical solution text that the noisy solver,
   the teacher and the graders all share (one ``Step k: a op b = r.`` line per step, then
   ``The answer is \\boxed{r}.``).
@@ -43,9 +43,9 @@ _SPLIT_BUCKETS: tuple[tuple[str, int, int], ...] = (
 )
 
 OPS: tuple[str, ...] = ("+", "-", "*")
-VALUE_MIN, VALUE_MAX = 0, 199
-START_MIN, START_MAX = 2, 30
-OPERAND_MIN, OPERAND_MAX = 1, 20
+VALUE_MIN, VALUE_MAX = 0, 99
+START_MIN, START_MAX = 2, 20
+OPERAND_MIN, OPERAND_MAX = 1, 9
 MULTIPLIERS: tuple[int, ...] = (2, 3)
 MIN_STEPS_LIMIT, MAX_STEPS_LIMIT = 1, 6
 _OP_WEIGHTS = {"+": 0.4, "-": 0.4, "*": 0.2}

@@ -1,0 +1,55 @@
+# cft-lab: `make help` lists the targets. Uses the active virtual environment, else creates ./.venv.
+SHELL := /bin/bash
+VENV ?= .venv
+ifdef VIRTUAL_ENV
+PYTHON := python
+else
+PYTHON := $(VENV)/bin/python
+endif
+# On CPU machines torch must be this local CPU wheel; a cluster with its own CUDA torch keeps it (see install).
+TORCH_SPEC ?= torch==2.13.0
+SCALE ?= paper
+TABLE_SUFFIX := $(if $(filter tiny,$(SCALE)),_tiny,)
+# `make table2 dry_run=true` and `make table2 ARGS="eval.limit=20"` pass through to Hydra.
+HYDRA_ARGS := $(if $(dry_run),dry_run=$(dry_run)) $(ARGS)
+# The testbed needs no network; keep transformers from trying the hub.
+OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+
+.PHONY: help install demo test test-slow table2 table7 tables bases clean-outputs
+
+help:  ## list targets
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+	@echo "  variables: SCALE=tiny|paper (tables), dry_run=true, ARGS='hydra overrides', TORCH_SPEC=..."
+
+$(VENV)/.installed: pyproject.toml requirements/constraints.txt
+	@if [ -z "$$VIRTUAL_ENV" ] && [ ! -x $(VENV)/bin/python ]; then python3 -m venv $(VENV); fi
+	@# install torch first and only if absent: an unpinned torch pulls GBs of CUDA wheels on CPU machines
+	@$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install "$(TORCH_SPEC)"
+	$(PYTHON) -m pip install -e ".[dev]" -c requirements/constraints.txt
+	@mkdir -p $(VENV) && touch $@
+
+install: $(VENV)/.installed  ## create/refresh the environment (editable install + dev tools)
+
+demo: install  ## run the main job on the embedded testbed: Table 2's five rows for one tiny base
+	$(OFFLINE) $(PYTHON) -m cft_lab table=demo $(HYDRA_ARGS)
+
+test: install  ## the default test suite (CPU, offline, ~10 min on 2 cores)
+	$(OFFLINE) $(PYTHON) -m pytest -m "not slow and not gpu" -q
+
+test-slow: install  ## tiny end-to-end sweeps and the base-model rebuild check (minutes)
+	$(OFFLINE) $(PYTHON) -m pytest -m slow -q
+
+table2: install  ## Table 2: SCALE=tiny runs all 15 cells on CPU; SCALE=paper needs a GPU cluster
+	$(if $(filter tiny,$(SCALE)),$(OFFLINE)) $(PYTHON) -m cft_lab table=table2$(TABLE_SUFFIX) $(HYDRA_ARGS)
+
+table7: install  ## Table 7 (teacher strength): SCALE=tiny or paper
+	$(if $(filter tiny,$(SCALE)),$(OFFLINE)) $(PYTHON) -m cft_lab table=table7$(TABLE_SUFFIX) $(HYDRA_ARGS)
+
+tables: install  ## re-render every tiny table from the run store (no training)
+	$(PYTHON) -m cft_lab.tables table2_tiny && $(PYTHON) -m cft_lab.tables table7_tiny
+
+bases: install  ## rebuild the testbed tokenizer and the three tiny base models (deterministic, ~10 min)
+	$(OFFLINE) $(PYTHON) -m cft_lab.testbed.bases
+
+clean-outputs:  ## delete the run store, Hydra logs, W&B files and rendered tables
+	rm -rf outputs/store outputs/hydra outputs/wandb outputs/tables

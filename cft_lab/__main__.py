@@ -1,0 +1,3 @@
+from cft_lab.app import main
+
+main()

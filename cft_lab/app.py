@@ -1,0 +1,41 @@
+"""``python -m cft_lab``: the one train-eval entrypoint (Hydra). One job = one cell; a table is a multirun sweep.
+
+    python -m cft_lab                                # the embedded default: tiny_math, CFT, testbed
+    python -m cft_lab method=sft model=tiny_small    # another cell
+    python -m cft_lab table=table2_tiny              # a whole table (multirun), rendered when the sweep ends
+    python -m cft_lab table=table2 dry_run=true      # the paper-scale plan: cells, keys, hyper-parameters
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from cft_lab.config import register, to_config
+from cft_lab.paths import CONF_DIR, check_checkout
+
+log = logging.getLogger(__name__)
+register()
+
+
+@hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
+def _main(dcfg: DictConfig) -> None:
+    from cft_lab.loggers import sanitize
+    from cft_lab.pipeline import run_cell
+
+    cfg = to_config(dcfg)
+    if cfg.dry_run:
+        print(OmegaConf.to_yaml(OmegaConf.create(sanitize(OmegaConf.to_container(dcfg, resolve=True)))), flush=True)
+    result = run_cell(cfg)
+    if result["status"] == "ok" and not cfg.dry_run:
+        summary = {s["label"]: f"{s['accuracy']:.1f} [{s['ci_low']:.1f}, {s['ci_high']:.1f}]"
+                   for s in result["scores"].values()}
+        log.info("[%s] %s", result["cell"], json.dumps(summary, ensure_ascii=False))
+
+
+def main() -> None:
+    check_checkout()
+    _main()

@@ -1,0 +1,291 @@
+"""Typed configuration: the dataclass schemas behind every YAML file in ``conf/`` and ``experiments/``.
+
+Contract
+--------
+* ``register()`` stores :class:`Config` in Hydra's ConfigStore as ``cft_lab_schema``; ``conf/config.yaml`` lists it
+  first in its defaults, so every YAML option is merged into a typed node and a misspelt key, or a value of the wrong
+  type, fails at compose time with the file and key named by OmegaConf.
+* ``to_config(cfg)`` turns the composed ``DictConfig`` into a :class:`Config` object. Its ``__post_init__`` runs the
+  cross-group checks (:func:`check_combination`), so an impossible combination such as ``objective=cft teacher=none``
+  fails before any stage runs, with both choices named.
+* Code below the entrypoint only ever sees these dataclasses, never a raw ``DictConfig``.
+
+Each group's option files set ``name`` to their own file name (``conf/teacher/gpt4o_1120.yaml`` has
+``name: gpt4o_1120``), which is what error messages and cell names use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+OBJECTIVES = ("base", "sft", "sft_verified", "sft_teacher", "cft")
+#: Objectives whose training data needs the teacher: verdicts (sft_verified), solutions (sft_teacher), critiques (cft).
+NEEDS_TEACHER = {"sft_verified": "verdicts", "sft_teacher": "solutions", "cft": "critiques"}
+
+
+@dataclass
+class ModelConfig:
+    """A base model to fine-tune (PROTOCOL §2): a hub id, or a testbed model shipped in ``cft_lab/assets``."""
+
+    name: str = MISSING
+    label: str = MISSING  # the paper's row label, e.g. "Qwen2.5-Math-7B"
+    source: str = "hub"  # hub | testbed (a local directory built by `make bases`)
+    path: str = MISSING  # hub id, or directory under cft_lab/assets/testbed/models for source=testbed
+    revision: Optional[str] = None  # pin a hub revision (commit sha) for reproducibility
+    dtype: str = "float32"  # float32 | bfloat16 | float16
+    eval_template: str = "qwen25-math-cot"  # prompt template at test time (PROTOCOL §4.2)
+    attn_implementation: Optional[str] = None  # e.g. flash_attention_2 on GPU; None = transformers' default
+    trust_remote_code: bool = False
+
+
+@dataclass
+class TestbedDataConfig:
+    """Sizes of the synthetic arithmetic world (cft_lab.testbed); splits are disjoint by construction."""
+
+    n_train: int = 2000
+    min_steps: int = 2
+    max_steps: int = 4
+    seed: int = 0
+
+
+@dataclass
+class HubDataConfig:
+    """A released dataset in the WebInstruct-CFT schema (instruction / input / output), PROTOCOL §1.2."""
+
+    path: str = MISSING  # hub id, or a local .jsonl/.json/.parquet file in the same schema
+    config_name: Optional[str] = None  # e.g. WebInstruct-CFT-50K
+    revision: Optional[str] = None
+    split: str = "train"
+    limit: Optional[int] = None  # take the first N rows (None = all)
+
+
+@dataclass
+class DataConfig:
+    """Where questions and noisy responses come from (paper: 50K WebInstruct pairs; Table 5 varies this)."""
+
+    name: str = MISSING
+    label: str = MISSING  # paper label, e.g. "WebInstruct"
+    kind: str = MISSING  # testbed | webinstruct_cft
+    testbed: Optional[TestbedDataConfig] = None
+    hub: Optional[HubDataConfig] = None
+
+
+@dataclass
+class ResponseSourceConfig:
+    """Who wrote the noisy responses y (Table 6): the dataset's own (reference) or the base model (self_generated)."""
+
+    name: str = MISSING
+    kind: str = "reference"  # reference | self_generated
+    error_rate: float = 0.5  # testbed noisy solver: P(a response contains a slip); paper: ">50% wrong"
+    temperature: float = 0.7  # self_generated only
+    seed: int = 0
+
+
+@dataclass
+class TeacherConfig:
+    """The critic that writes critiques, verdicts and its own solutions (PROTOCOL §1.2, Table 7)."""
+
+    name: str = MISSING
+    label: Optional[str] = None  # paper column label, e.g. "GPT-4o-1120"
+    kind: str = "none"  # none | testbed | replay | openai
+    model: Optional[str] = None  # e.g. gpt-4o-2024-11-20
+    prompt_version: str = "v1"  # v1 = the paper's exact teacher prompt
+    temperature: float = 0.3
+    top_p: float = 0.95
+    max_tokens: int = 3200
+    # testbed rule teacher: how often it errs (stands in for a weaker API model)
+    miss_rate: float = 0.0
+    false_alarm_rate: float = 0.0
+    vague_rate: float = 0.0
+    solution_error_rate: float = 0.0
+    seed: int = 0
+    # openai-compatible servers: the key is read from this environment variable, never stored in a config
+    base_url: Optional[str] = None
+    api_key_env: Optional[str] = None
+
+
+@dataclass
+class ObjectiveConfig:
+    """How a record becomes a {prompt, completion} pair (PROTOCOL §1.2, §2, §3.2)."""
+
+    name: str = MISSING  # base | sft | sft_verified | sft_teacher | cft
+    label: str = MISSING  # paper row label, e.g. "WebInstruct-CFT"
+    template: str = "chatml_v1"  # training chat template (LLaMA-Factory 0.9.2 `qwen`)
+    system_prompt: str = "You are a helpful assistant."
+    instruction: Optional[str] = None  # cft: the fixed critique instruction of the released data
+
+
+@dataclass
+class LoraConfig:
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.0
+    target_modules: str = "all-linear"
+
+
+@dataclass
+class TrainConfig:
+    """Fine-tuning recipe; `paper` reproduces PROTOCOL §3.1, `tiny` is its CPU-sized counterpart."""
+
+    name: str = MISSING
+    learning_rate: float = 5e-6
+    lr_scheduler_type: str = "cosine"
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    num_train_epochs: float = 1.0
+    max_steps: int = -1  # > 0 overrides epochs (tests)
+    per_device_train_batch_size: int = 8
+    gradient_accumulation_steps: int = 8
+    num_devices: int = 1  # GPUs per run; global batch = per_device x accumulation x devices
+    cutoff_len: int = 2048  # prompt + completion tokens (LLaMA-Factory cutoff_len)
+    truncation: str = "paper"  # paper (LLaMA-Factory infer_seqlen) | drop
+    num_checkpoints: int = 4  # checkpoints kept for selection, evenly spaced (paper: every 2 steps)
+    save_steps: Optional[int] = None  # explicit spacing; overrides num_checkpoints (paper: 2)
+    bf16: bool = False
+    gradient_checkpointing: bool = False
+    deepspeed: Optional[str] = None  # path to a DeepSpeed JSON (paper: ZeRO-3), used with launcher != inprocess
+    launcher: str = "inprocess"  # inprocess | torchrun | deepspeed (multi-GPU runs go to a subprocess)
+    lora: Optional[LoraConfig] = None  # null = full fine-tuning (the paper)
+    logging_steps: int = 1
+    seed: int = 42  # HF Trainer default seed, as in the paper's LLaMA-Factory runs
+
+
+@dataclass
+class SelectConfig:
+    """Checkpoint selection (PROTOCOL §3.5): score every checkpoint on a validation set, keep the best."""
+
+    benchmark: str = "testbed_val"  # paper: math500
+    limit: Optional[int] = None
+    strategy: str = "best"  # best | last
+
+
+@dataclass
+class InferenceConfig:
+    """Decoding at test time (PROTOCOL §4.2): greedy, one sample, 2048 new tokens for the paper."""
+
+    name: str = MISSING
+    mode: str = "direct"  # direct (the paper's main results)
+    backend: str = "hf"  # hf | vllm
+    temperature: float = 0.0
+    top_p: float = 1.0
+    n: int = 1
+    max_new_tokens: int = 2048
+    batch_size: int = 32
+    seed: int = 0
+    tensor_parallel_size: int = 1
+
+
+@dataclass
+class EvalConfig:
+    """The benchmarks a cell is scored on (columns of the table) and how checkpoints are selected."""
+
+    name: str = MISSING
+    benchmarks: list[str] = field(default_factory=list)
+    limit: Optional[int] = None  # per benchmark, for smoke tests
+    select: SelectConfig = field(default_factory=SelectConfig)
+
+
+@dataclass
+class LoggerConfig:
+    name: str = MISSING  # none | wandb
+    project: str = "cft-lab"
+    entity: Optional[str] = None
+    mode: str = "offline"  # offline | online | disabled
+    dir: Optional[str] = None  # default: <outputs>/wandb
+
+
+@dataclass
+class RunConfig:
+    """Identity of the job inside a sweep; set by experiments/ bundles, never used in cache keys."""
+
+    table: Optional[str] = None  # e.g. table2, set by experiments/table/*.yaml
+    method: Optional[str] = None  # paper row, set by experiments/method/*.yaml
+    strict: bool = False  # re-raise a failing cell (debugging) instead of recording it and going on
+    num_threads: Optional[int] = None  # torch threads on CPU (None = torch's default)
+
+
+@dataclass
+class PathsConfig:
+    outputs: str = "outputs"  # root of the run store, Hydra logs and rendered tables
+
+
+@dataclass
+class Config:
+    model: ModelConfig = MISSING
+    data: DataConfig = MISSING
+    response_source: ResponseSourceConfig = MISSING
+    teacher: TeacherConfig = MISSING
+    objective: ObjectiveConfig = MISSING
+    train: TrainConfig = MISSING
+    inference: InferenceConfig = MISSING
+    eval: EvalConfig = MISSING
+    logger: LoggerConfig = MISSING
+    run: RunConfig = field(default_factory=RunConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    dry_run: bool = False
+
+    def __post_init__(self) -> None:
+        check_combination(self)
+
+
+class ConfigError(ValueError):
+    """An impossible combination of config choices, raised before anything runs."""
+
+
+def check_combination(cfg: Config) -> None:
+    """Cross-group checks that a per-field schema cannot express; messages name every choice involved."""
+    obj, teacher, data = cfg.objective.name, cfg.teacher, cfg.data
+    if obj not in OBJECTIVES:
+        raise ConfigError(f"objective={obj} is unknown; choose one of {', '.join(OBJECTIVES)}")
+    if obj in NEEDS_TEACHER and teacher.kind == "none":
+        raise ConfigError(
+            f"objective={obj} needs the teacher's {NEEDS_TEACHER[obj]}, but teacher={teacher.name} has none; "
+            f"pick a teacher (e.g. teacher=testbed_strong or teacher=gpt4o_1120)"
+        )
+    testbed_data = data.kind == "testbed"
+    if obj != "base" and teacher.kind == "testbed" and not testbed_data:
+        raise ConfigError(
+            f"teacher={teacher.name} only knows the synthetic testbed, but data={data.name} is real data; "
+            f"use a real teacher (teacher=gpt4o_1120, teacher=gpt4o_mini or teacher=replay)"
+        )
+    if obj != "base" and teacher.kind in ("replay",) and data.kind != "webinstruct_cft":
+        raise ConfigError(f"teacher={teacher.name} replays released critiques, which data={data.name} does not have")
+    if (cfg.model.source == "testbed") != testbed_data and obj != "base":
+        raise ConfigError(
+            f"model={cfg.model.name} and data={data.name} come from different worlds "
+            f"(testbed models use the testbed tokenizer and data); pick both from the testbed or both from the hub"
+        )
+    if data.kind == "testbed" and data.testbed is None:
+        raise ConfigError(f"data={data.name} has kind testbed but no `testbed:` block")
+    if data.kind == "webinstruct_cft" and data.hub is None:
+        raise ConfigError(f"data={data.name} has kind webinstruct_cft but no `hub:` block")
+    if cfg.train.launcher not in ("inprocess", "torchrun", "deepspeed"):
+        raise ConfigError(f"train.launcher={cfg.train.launcher} is not one of inprocess, torchrun, deepspeed")
+    if cfg.train.truncation not in ("paper", "drop"):
+        raise ConfigError(f"train.truncation={cfg.train.truncation} is not one of paper, drop")
+    if not cfg.eval.benchmarks:
+        raise ConfigError(f"eval={cfg.eval.name} lists no benchmarks")
+
+
+def register() -> None:
+    ConfigStore.instance().store(name="cft_lab_schema", node=Config)
+
+
+def to_config(cfg: DictConfig | Config) -> Config:
+    """Resolve and convert a composed config to the typed :class:`Config` (runs the combination checks)."""
+    if isinstance(cfg, Config):
+        return cfg
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    resolved.pop("hydra", None)  # present when composed with return_hydra_config=True
+    merged = OmegaConf.merge(OmegaConf.structured(Config), resolved)
+    return OmegaConf.to_object(merged)  # type: ignore[return-value]
+
+
+def as_dict(obj: Any) -> dict:
+    """A plain, JSON-ready dict of a config dataclass (for keys, dumps and W&B)."""
+    return OmegaConf.to_container(OmegaConf.structured(obj), resolve=True)  # type: ignore[return-value]

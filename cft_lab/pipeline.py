@@ -1,0 +1,95 @@
+"""One cell, end to end: data -> train -> select -> infer -> grade, with caching and failure recording.
+
+``run_cell(cfg)`` never raises for a failing stage (unless ``run.strict=true``): the failure is written to
+``store/cells/<key>/result.json`` with its error and traceback, and a sweep goes on to the next cell; the rendered
+table marks the hole and says why (PITFALLS: one failed job must not stop ``make tableN``).
+
+``result.json``::
+
+    {"status": "ok" | "failed", "cell": "tiny_math/cft", "key": "...", "table": "table2", "method": "cft",
+     "model": "tiny-math (≈Qwen2.5-Math-7B)", "objective": "cft", "teacher": "testbed-strong (≈GPT-4o-1120)",
+     "scores": {"testbed_2step": {"label": "2-step", "correct": 120, "n": 200, "accuracy": 60.0,
+                                   "ci_low": 53.1, "ci_high": 66.5}, ...},
+     "stages": {"data": "<key>", ...}, "timings_s": {"data": 0.4, ...}, "error": null}
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+
+from cft_lab.config import NEEDS_TEACHER, Config, as_dict
+from cft_lab.loggers import make_logger, sanitize
+from cft_lab.modeling import model_path
+from cft_lab.plan import CellPlan, format_plan, plan_cell
+from cft_lab.store import Store
+from cft_lab import stages
+
+log = logging.getLogger(__name__)
+
+
+def _identity(cfg: Config, plan: CellPlan) -> dict:
+    return {
+        "cell": plan.name, "key": plan.key, "table": cfg.run.table, "method": cfg.run.method or cfg.objective.name,
+        "model": cfg.model.label, "model_name": cfg.model.name, "objective": cfg.objective.name,
+        "teacher": (cfg.teacher.label or cfg.teacher.name) if cfg.objective.name in NEEDS_TEACHER else None,
+        "stages": {s.stage: s.key for s in plan.stages},
+    }
+
+
+def execute(cfg: Config, plan: CellPlan, store: Store, logger) -> dict:
+    timings: dict[str, float] = {}
+
+    def timed(stage: str, fn, *args):
+        t0 = time.time()
+        log.info("[%s] %s ...", plan.name, stage)
+        out = fn(cfg, store, plan.key_of(stage), *args)
+        timings[stage] = round(time.time() - t0, 2)
+        return out
+
+    extra: dict = {}
+    if cfg.objective.name == "base":
+        evaluated = model_path(cfg.model)
+    else:
+        data_dir = timed("data", stages.run_data)
+        train_dir = timed("train", stages.run_train, data_dir, logger)
+        evaluated = timed("select", stages.run_select, train_dir, logger)
+        extra["selected"] = evaluated
+    infer_dir = timed("infer", stages.run_infer, evaluated)
+    scores = timed("grade", stages.run_grade, infer_dir)
+    for name, s in scores.items():
+        logger.summary({f"test/{name}/accuracy": s["accuracy"], f"test/{name}/ci_low": s["ci_low"],
+                        f"test/{name}/ci_high": s["ci_high"]})
+    return {"scores": scores, "timings_s": timings, **extra}
+
+
+def run_cell(cfg: Config) -> dict:
+    plan = plan_cell(cfg)
+    store = Store(cfg.paths.outputs)
+    ident = _identity(cfg, plan)
+    if cfg.dry_run:
+        print(format_plan(plan), flush=True)
+        return {"status": "planned", **ident}
+    cached = store.cell_result(plan.key)
+    if cached and cached.get("status") == "ok":
+        log.info("[%s] finished before (cell %s): nothing to do", plan.name, plan.key)
+        return cached
+    logger = make_logger(cfg.logger, name=plan.name, group=cfg.run.table, outputs=store.root.parent,
+                         config=sanitize({**as_dict(cfg), "cell_key": plan.key, "stage_keys": ident["stages"]}))
+    failed = True
+    t0 = time.time()
+    try:
+        result = {"status": "ok", **ident, **execute(cfg, plan, store, logger), "error": None}
+        failed = False
+    except Exception as e:  # a failing cell is recorded, not fatal
+        if cfg.run.strict:
+            raise
+        log.error("[%s] failed: %s: %s", plan.name, type(e).__name__, e)
+        result = {"status": "failed", **ident, "scores": {}, "error": f"{type(e).__name__}: {e}",
+                  "traceback": traceback.format_exc()}
+    finally:
+        logger.finish(failed=failed)
+    result["wall_s"] = round(time.time() - t0, 2)
+    store.write_cell_result(plan.key, result)
+    return result

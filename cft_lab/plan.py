@@ -1,0 +1,116 @@
+"""Planning a cell: which stages run, and the cache key of each artefact.
+
+A cell is one configuration (a row x column of a paper table). ``plan_cell(cfg)`` returns the stages it needs, in
+order, each with the key of the artefact it reads or writes (see ``cft_lab.store``). Keys depend only on the config
+subtrees that change the artefact, never on run identity (``run.*``), logging or output paths:
+
+* data   = data + response_source (+ teacher, only when the objective needs one) + version
+* train  = data key + model + objective + train recipe (minus how it is launched) + version
+* select = train key + eval.select + inference settings + version
+* infer  = the model to evaluate (select key, or the base model) + inference + benchmarks + eval template + version
+* grade  = infer key + version; the cell key is the grade key.
+
+Bump a ``STAGE_VERSIONS`` entry when a stage's output changes for the same config: old artefacts are then ignored.
+
+>>> from cft_lab.plan import STAGE_VERSIONS
+>>> sorted(STAGE_VERSIONS)
+['data', 'grade', 'infer', 'select', 'train']
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cft_lab.config import NEEDS_TEACHER, Config, as_dict
+from cft_lab.store import digest
+
+STAGE_VERSIONS = {"data": "data-v1", "train": "train-v1", "select": "select-v1", "infer": "infer-v1", "grade": "grade-v1"}
+
+# Fields that decide how a run is launched, not what it computes: excluded from the train key.
+_LAUNCH_ONLY = ("launcher", "deepspeed", "logging_steps", "gradient_checkpointing")
+
+
+@dataclass
+class StagePlan:
+    stage: str
+    key: str
+    summary: str  # one line for the dry-run listing
+
+
+@dataclass
+class CellPlan:
+    name: str  # e.g. "tiny_math/cft"
+    key: str  # = the grade key
+    stages: list[StagePlan] = field(default_factory=list)
+
+    def key_of(self, stage: str) -> str | None:
+        return next((s.key for s in self.stages if s.stage == stage), None)
+
+
+def cell_name(cfg: Config) -> str:
+    method = cfg.run.method or cfg.objective.name
+    return f"{cfg.model.name}/{method}"
+
+
+def _model_identity(cfg: Config) -> dict:
+    m = as_dict(cfg.model)
+    return {k: m[k] for k in ("source", "path", "revision", "dtype")}
+
+
+def data_key(cfg: Config) -> str:
+    teacher = as_dict(cfg.teacher) if cfg.objective.name in NEEDS_TEACHER else None
+    if teacher is not None:
+        teacher.pop("label", None)
+        teacher.pop("api_key_env", None)  # where the key lives does not change the critiques
+    data = as_dict(cfg.data)
+    data.pop("label", None)
+    return digest({"v": STAGE_VERSIONS["data"], "data": data, "responses": as_dict(cfg.response_source),
+                   "teacher": teacher})
+
+
+def plan_cell(cfg: Config) -> CellPlan:
+    """The stages of one cell with their keys. Pure: reads the config, touches no file."""
+    stages: list[StagePlan] = []
+    inf = as_dict(cfg.inference)
+    inf.pop("name", None)
+    inf.pop("batch_size", None)  # batching does not change greedy outputs in intent; keep caches shareable
+    if cfg.objective.name == "base":
+        evaluated = {"base": _model_identity(cfg)}
+    else:
+        dkey = data_key(cfg)
+        stages.append(StagePlan("data", dkey, f"{cfg.data.name} x {cfg.response_source.name} responses"
+                                + (f", teacher {cfg.teacher.name}" if cfg.objective.name in NEEDS_TEACHER else "")))
+        train = as_dict(cfg.train)
+        for k in _LAUNCH_ONLY + ("name",):
+            train.pop(k, None)
+        objective = as_dict(cfg.objective)
+        objective.pop("label", None)
+        tkey = digest({"v": STAGE_VERSIONS["train"], "data": dkey, "model": _model_identity(cfg),
+                       "objective": objective, "train": train})
+        t = cfg.train
+        stages.append(StagePlan("train", tkey, (
+            f"{cfg.objective.name} on {cfg.model.name}: lr {t.learning_rate:g} {t.lr_scheduler_type}, warm-up "
+            f"{t.warmup_ratio:g}, batch {t.per_device_train_batch_size}x{t.gradient_accumulation_steps}x"
+            f"{t.num_devices}={t.per_device_train_batch_size * t.gradient_accumulation_steps * t.num_devices}, "
+            f"{t.num_train_epochs:g} epoch, cutoff {t.cutoff_len}" + (", bf16" if t.bf16 else "")
+            + (f", {t.launcher}+{t.deepspeed}" if t.deepspeed else f", {t.launcher}"))))
+        skey = digest({"v": STAGE_VERSIONS["select"], "train": tkey, "select": as_dict(cfg.eval.select),
+                       "inference": inf, "template": cfg.model.eval_template})
+        stages.append(StagePlan("select", skey, f"{cfg.eval.select.strategy} checkpoint on {cfg.eval.select.benchmark}"))
+        evaluated = {"select": skey}
+    ikey = digest({"v": STAGE_VERSIONS["infer"], "model": evaluated, "inference": inf,
+                   "benchmarks": list(cfg.eval.benchmarks), "limit": cfg.eval.limit,
+                   "template": cfg.model.eval_template})
+    stages.append(StagePlan("infer", ikey, (
+        f"{cfg.inference.backend} {cfg.inference.mode}, T={cfg.inference.temperature:g}, "
+        f"max {cfg.inference.max_new_tokens} new tokens, template {cfg.model.eval_template}")))
+    gkey = digest({"v": STAGE_VERSIONS["grade"], "infer": ikey})
+    stages.append(StagePlan("grade", gkey, f"{', '.join(cfg.eval.benchmarks)}"
+                            + (f" (limit {cfg.eval.limit})" if cfg.eval.limit else "")))
+    return CellPlan(name=cell_name(cfg), key=gkey, stages=stages)
+
+
+def format_plan(plan: CellPlan) -> str:
+    lines = [f"cell {plan.name}  [{plan.key}]"]
+    lines += [f"  {s.stage:<7}{s.key}  {s.summary}" for s in plan.stages]
+    return "\n".join(lines)

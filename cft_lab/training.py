@@ -1,0 +1,161 @@
+"""The train stage: one code path for every arm (SFT, SFT-verified, SFT-teacher, CFT).
+
+Input: tokenized rows ``{id, input_ids, completion_mask}`` from ``cft_lab.objectives.tokenize_pairs``. TRL's
+``SFTTrainer`` builds the labels from ``completion_mask`` (prompt tokens -100), pads, and trains; we check that no
+prepared example is fully masked. Output, in the artefact directory::
+
+    checkpoint-<step>/   model weights + tokenizer (+ optimizer state, so an interrupted run resumes)
+    metrics.json         train loss, steps, tokens seen, runtime, log history, checkpoint steps
+
+``launcher=inprocess`` trains in this process (CPU, one GPU). ``torchrun`` / ``deepspeed`` write the resolved request
+to ``request.json`` and run ``python -m cft_lab.training request.json`` under that launcher as a subprocess:
+Hydra multirun and in-process distributed training do not mix (PITFALLS).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+from cft_lab.config import Config, as_dict, to_config
+from cft_lab.loggers import Logger, NoOpLogger
+from cft_lab.modeling import load_model, load_tokenizer
+from cft_lab.objectives import check_masks
+from cft_lab.paths import resolve_repo_path
+
+log = logging.getLogger(__name__)
+
+
+def save_steps_for(cfg: Config, n_examples: int) -> tuple[int, int]:
+    """(total optimizer steps, save spacing) for a run over ``n_examples``."""
+    t = cfg.train
+    global_batch = t.per_device_train_batch_size * t.gradient_accumulation_steps * t.num_devices
+    total = t.max_steps if t.max_steps > 0 else math.ceil(math.ceil(n_examples / global_batch) * t.num_train_epochs)
+    spacing = t.save_steps or max(1, math.ceil(total / max(t.num_checkpoints, 1)))
+    return total, spacing
+
+
+def checkpoints(out_dir: Path) -> list[Path]:
+    """Finished checkpoints (those with weights), by step."""
+    found = [p for p in out_dir.glob("checkpoint-*") if p.is_dir() and any(p.glob("*.safetensors"))]
+    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+
+def _sft_config(cfg: Config, out_dir: Path, n_examples: int):
+    import torch
+    from trl import SFTConfig
+
+    t = cfg.train
+    total, spacing = save_steps_for(cfg, n_examples)
+    return SFTConfig(
+        output_dir=str(out_dir), learning_rate=t.learning_rate, lr_scheduler_type=t.lr_scheduler_type,
+        warmup_steps=t.warmup_ratio, weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm,
+        num_train_epochs=t.num_train_epochs, max_steps=t.max_steps,
+        per_device_train_batch_size=t.per_device_train_batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps, bf16=t.bf16,
+        gradient_checkpointing=t.gradient_checkpointing,
+        deepspeed=str(resolve_repo_path(t.deepspeed)) if t.deepspeed and t.launcher != "inprocess" else None,
+        logging_steps=t.logging_steps, save_strategy="steps", save_steps=spacing, save_total_limit=None,
+        save_only_model=False, seed=t.seed, data_seed=t.seed, report_to="none",
+        max_length=t.cutoff_len, completion_only_loss=True, packing=False, dataset_num_proc=None,
+        use_cpu=not torch.cuda.is_available(), disable_tqdm=False, remove_unused_columns=True,
+    )
+
+
+class _ForwardLogs(TrainerCallback):
+    """Forwards the Trainer's logs to our logger (W&B or no-op), from the main process only."""
+
+    def __init__(self, logger: Logger):
+        self.logger = logger
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and state.is_world_process_zero:
+            self.logger.log({f"train/{k}": v for k, v in logs.items()}, step=state.global_step)
+
+
+def _lora(cfg: Config):
+    if cfg.train.lora is None:
+        return None
+    from peft import LoraConfig
+
+    lo = cfg.train.lora
+    return LoraConfig(r=lo.r, lora_alpha=lo.alpha, lora_dropout=lo.dropout, target_modules=lo.target_modules,
+                      task_type="CAUSAL_LM")
+
+
+def train_inprocess(cfg: Config, model_dir: str, rows: list[dict], out_dir: Path,
+                    logger: Logger | None = None) -> dict:
+    """Train on ``rows`` and leave checkpoints in ``out_dir``; resumes from the last full checkpoint."""
+    from datasets import Dataset
+    from transformers import set_seed
+    from trl import SFTTrainer
+
+    if cfg.run.num_threads:
+        import torch
+
+        torch.set_num_threads(cfg.run.num_threads)
+    set_seed(cfg.train.seed)
+    tokenizer = load_tokenizer(model_dir, cfg.model.revision if cfg.model.source == "hub" else None)
+    model = load_model(model_dir, cfg.model, cfg.model.revision if cfg.model.source == "hub" else None)
+    dataset = Dataset.from_list([{"input_ids": r["input_ids"], "completion_mask": r["completion_mask"]} for r in rows])
+    args = _sft_config(cfg, out_dir, len(rows))
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                         peft_config=_lora(cfg))
+    check_masks(trainer.train_dataset)
+    trainer.add_callback(_ForwardLogs(logger or NoOpLogger()))
+    resume = any(p.joinpath("trainer_state.json").is_file() for p in checkpoints(out_dir))
+    t0 = time.time()
+    result = trainer.train(resume_from_checkpoint=True if resume else None)
+    state = trainer.state
+    if not checkpoints(out_dir) or int(checkpoints(out_dir)[-1].name.split("-")[1]) != state.global_step:
+        trainer.save_model(str(out_dir / f"checkpoint-{state.global_step}"))  # the final weights, always kept
+    tokens = sum(len(r["input_ids"]) for r in rows) * cfg.train.num_train_epochs
+    metrics = {
+        "train_loss": result.training_loss, "global_step": state.global_step, "examples": len(rows),
+        "loss_tokens": sum(sum(r["completion_mask"]) for r in rows), "runtime_s": round(time.time() - t0, 2),
+        "tokens_per_s": round(tokens / max(time.time() - t0, 1e-9), 1), "resumed": resume,
+        "checkpoint_steps": [int(p.name.split("-")[1]) for p in checkpoints(out_dir)],
+        "log_history": state.log_history,
+    }
+    if state.is_world_process_zero:
+        (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return metrics
+
+
+def train_subprocess(cfg: Config, model_dir: str, rows_path: Path, out_dir: Path) -> dict:
+    """Run the same training under torchrun/deepspeed from a resolved request file (multi-GPU)."""
+    request = out_dir / "request.json"
+    request.write_text(json.dumps({"config": as_dict(cfg), "model_dir": model_dir, "rows": str(rows_path),
+                                   "out_dir": str(out_dir)}, indent=2))
+    n = str(cfg.train.num_devices)
+    if cfg.train.launcher == "torchrun":
+        cmd = ["torchrun", "--standalone", f"--nproc_per_node={n}", "-m", "cft_lab.training", str(request)]
+    else:
+        cmd = ["deepspeed", f"--num_gpus={n}", "--module", "cft_lab.training", str(request)]
+    log.info("launching: %s", " ".join(cmd))
+    subprocess.run(cmd, check=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    return json.loads((out_dir / "metrics.json").read_text())
+
+
+def _worker(request_path: str) -> None:
+    from omegaconf import OmegaConf
+
+    from cft_lab.store import read_jsonl
+
+    req = json.loads(Path(request_path).read_text())
+    cfg = to_config(OmegaConf.create(req["config"]))
+    rows = list(read_jsonl(Path(req["rows"])))
+    train_inprocess(cfg, req["model_dir"], rows, Path(req["out_dir"]))
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO)
+    _worker(sys.argv[1])

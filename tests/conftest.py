@@ -1,0 +1,63 @@
+"""Shared fixtures: offline, CPU-only, every run product under a per-test temporary folder."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Small enough to train and evaluate a cell in seconds, large enough that every stage does real work.
+SMOKE = [
+    "logger=none",
+    "data.testbed.n_train=48",
+    "train.max_steps=6",
+    "train.num_checkpoints=2",
+    "train.logging_steps=1",
+    "eval.limit=6",
+    "eval.select.limit=6",
+    "inference.max_new_tokens=40",
+    "run.num_threads=1",
+]
+
+
+def compose(overrides: list[str]):
+    """Compose the project's config exactly as ``python -m cft_lab`` would, and type it."""
+    from hydra import compose as hcompose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from cft_lab.config import register, to_config
+    from cft_lab.paths import CONF_DIR
+
+    register()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return to_config(hcompose("config", overrides=overrides))
+
+
+def run_cli(args: list[str], outputs: Path, timeout: int = 600, check: bool = True) -> subprocess.CompletedProcess:
+    """Run ``python -m cft_lab`` (or another module) for real, in a subprocess, with outputs redirected."""
+    env = {**os.environ, "CFT_LAB_OUTPUTS": str(outputs), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc
+
+
+@pytest.fixture
+def outputs(tmp_path: Path, monkeypatch) -> Path:
+    out = tmp_path / "outputs"
+    monkeypatch.setenv("CFT_LAB_OUTPUTS", str(out))
+    return out

@@ -1,0 +1,106 @@
+"""End to end on tiny settings, through the real stages and the real CLI: a cell trains and changes its
+parameters, a sweep with a failing cell still renders its table, a rerun skips finished cells, and a W&B offline
+run holds the config and metrics with no secret anywhere."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from cft_lab.pipeline import run_cell
+from cft_lab.plan import plan_cell
+from cft_lab.store import Store
+from conftest import SMOKE, compose, run_cli
+
+SECRET = "sk-THIS-IS-A-TEST-SECRET-0123456789abcdef"
+
+
+def test_cell_trains_selects_and_scores(outputs):
+    import torch
+    from safetensors.torch import load_file
+
+    from cft_lab.modeling import model_path
+
+    cfg = compose(SMOKE + ["objective=cft", f"paths.outputs={outputs}"])
+    result = run_cell(cfg)
+    assert result["status"] == "ok", result.get("traceback")
+    assert set(result["scores"]) == {"testbed_2step", "testbed_3step", "testbed_4step", "testbed_5step"}
+    assert all(s["n"] == 6 and 0 <= s["ci_low"] <= s["accuracy"] <= s["ci_high"] <= 100
+               for s in result["scores"].values())
+
+    store, plan = Store(outputs), plan_cell(cfg)
+    train_dir = store.path("train", plan.key_of("train"))
+    counts = json.loads((train_dir / "pairs.json").read_text())
+    assert counts["objective"] == "cft" and counts["pairs"] == 48 and counts["examples"] + counts["dropped"] == 48
+    selection = json.loads((store.path("select", plan.key_of("select")) / "selection.json").read_text())
+    assert [c["step"] for c in selection["checkpoints"]] == [3, 6]
+    assert selection["selected"] in selection["checkpoints"] and result["selected"] == selection["selected"]["path"]
+
+    base = load_file(str(Path(model_path(cfg.model)) / "model.safetensors"))
+    tuned = load_file(str(train_dir / "checkpoint-6" / "model.safetensors"))
+    changed = [k for k in base if not torch.equal(base[k], tuned[k])]
+    assert len(changed) == len(base), f"unchanged after training: {sorted(set(base) - set(changed))}"
+
+    records = [json.loads(x) for x in (store.path("data", plan.key_of("data")) / "records.jsonl").open()]
+    assert len(records) == 48 and all(r["critique"].endswith("[END]") for r in records)
+    graded = [json.loads(x) for x in (store.path("grade", plan.key) / "testbed_2step.jsonl").open()]
+    assert len(graded) == 6 and all(set(r) == {"id", "gold", "output", "correct"} for r in graded)
+
+
+def _cutoff_between_sft_and_cft(outputs: Path) -> int:
+    """A cutoff every SFT pair fits in and no CFT pair does (a real, deliberate failure of the CFT cell)."""
+    from cft_lab.data import build_records
+    from cft_lab.modeling import load_tokenizer, model_path
+    from cft_lab.objectives import build_pairs
+
+    lengths = {}
+    for obj in ("sft", "cft"):
+        cfg = compose(SMOKE + [f"objective={obj}"])
+        tok = load_tokenizer(model_path(cfg.model))
+        pairs, _ = build_pairs(cfg.objective, build_records(cfg))
+        lengths[obj] = [len(tok(p.prompt + p.completion, add_special_tokens=False)["input_ids"]) for p in pairs]
+    assert max(lengths["sft"]) < min(lengths["cft"])
+    return max(lengths["sft"])
+
+
+def test_sweep_with_a_failing_cell_renders_and_rerun_skips_finished(outputs):
+    cutoff = _cutoff_between_sft_and_cft(outputs)
+    args = ["cft_lab", "table=demo", "method=base,sft,cft", f"train.cutoff_len={cutoff}", "train.truncation=drop",
+            *SMOKE]
+    first = run_cli(args, outputs)  # the multirun itself must succeed although one cell fails
+    md = (outputs / "tables" / "demo.md").read_text()
+    assert "MaskError" in md and "all 48 pairs were dropped" in md
+    for name in ("demo.csv", "demo.tex", "demo.png"):
+        assert (outputs / "tables" / name).stat().st_size > 0
+    results = {p.parent.name: json.loads(p.read_text()) for p in (outputs / "store" / "cells").glob("*/result.json")}
+    assert sorted(r["status"] for r in results.values()) == ["failed", "ok", "ok"]
+    failed = next(r for r in results.values() if r["status"] == "failed")
+    assert failed["method"] == "cft" and "Traceback" in failed["traceback"]
+    assert "Base" in md and "WebInstruct-SFT" in md
+
+    stamps = {k: (outputs / "store/cells" / k / "result.json").stat().st_mtime_ns for k in results}
+    second = run_cli(args, outputs)
+    assert second.stderr.count("finished before") == 2 + 0 * len(first.stderr)
+    for key, r in results.items():
+        same = (outputs / "store/cells" / key / "result.json").stat().st_mtime_ns == stamps[key]
+        assert same == (r["status"] == "ok"), key  # finished cells untouched; the failed one is retried
+
+
+def test_wandb_offline_run_holds_config_and_metrics_and_no_secret(outputs, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    monkeypatch.setenv("WANDB_API_KEY", "0123456789abcdef0123456789abcdef01234567")
+    overrides = [o for o in SMOKE if o != "logger=none"] + ["logger=wandb", "objective=sft", "method=sft"]
+    run_cli(["cft_lab", *overrides], outputs)
+    runs = list((outputs / "wandb" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    files = runs[0] / "files"
+    config = (files / "config.yaml").read_text()
+    assert "objective" in config and "tiny_math" in config and "cell_key" in config
+    summary = json.loads((files / "wandb-summary.json").read_text())
+    assert "test/testbed_2step/accuracy" in summary and "train/loss" in summary
+    leaked = [p for p in outputs.rglob("*") if p.is_file() and p.stat().st_size < 50_000_000
+              and (SECRET.encode() in p.read_bytes() or b"0123456789abcdef0123456789abcdef01234567" in p.read_bytes())]
+    assert leaked == []

@@ -27,13 +27,20 @@ def _main(dcfg: DictConfig) -> None:
     from cft_lab.pipeline import run_cell
 
     cfg = to_config(dcfg)
-    if cfg.dry_run:
+    if cfg.dry_run and not _in_multirun():  # a sweep prints one resolved config and the plan when it ends
         print(OmegaConf.to_yaml(OmegaConf.create(sanitize(OmegaConf.to_container(dcfg, resolve=True)))), flush=True)
     result = run_cell(cfg)
     if result["status"] == "ok" and not cfg.dry_run:
         summary = {s["label"]: f"{s['accuracy']:.1f} [{s['ci_low']:.1f}, {s['ci_high']:.1f}]"
                    for s in result["scores"].values()}
         log.info("[%s] %s", result["cell"], json.dumps(summary, ensure_ascii=False))
+
+
+def _in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def main() -> None:

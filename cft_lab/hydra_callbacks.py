@@ -24,7 +24,7 @@ class RenderTable(Callback):
         from cft_lab import tables
 
         if config.get("dry_run"):
-            print("\n" + tables.plan_text(table, overrides), flush=True)
+            print("\n" + tables.plan_text(table, overrides, show_config=True), flush=True)
             return
         try:
             result = tables.render(table, overrides)

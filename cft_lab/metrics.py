@@ -18,6 +18,8 @@ def wilson(correct: int, n: int, z: float = Z95) -> tuple[float, float]:
     [0.4038, 0.5962]
     >>> wilson(0, 0)
     (0.0, 1.0)
+    >>> wilson(0, 6)[0], wilson(6, 6)[1]
+    (0.0, 1.0)
     """
     if n == 0:
         return 0.0, 1.0
@@ -25,7 +27,9 @@ def wilson(correct: int, n: int, z: float = Z95) -> tuple[float, float]:
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    lo = 0.0 if correct == 0 else max(0.0, centre - half)  # exact bounds at 0/n and n/n (no float dust)
+    hi = 1.0 if correct == n else min(1.0, centre + half)
+    return lo, hi
 
 
 def score(correct: int, n: int) -> dict:

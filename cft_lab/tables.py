@@ -50,7 +50,8 @@ def expand(table: str, overrides: list[str] = ()) -> list[Config]:
     GlobalHydra.instance().clear()
     base = [f"table={table}", *[o for o in overrides if not o.startswith("table=")]]
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        primary = compose("config", overrides=base, return_hydra_config=True)
+        plain = [o.input_line for o in OverridesParser.create().parse_overrides(base) if not o.is_sweep_override()]
+        primary = compose("config", overrides=plain, return_hydra_config=True)
         params = dict(primary.hydra.sweeper.params or {})
         return [to_config(compose("config", overrides=cell)) for cell in sweep_overrides(params, base)]
 
@@ -93,9 +94,19 @@ def render(table: str, overrides: list[str] = (), out_dir: Path | None = None, q
     return {"frame": frame, "paths": paths, "cells": cells, "configs": configs}
 
 
-def plan_text(table: str, overrides: list[str] = ()) -> str:
+def plan_text(table: str, overrides: list[str] = (), show_config: bool = False) -> str:
+    """The planned cells of a table with their keys; ``show_config`` prepends the first cell's resolved config."""
+    from omegaconf import OmegaConf
+
+    from cft_lab.config import as_dict
+    from cft_lab.loggers import sanitize
+
     configs = expand(table, overrides)
-    lines = [f"{table}: {len(configs)} cells"]
+    lines = []
+    if show_config:
+        lines += [f"# resolved config of the first cell ({plan_cell(configs[0]).name}); the others differ only in "
+                  "the swept choices", OmegaConf.to_yaml(OmegaConf.create(sanitize(as_dict(configs[0]))))]
+    lines.append(f"{table}: {len(configs)} cells")
     lines += [format_plan(plan_cell(c)) for c in configs]
     return "\n".join(lines)
 

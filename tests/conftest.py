@@ -31,6 +31,9 @@ SMOKE = [
     "run.num_threads=1",
 ]
 
+# The paper world (the 7B model is named, never loaded): the real data code runs offline on local files.
+PAPER_WORLD_TINY = ["model=qwen2_5_math_7b", "data=webinstruct_cft_50k", "teacher=gpt4o_1120", "logger=none"]
+
 
 def compose(overrides: list[str]):
     """Compose the project's config exactly as ``python -m cft_lab`` would, and type it."""

@@ -54,7 +54,7 @@ class BaseRecipe:
 
 RECIPES = {
     "tiny_math": BaseRecipe(128, 4, 4, 2, 384, pretrain_examples=16000, epochs=2),
-    "tiny_general": BaseRecipe(128, 4, 4, 2, 384, pretrain_examples=8000, epochs=1),
+    "tiny_general": BaseRecipe(128, 4, 4, 2, 384, pretrain_examples=16000, epochs=1),
     "tiny_small": BaseRecipe(96, 3, 4, 2, 256, pretrain_examples=12000, epochs=2),
 }
 

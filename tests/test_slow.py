@@ -1,0 +1,34 @@
+"""Slow checks (``make test-slow``): the multi-GPU launch path on CPU and a whole tiny table sweep."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cft_lab.pipeline import run_cell
+from conftest import SMOKE, compose, run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def test_torchrun_launcher_trains_in_a_subprocess(outputs):
+    """`train.launcher=torchrun` writes a resolved request and trains under torchrun (gloo on CPU)."""
+    cfg = compose(SMOKE + ["objective=sft", "train.launcher=torchrun", f"paths.outputs={outputs}"])
+    result = run_cell(cfg)
+    assert result["status"] == "ok", result.get("traceback")
+    train_dir = outputs / "store" / "train" / result["stages"]["train"]
+    request = json.loads((train_dir / "request.json").read_text())
+    assert request["config"]["train"]["launcher"] == "torchrun"
+    assert json.loads((train_dir / "metrics.json").read_text())["global_step"] == 6
+
+
+def test_table7_tiny_sweep_renders_every_cell(outputs):
+    args = ["cft_lab", "table=table7_tiny", "logger=none", "data.testbed.n_train=400", "eval.limit=50",
+            "eval.select.limit=50"]
+    proc = run_cli(args, outputs, timeout=1200)
+    md = (outputs / "tables" / "table7_tiny.md").read_text()
+    assert "3/3 cells done" in md and "SFT-verified" in md and "GPT-4o-mini" in md
+    again = run_cli(args, outputs, timeout=300)
+    assert (again.stdout + again.stderr).count("finished before") == 3, again.stdout[-2000:]
+    assert "table7" in proc.stdout

@@ -20,7 +20,7 @@ import time
 import traceback
 
 from cft_lab.config import NEEDS_TEACHER, Config, as_dict
-from cft_lab.loggers import make_logger, sanitize
+from cft_lab.loggers import NoOpLogger, make_logger, sanitize
 from cft_lab.modeling import model_path
 from cft_lab.plan import CellPlan, format_plan, plan_cell
 from cft_lab.store import Store
@@ -75,11 +75,12 @@ def run_cell(cfg: Config) -> dict:
     if cached and cached.get("status") == "ok":
         log.info("[%s] finished before (cell %s): nothing to do", plan.name, plan.key)
         return cached
-    logger = make_logger(cfg.logger, name=plan.name, group=cfg.run.table, outputs=store.root.parent,
-                         config=sanitize({**as_dict(cfg), "cell_key": plan.key, "stage_keys": ident["stages"]}))
+    logger = NoOpLogger()
     failed = True
     t0 = time.time()
     try:
+        logger = make_logger(cfg.logger, name=plan.name, group=cfg.run.table, outputs=store.root.parent,
+                             config=sanitize({**as_dict(cfg), "cell_key": plan.key, "stage_keys": ident["stages"]}))
         result = {"status": "ok", **ident, **execute(cfg, plan, store, logger), "error": None}
         failed = False
     except Exception as e:  # a failing cell is recorded, not fatal

@@ -71,26 +71,22 @@ def run_train(cfg: Config, store: Store, key: str, data_dir: Path, logger: Logge
     return out
 
 
-def evaluate(cfg: Config, model_dir: str, bench_name: str, limit: int | None, out_file: Path | None = None,
-             desc: str = "") -> list[dict]:
-    """Generate answers for one benchmark and grade them: rows ``{id, gold, prompt, output, correct}``."""
-    from cft_lab.generation import generate
-
+def evaluate(cfg: Config, generator, bench_name: str, limit: int | None, desc: str = "") -> list[dict]:
+    """Generate answers for one benchmark with a loaded generator and grade them:
+    rows ``{id, gold, prompt, output, correct}``."""
     bench = benchmarks.get(bench_name)
     items = bench.load()
     if limit is not None:
         items = items[:limit]
     prompts = [render_eval_prompt(cfg.model.eval_template, it["question"]) for it in items]
-    outputs = generate(model_dir, prompts, cfg.inference, cfg.model, MATH_STOP_STRINGS, desc=desc or bench_name)
-    rows = [{"id": it["id"], "gold": it["gold"], "prompt": p, "output": o, "correct": bench.grade(o, it["gold"])}
+    outputs = generator.generate(prompts, MATH_STOP_STRINGS, desc=desc or bench_name)
+    return [{"id": it["id"], "gold": it["gold"], "prompt": p, "output": o, "correct": bench.grade(o, it["gold"])}
             for it, p, o in zip(items, prompts, outputs)]
-    if out_file is not None:
-        write_jsonl(out_file, rows)
-    return rows
 
 
 def run_select(cfg: Config, store: Store, key: str, train_dir: Path, logger: Logger) -> str:
     """Score every checkpoint on the validation benchmark; keep the strictly best (first on ties, as the paper)."""
+    from cft_lab.generation import make_generator
     from cft_lab.training import checkpoints
 
     out = store.path("select", key)
@@ -100,8 +96,9 @@ def run_select(cfg: Config, store: Store, key: str, train_dir: Path, logger: Log
         scored = []
         for ckpt in checkpoints(train_dir):
             step = int(ckpt.name.split("-")[1])
-            rows = [] if sel.strategy == "last" else evaluate(cfg, str(ckpt), sel.benchmark, sel.limit,
-                                                                desc=f"select {ckpt.name}")
+            rows = [] if sel.strategy == "last" else evaluate(
+                cfg, make_generator(str(ckpt), cfg.model, cfg.inference), sel.benchmark, sel.limit,
+                desc=f"select {ckpt.name}")  # one model load per checkpoint
             acc = score(sum(r["correct"] for r in rows), len(rows))["accuracy"] if rows else None
             scored.append({"step": step, "path": str(ckpt), "accuracy": acc})
             if acc is not None:
@@ -117,15 +114,17 @@ def run_select(cfg: Config, store: Store, key: str, train_dir: Path, logger: Log
 
 
 def run_infer(cfg: Config, store: Store, key: str, model_dir: str) -> Path:
+    from cft_lab.generation import make_generator
+
     if store.done("infer", key):
         return store.path("infer", key)
     out = store.begin("infer", key, fresh=False)
-    for name in cfg.eval.benchmarks:
+    todo = [name for name in cfg.eval.benchmarks if not (out / f"{name}.jsonl").is_file()]  # resume: keep finished
+    generator = make_generator(model_dir, cfg.model, cfg.inference) if todo else None  # one load for every benchmark
+    for name in todo:
         target = out / f"{name}.jsonl"
-        if target.is_file():  # finished benchmarks of an interrupted run are kept
-            continue
         t0 = time.time()
-        rows = evaluate(cfg, model_dir, name, cfg.eval.limit, desc=f"infer {name}")
+        rows = evaluate(cfg, generator, name, cfg.eval.limit, desc=f"infer {name}")
         write_jsonl(target, [{k: r[k] for k in ("id", "prompt", "output")} for r in rows])
         log.info("infer %s %s: %d items in %.1f s", key, name, len(rows), time.time() - t0)
     store.finish("infer", key)

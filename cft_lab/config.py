@@ -266,6 +266,9 @@ def check_combination(cfg: Config) -> None:
         raise ConfigError(f"data={data.name} has kind webinstruct_cft but no `hub:` block")
     if cfg.train.launcher not in ("inprocess", "torchrun", "deepspeed"):
         raise ConfigError(f"train.launcher={cfg.train.launcher} is not one of inprocess, torchrun, deepspeed")
+    if cfg.train.launcher == "inprocess" and cfg.train.num_devices != 1:
+        raise ConfigError(f"train.num_devices={cfg.train.num_devices} needs train.launcher=torchrun or deepspeed "
+                          f"(train={cfg.train.name} has launcher=inprocess, which trains on one device)")
     if cfg.train.truncation not in ("paper", "drop"):
         raise ConfigError(f"train.truncation={cfg.train.truncation} is not one of paper, drop")
     if not cfg.eval.benchmarks:

@@ -136,10 +136,13 @@ def train_subprocess(cfg: Config, model_dir: str, rows_path: Path, out_dir: Path
     request.write_text(json.dumps({"config": as_dict(cfg), "model_dir": model_dir, "rows": str(rows_path),
                                    "out_dir": str(out_dir)}, indent=2))
     n = str(cfg.train.num_devices)
+    # the launchers' modules under this interpreter, so an un-activated virtual environment works too
     if cfg.train.launcher == "torchrun":
-        cmd = ["torchrun", "--standalone", f"--nproc_per_node={n}", "-m", "cft_lab.training", str(request)]
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}",
+               "-m", "cft_lab.training", str(request)]
     else:
-        cmd = ["deepspeed", f"--num_gpus={n}", "--module", "cft_lab.training", str(request)]
+        cmd = [sys.executable, "-m", "deepspeed.launcher.runner", f"--num_gpus={n}", "--module",
+               "cft_lab.training", str(request)]
     log.info("launching: %s", " ".join(cmd))
     subprocess.run(cmd, check=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     return json.loads((out_dir / "metrics.json").read_text())

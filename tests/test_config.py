@@ -56,6 +56,7 @@ def test_every_option_composes():
     (["objective=sft_teacher", "teacher=none"], ["objective=sft_teacher", "teacher=none"]),
     (PAPER_WORLD + ["teacher=testbed_strong"], ["teacher=testbed_strong", "data=webinstruct_cft_50k"]),
     (["model=qwen2_5_7b"], ["model=qwen2_5_7b", "data=testbed"]),
+    (PAPER_WORLD + ["train.launcher=inprocess"], ["train.num_devices=8", "launcher=inprocess"]),
 ])
 def test_impossible_combinations_fail_naming_both_choices(overrides, names):
     with pytest.raises(ConfigError) as err:

@@ -10,11 +10,13 @@ table marks the hole and says why (PITFALLS: one failed job must not stop ``make
      "model": "tiny-math (≈Qwen2.5-Math-7B)", "objective": "cft", "teacher": "testbed-strong (≈GPT-4o-1120)",
      "scores": {"testbed_2step": {"label": "2-step", "correct": 120, "n": 200, "accuracy": 60.0,
                                    "ci_low": 53.1, "ci_high": 66.5}, ...},
-     "stages": {"data": "<key>", ...}, "timings_s": {"data": 0.4, ...}, "error": null}
+     "stages": {"data": "<key>", ...}, "timings_s": {"data": 0.4, ...}, "error": null,
+     "data_card": {...}, "train_examples": {"pairs": 2000, "truncated": 0, "dropped": 0, ...}, "selected": "..."}
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import traceback
@@ -56,6 +58,8 @@ def execute(cfg: Config, plan: CellPlan, store: Store, logger) -> dict:
         train_dir = timed("train", stages.run_train, data_dir, logger)
         evaluated = timed("select", stages.run_select, train_dir, logger)
         extra["selected"] = evaluated
+        extra["data_card"] = json.loads((data_dir / "card.json").read_text())
+        extra["train_examples"] = json.loads((train_dir / "pairs.json").read_text())  # truncated / dropped per arm
     infer_dir = timed("infer", stages.run_infer, evaluated)
     scores = timed("grade", stages.run_grade, infer_dir)
     for name, s in scores.items():

@@ -27,6 +27,7 @@ class Benchmark:
     label: str  # table column
     load: Callable[[], list[dict]]
     grade: Callable[[str, str], bool]  # (model output, gold) -> correct
+    available: bool = True  # False: registered for planning only
 
 
 def _testbed_items(split: str, min_steps: int, max_steps: int, n: int = TESTBED_SIZE) -> list[dict]:
@@ -76,7 +77,7 @@ def _not_yet_grade(name: str) -> Callable[[str, str], bool]:
 
 
 for _name, _label in PAPER_LABELS.items():
-    REGISTRY[_name] = Benchmark(_name, _label, _not_yet(_name), _not_yet_grade(_name))
+    REGISTRY[_name] = Benchmark(_name, _label, _not_yet(_name), _not_yet_grade(_name), available=False)
 
 
 def get(name: str) -> Benchmark:

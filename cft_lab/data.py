@@ -113,6 +113,10 @@ def _webinstruct_records(cfg: Config, use_teacher: bool) -> list[dict]:
         raise NotImplementedError(
             f"objective=sft_teacher needs teacher={t.name}'s own answers, which the released data does not hold; "
             "they come from the teacher stage.")
+    if cfg.response_source.kind != "reference":
+        raise NotImplementedError(
+            f"response_source={cfg.response_source.name} needs responses sampled from a model (the teacher stage's "
+            f"self-generation); data={cfg.data.name} only holds its reference responses")
     rows = load_released_rows(cfg.data.hub)
     records = []
     for i, row in enumerate(rows):

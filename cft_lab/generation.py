@@ -32,14 +32,15 @@ def cut_at_stops(text: str, stops: list[str]) -> str:
 class HFGenerator:
     """transformers ``generate`` on one loaded model."""
 
-    def __init__(self, model_dir: str, model_cfg: ModelConfig, inference: InferenceConfig):
+    def __init__(self, model_dir: str, model_cfg: ModelConfig, inference: InferenceConfig,
+                 revision: str | None = None):
         import torch
 
         self.inference = inference
-        self.tok = load_tokenizer(model_dir)
+        self.tok = load_tokenizer(model_dir, revision, model_cfg.trust_remote_code)
         self.tok.padding_side = "left"
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.model = load_model(model_dir, model_cfg).to(self.device).eval()
+        self.model = load_model(model_dir, model_cfg, revision).to(self.device).eval()
         self.eos = stop_token_ids(self.tok)
 
     def generate(self, prompts: list[str], stops: list[str], desc: str = "generate") -> list[str]:
@@ -68,7 +69,14 @@ class HFGenerator:
         return outputs
 
 
-def make_generator(model_dir: str, model_cfg: ModelConfig, inference: InferenceConfig) -> HFGenerator:
+def make_generator(model_dir: str, model_cfg: ModelConfig, inference: InferenceConfig,
+                   revision: str | None = None) -> HFGenerator:
+    check_backend(inference)
+    return HFGenerator(model_dir, model_cfg, inference, revision)
+
+
+def check_backend(inference: InferenceConfig) -> None:
+    """Refuse what this build cannot run, before any training (the pipeline calls it first)."""
     if inference.backend != "hf":
         raise NotImplementedError(
             f"inference.backend={inference.backend} is not in this build yet (evaluation stage); use backend=hf")
@@ -76,4 +84,3 @@ def make_generator(model_dir: str, model_cfg: ModelConfig, inference: InferenceC
         raise NotImplementedError("inference.n > 1 (several samples per prompt) comes with the evaluation stage")
     if inference.mode != "direct":
         raise NotImplementedError(f"inference.mode={inference.mode}: only direct inference is in this build")
-    return HFGenerator(model_dir, model_cfg, inference)

@@ -32,7 +32,10 @@ class RenderTable(Callback):
             log.exception("rendering %s failed; rerun `python -m cft_lab.tables %s`", table, table)
             return
         log.info("table %s written: %s", table, ", ".join(str(p) for p in result["paths"].values()))
-        _log_table(config, table, result)
+        try:
+            _log_table(config, table, result)
+        except Exception as e:  # the files are written; a tracker failure is only a warning
+            log.warning("logging table %s to the tracker failed: %s", table, e)
 
 
 def _log_table(config: DictConfig, table: str, result: dict) -> None:

@@ -66,6 +66,9 @@ class WandbLogger:
         self.run = wandb.init(project=cfg.project, entity=cfg.entity, mode=cfg.mode, dir=str(wdir), name=name,
                               group=group, job_type=job_type, config=sanitize(config), reinit="finish_previous",
                               settings=wandb.Settings(console="off", x_disable_stats=True, silent=True))
+        # checkpoint selection is logged after training reached its last step: give it its own x-axis
+        self.run.define_metric("select/step")
+        self.run.define_metric("select/*", step_metric="select/step")
 
     def log(self, metrics: dict, step: int | None = None) -> None:
         self.run.log(metrics, step=step)

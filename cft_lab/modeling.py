@@ -36,11 +36,11 @@ def load_tokenizer(path: str, revision: str | None = None, trust_remote_code: bo
     return tok
 
 
-def load_model(path: str, model: ModelConfig, revision: str | None = None):
+def load_model(path: str, model: ModelConfig, revision: str | None = None, dtype: str | None = None):
     import torch
     from transformers import AutoModelForCausalLM
 
-    kwargs = {"dtype": getattr(torch, DTYPES[model.dtype]), "trust_remote_code": model.trust_remote_code}
+    kwargs = {"dtype": getattr(torch, DTYPES[dtype or model.dtype]), "trust_remote_code": model.trust_remote_code}
     if model.attn_implementation:
         kwargs["attn_implementation"] = model.attn_implementation
     return AutoModelForCausalLM.from_pretrained(path, revision=revision, **kwargs)

@@ -43,6 +43,8 @@ class MaskError(ValueError):
 def build_pairs(objective: ObjectiveConfig, records: list[dict]) -> tuple[list[Pair], dict]:
     """Pairs for one objective, and counts of the records it used and skipped (with the reason)."""
     name, tpl, system = objective.name, objective.template, objective.system_prompt
+    if name == "cft" and not objective.instruction:
+        raise ValueError("objective=cft needs objective.instruction (the critique instruction of PROTOCOL §1.2)")
     suffix = completion_suffix(tpl)
     pairs: list[Pair] = []
     skipped: dict[str, int] = {}
@@ -70,7 +72,7 @@ def build_pairs(objective: ObjectiveConfig, records: list[dict]) -> tuple[list[P
             if not r.get("critique"):
                 skip("no critique")
                 continue
-            user = cft_user_turn(r["question"], r["response"], objective.instruction or "")
+            user = cft_user_turn(r["question"], r["response"], objective.instruction)
             target = r["critique"]
         else:
             raise ValueError(f"objective={name} has no training pairs")
@@ -106,8 +108,8 @@ def infer_seqlen(source_len: int, target_len: int, cutoff_len: int) -> tuple[int
 def tokenize_pairs(pairs: list[Pair], tokenizer, cutoff_len: int, truncation: str = "paper") -> tuple[list[dict], dict]:
     """Rows ``{id, input_ids, completion_mask}`` and counts ``{examples, truncated, dropped, loss_tokens, ...}``.
 
-    ``truncation="paper"`` cuts with :func:`infer_seqlen` (the source loses its head, as LLaMA-Factory keeps the
-    first tokens of each side: here the prompt keeps its start); ``"drop"`` drops any pair over the cutoff.
+    ``truncation="paper"`` cuts with :func:`infer_seqlen` and, like LLaMA-Factory, keeps the first tokens of each
+    side (a long prompt loses its tail); ``"drop"`` drops any pair over the cutoff.
     """
     rows, truncated, dropped, loss_tokens, lengths = [], 0, 0, 0, []
     for p in pairs:

@@ -40,6 +40,19 @@ def _identity(cfg: Config, plan: CellPlan) -> dict:
     }
 
 
+def preflight(cfg: Config) -> None:
+    """Refuse, before any data is built or model trained, what this build cannot finish (a missing generation
+    backend or benchmark loader would otherwise fail only after hours of training)."""
+    from cft_lab import benchmarks
+    from cft_lab.generation import check_backend
+
+    check_backend(cfg.inference)
+    missing = [b for b in [*cfg.eval.benchmarks, cfg.eval.select.benchmark] if not benchmarks.get(b).available]
+    if missing and not (cfg.objective.name == "base" and missing == [cfg.eval.select.benchmark]):
+        raise NotImplementedError(f"benchmarks {', '.join(missing)} have no loader in this build yet "
+                                  "(the evaluation stage); testbed benchmarks run now")
+
+
 def execute(cfg: Config, plan: CellPlan, store: Store, logger) -> dict:
     timings: dict[str, float] = {}
 
@@ -50,6 +63,7 @@ def execute(cfg: Config, plan: CellPlan, store: Store, logger) -> dict:
         timings[stage] = round(time.time() - t0, 2)
         return out
 
+    preflight(cfg)
     extra: dict = {}
     if cfg.objective.name == "base":
         evaluated = model_path(cfg.model)
@@ -57,7 +71,7 @@ def execute(cfg: Config, plan: CellPlan, store: Store, logger) -> dict:
         data_dir = timed("data", stages.run_data)
         train_dir = timed("train", stages.run_train, data_dir, logger)
         evaluated = timed("select", stages.run_select, train_dir, logger)
-        extra["selected"] = evaluated
+        extra["selected"] = store.relative(evaluated)  # relative to the store: portable across mounts
         extra["data_card"] = json.loads((data_dir / "card.json").read_text())
         extra["train_examples"] = json.loads((train_dir / "pairs.json").read_text())  # truncated / dropped per arm
     infer_dir = timed("infer", stages.run_infer, evaluated)
@@ -94,7 +108,10 @@ def run_cell(cfg: Config) -> dict:
         result = {"status": "failed", **ident, "scores": {}, "error": f"{type(e).__name__}: {e}",
                   "traceback": traceback.format_exc()}
     finally:
-        logger.finish(failed=failed)
+        try:
+            logger.finish(failed=failed)
+        except Exception as e:  # a tracker hiccup must not lose the cell's result
+            log.warning("[%s] logger.finish failed: %s", plan.name, e)
     result["wall_s"] = round(time.time() - t0, 2)
     store.write_cell_result(plan.key, result)
     return result

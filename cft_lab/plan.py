@@ -19,15 +19,19 @@ Bump a ``STAGE_VERSIONS`` entry when a stage's output changes for the same confi
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from cft_lab.config import NEEDS_TEACHER, Config, as_dict
 from cft_lab.store import digest
 
+log = logging.getLogger(__name__)
+
 STAGE_VERSIONS = {"data": "data-v1", "train": "train-v1", "select": "select-v1", "infer": "infer-v1", "grade": "grade-v1"}
 
-# Fields that decide how a run is launched, not what it computes: excluded from the train key.
-_LAUNCH_ONLY = ("launcher", "deepspeed", "logging_steps", "gradient_checkpointing")
+# Fields that decide how a run is launched, not what it computes: excluded from the train key. (The DeepSpeed
+# config stays in: it decides master-weight precision and the optimizer's numerics.)
+_LAUNCH_ONLY = ("launcher", "logging_steps", "gradient_checkpointing")
 
 
 @dataclass
@@ -53,8 +57,15 @@ def cell_name(cfg: Config) -> str:
 
 
 def _model_identity(cfg: Config) -> dict:
+    """What the base weights are: hub id + revision, or a testbed base + its recipe digest (so `make bases`
+    after a recipe change does not reuse cells of the old bases)."""
     m = as_dict(cfg.model)
-    return {k: m[k] for k in ("source", "path", "revision", "dtype")}
+    ident = {k: m[k] for k in ("source", "path", "revision", "dtype")}
+    if cfg.model.source == "testbed":
+        from cft_lab.testbed.bases import RECIPES, recipe_digest
+
+        ident["recipe"] = recipe_digest(cfg.model.path) if cfg.model.path in RECIPES else None
+    return ident
 
 
 def data_key(cfg: Config) -> str:
@@ -72,8 +83,7 @@ def plan_cell(cfg: Config) -> CellPlan:
     """The stages of one cell with their keys. Pure: reads the config, touches no file."""
     stages: list[StagePlan] = []
     inf = as_dict(cfg.inference)
-    inf.pop("name", None)
-    inf.pop("batch_size", None)  # batching does not change greedy outputs in intent; keep caches shareable
+    inf.pop("name", None)  # batch_size stays: batched decoding is not batch-invariant (PITFALLS)
     if cfg.objective.name == "base":
         evaluated = {"base": _model_identity(cfg)}
     else:
@@ -88,6 +98,8 @@ def plan_cell(cfg: Config) -> CellPlan:
         tkey = digest({"v": STAGE_VERSIONS["train"], "data": dkey, "model": _model_identity(cfg),
                        "objective": objective, "train": train})
         t = cfg.train
+        if cfg.model.source == "hub" and cfg.model.revision is None:
+            log.warning("model=%s has no pinned revision: its cache keys cannot see hub updates", cfg.model.name)
         stages.append(StagePlan("train", tkey, (
             f"{cfg.objective.name} on {cfg.model.name}: lr {t.learning_rate:g} {t.lr_scheduler_type}, warm-up "
             f"{t.warmup_ratio:g}, batch {t.per_device_train_batch_size}x{t.gradient_accumulation_steps}x"

@@ -17,11 +17,14 @@ and is rebuilt (training resumes from its last full checkpoint instead).
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import time
+from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -38,6 +41,20 @@ def digest(obj: Any, length: int = 16) -> str:
     """
     blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:length]
+
+
+@lru_cache(maxsize=1)
+def versions() -> dict:
+    """Library versions recorded next to every artefact (greedy decoding is not bit-stable across them)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for pkg in ("cft-lab", "torch", "transformers", "trl", "peft", "datasets", "vllm", "deepspeed"):
+        try:
+            found[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return found
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -93,7 +110,29 @@ class Store:
         return path
 
     def finish(self, stage: str, key: str, meta: dict | None = None) -> None:
-        write_json(self.path(stage, key) / DONE, {"stage": stage, "key": key, "finished": time.time(), **(meta or {})})
+        write_json(self.path(stage, key) / DONE, {"stage": stage, "key": key, "finished": time.time(),
+                                                  "versions": versions(), **(meta or {})})
+
+    @contextmanager
+    def lock(self, stage: str, key: str) -> Iterator[None]:
+        """Exclusive per-artefact lock, so two jobs of a sweep (or two tables) that need the same artefact never
+        build it at once: the second waits, then finds it DONE. ``flock`` works on local and most cluster
+        filesystems (Lustre, GPFS); on NFS without lock support, run such cells one after the other."""
+        path = self.root / "locks" / f"{stage}-{key}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def relative(self, path: str | Path) -> str:
+        """A path inside the store, relative to it (artefacts must survive a different mount point)."""
+        return str(Path(path).resolve().relative_to(self.root))
+
+    def absolute(self, rel: str) -> Path:
+        return self.root / rel
 
     def cell_result(self, key: str) -> dict | None:
         path = self.path("cells", key) / "result.json"

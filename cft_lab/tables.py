@@ -21,7 +21,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from cft_lab import benchmarks
-from cft_lab.config import Config, register, to_config
+from cft_lab.config import NEEDS_TEACHER, Config, register, to_config
 from cft_lab.paths import CONF_DIR
 from cft_lab.plan import format_plan, plan_cell
 from cft_lab.store import Store
@@ -65,7 +65,7 @@ def collect(configs: list[Config]):
         res = Store(cfg.paths.outputs).cell_result(plan.key) or {"status": "missing", "error": "not run", "scores": {}}
         scores = {s.get("label", benchmarks.label(name)): BenchScore(s["correct"], s["n"], s["ci_low"], s["ci_high"])
                   for name, s in res.get("scores", {}).items()}
-        teacher = cfg.teacher.label or cfg.teacher.name if cfg.objective.name != "base" else None
+        teacher = (cfg.teacher.label or cfg.teacher.name) if cfg.objective.name in NEEDS_TEACHER else None
         cells.append(CellResult(model=cfg.model.label, method=cfg.objective.name, teacher=teacher,
                                 status=res["status"], error=res.get("error"), scores=scores, key=plan.key))
     return cells

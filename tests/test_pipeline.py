@@ -105,3 +105,34 @@ def test_wandb_offline_run_holds_config_and_metrics_and_no_secret(outputs, monke
     leaked = [p for p in outputs.rglob("*") if p.is_file() and p.stat().st_size < 50_000_000
               and (SECRET.encode() in p.read_bytes() or b"0123456789abcdef0123456789abcdef01234567" in p.read_bytes())]
     assert leaked == []
+
+
+def test_paper_cell_fails_before_training_when_its_benchmarks_cannot_run(outputs):
+    cfg = compose(["model=qwen2_5_math_7b", "data=webinstruct_cft_50k", "teacher=gpt4o_1120", "train=paper",
+                   "inference=greedy", "eval=paper_math6", "logger=none", "objective=sft",
+                   "inference.backend=hf", f"paths.outputs={outputs}"])
+    result = run_cell(cfg)
+    assert result["status"] == "failed" and "math, minerva_math" in result["error"]
+    assert not (outputs / "store" / "data").exists() and not (outputs / "store" / "train").exists()
+
+
+def _build_data(outputs: str) -> None:
+    from cft_lab.stages import run_data
+
+    cfg = compose(["logger=none", "data.testbed.n_train=3000", f"paths.outputs={outputs}"])
+    run_data(cfg, Store(outputs), plan_cell(cfg).key_of("data"))
+
+
+def test_concurrent_jobs_build_a_shared_artefact_once(outputs):
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_build_data, args=(str(outputs),)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    (data_dir,) = (outputs / "store" / "data").iterdir()
+    assert sum(1 for _ in (data_dir / "records.jsonl").open()) == 3000
+    assert json.loads((data_dir / "DONE.json").read_text())["records"] == 3000

@@ -4,7 +4,6 @@ very different numbers of loss tokens per sequence, PITFALLS), and an interrupte
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 from safetensors.torch import load_file
@@ -48,18 +47,52 @@ def test_update_is_independent_of_the_micro_batch_split(outputs):
     assert max((a[k] - load_file(str(_base_weights()))[k]).abs().max().item() for k in a) > 1e-4  # it did move
 
 
-def test_interrupted_training_resumes_from_its_last_checkpoint(outputs):
-    cfg, store, plan, train_dir = _train(outputs, [])
-    first = json.loads((train_dir / "metrics.json").read_text())
-    assert first["checkpoint_steps"] == [3, 6] and not first["resumed"]
-    final = load_file(str(train_dir / "checkpoint-6" / "model.safetensors"))
-    # simulate a kill after step 3: the last checkpoint and the completion marker are gone
-    shutil.rmtree(train_dir / "checkpoint-6")
-    (train_dir / DONE).unlink()
-    data_dir = store.path("data", plan.key_of("data"))
-    run_train(cfg, store, plan.key_of("train"), data_dir, NoOpLogger())
-    again = json.loads((train_dir / "metrics.json").read_text())
-    assert again["resumed"] and again["global_step"] == 6
-    resumed = load_file(str(train_dir / "checkpoint-6" / "model.safetensors"))
-    worst = max((final[k] - resumed[k]).abs().max().item() for k in final)
+_KILL_SCRIPT = """
+import sys
+sys.path.insert(0, "tests")
+from conftest import SMOKE, compose
+from cft_lab.loggers import NoOpLogger
+from cft_lab.plan import plan_cell
+from cft_lab.stages import run_data, run_train
+from cft_lab.store import Store
+cfg = compose(SMOKE + ["paths.outputs=" + sys.argv[1], "objective=cft"] + sys.argv[2:])
+store, plan = Store(sys.argv[1]), plan_cell(cfg)
+run_train(cfg, store, plan.key_of("train"), run_data(cfg, store, plan.key_of("data")), NoOpLogger())
+"""
+
+
+def test_killed_training_resumes_from_its_last_checkpoint(tmp_path):
+    """SIGKILL a real training process once its first checkpoint is complete; the rerun resumes from it and ends
+    exactly where an uninterrupted run ends."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import REPO
+
+    extra = ["train.max_steps=12", "data.testbed.n_train=96", "train.num_checkpoints=4"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    killed_out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-c", _KILL_SCRIPT, str(killed_out), *extra], cwd=REPO, env=env)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(killed_out.glob("store/train/*/checkpoint-3/trainer_state.json")):
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    (train_dir,) = (killed_out / "store" / "train").iterdir()
+    assert not (train_dir / DONE).exists(), "the run finished before it could be killed"
+
+    cfg, _, _, resumed_dir = _train(killed_out, extra)
+    metrics = json.loads((resumed_dir / "metrics.json").read_text())
+    assert metrics["resumed"] and metrics["global_step"] == 12 and metrics["checkpoint_steps"] == [3, 6, 9, 12]
+    _, _, _, clean_dir = _train(tmp_path / "clean", extra)
+    a = load_file(str(resumed_dir / "checkpoint-12" / "model.safetensors"))
+    b = load_file(str(clean_dir / "checkpoint-12" / "model.safetensors"))
+    worst = max((a[k] - b[k]).abs().max().item() for k in a)
     assert worst < 1e-5, f"resumed run ends {worst} away from the uninterrupted one"
+    # only the newest checkpoint keeps optimizer state; every checkpoint keeps its weights for selection
+    from cft_lab.training import checkpoints
+
+    assert [(c / "optimizer.pt").is_file() for c in checkpoints(clean_dir)] == [False] * 3 + [True]

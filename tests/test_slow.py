@@ -32,3 +32,16 @@ def test_table7_tiny_sweep_renders_every_cell(outputs):
     again = run_cli(args, outputs, timeout=300)
     assert (again.stdout + again.stderr).count("finished before") == 3, again.stdout[-2000:]
     assert "table7" in proc.stdout
+
+
+@pytest.mark.parametrize("zero", ["zero3"])
+def test_deepspeed_launcher_trains_on_cpu(outputs, zero):
+    """`train.launcher=deepspeed` with the paper's ZeRO-3 config, one CPU rank (gloo): the launcher's
+    ``--local_rank`` argument is parsed and the run finishes with loadable checkpoints."""
+    pytest.importorskip("deepspeed")
+    cfg = compose(SMOKE + ["objective=sft", "train.launcher=deepspeed", f"train.deepspeed=conf/deepspeed/{zero}.json",
+                           f"paths.outputs={outputs}"])
+    result = run_cell(cfg)
+    assert result["status"] == "ok", result.get("traceback")
+    train_dir = outputs / "store" / "train" / result["stages"]["train"]
+    assert json.loads((train_dir / "metrics.json").read_text())["global_step"] == 6

@@ -1,7 +1,7 @@
 """Tiny Qwen2 base models, pre-trained by the project itself on the testbed's noisy solutions.
 
 They stand in for the paper's three 7B bases (PROTOCOL §2): ``tiny_math`` (≈Qwen2.5-Math-7B, the most pre-training),
-``tiny_general`` (≈Qwen2.5-7B, same size, a quarter of the budget) and ``tiny_small`` (≈DeepSeek-Math-7B, smaller).
+``tiny_general`` (≈Qwen2.5-7B, same size, half the budget) and ``tiny_small`` (≈DeepSeek-Math-7B, smaller).
 Pre-training text is the ``pretrain`` split of the testbed (disjoint from train/val/test questions), each question
 followed by a noisy solution (``PRETRAIN_ERROR_RATE`` wrong), rendered in the evaluation prompt format and, for a
 share of examples, in the training chat format, with the LM loss on every token: the bases can answer the eval

@@ -45,3 +45,14 @@ def test_deepspeed_launcher_trains_on_cpu(outputs, zero):
     assert result["status"] == "ok", result.get("traceback")
     train_dir = outputs / "store" / "train" / result["stages"]["train"]
     assert json.loads((train_dir / "metrics.json").read_text())["global_step"] == 6
+
+
+def test_submitit_launcher_runs_cells_in_their_own_processes_and_renders(outputs):
+    """The SLURM launcher's local twin (`hydra/launcher=submitit_local`): each cell is its own process, as on a
+    cluster, and the table is still rendered once, from the store, when the sweep ends."""
+    run_cli(["cft_lab", "table=demo", "method=base,sft", "hydra/launcher=submitit_local", *SMOKE], outputs)
+    md = (outputs / "tables" / "demo.md").read_text()
+    assert "2/2 cells done" in md
+    results = [json.loads(p.read_text()) for p in (outputs / "store" / "cells").glob("*/result.json")]
+    assert sorted(r["status"] for r in results) == ["ok", "ok"]
+    assert list((outputs / "hydra" / "multirun").glob("*/.submitit"))  # the jobs went through submitit

@@ -5,10 +5,7 @@ run holds the config and metrics with no secret anywhere."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
-
-import pytest
 
 from cft_lab.pipeline import run_cell
 from cft_lab.plan import plan_cell

@@ -133,3 +133,32 @@ def test_concurrent_jobs_build_a_shared_artefact_once(outputs):
     (data_dir,) = (outputs / "store" / "data").iterdir()
     assert sum(1 for _ in (data_dir / "records.jsonl").open()) == 3000
     assert json.loads((data_dir / "DONE.json").read_text())["records"] == 3000
+
+
+def test_paper_scale_table_renders_the_papers_numbers_beside_ours(outputs):
+    """Rendering reads cells by their planned keys. Two paper-scale cells are written by hand here (named as such:
+    7B models cannot run on this machine); the rest stay holes, and every cell shows the paper's number."""
+    from cft_lab.tables import expand, render
+
+    configs = expand("table2", [f"paths.outputs={outputs}"])
+    store = Store(outputs)
+    for cfg in configs[:2]:  # qwen2_5_math_7b / base and / sft
+        scores = {b: {"label": lbl, "correct": 30, "n": 60, "accuracy": 50.0, "ci_low": 37.7, "ci_high": 62.3}
+                  for b, lbl in zip(cfg.eval.benchmarks, ["MATH", "Minerva-Math", "GSM8K", "OlympiadBench",
+                                                          "AIME24", "AMC23"])}
+        store.write_cell_result(plan_cell(cfg).key, {"status": "ok", "scores": scores, "error": None})
+    out = render("table2", [f"paths.outputs={outputs}"], quiet=True)
+    md = out["paths"]["md"].read_text()
+    assert "2/15 cells done" in md
+    assert "(paper 55.4)" in md and "(paper 59.0)" in md and "(paper 79.4)" in md  # Base, SFT, CFT MATH cells
+    assert md.count("not run") >= 13
+
+
+def test_sweep_end_logs_the_rendered_table_to_wandb(outputs):
+    overrides = [o for o in SMOKE if o != "logger=none"] + ["logger=wandb"]
+    run_cli(["cft_lab", "table=demo", "method=base", *overrides], outputs)
+    runs = sorted((outputs / "wandb" / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(runs) == 2  # the cell, then the table
+    config, summary = config_and_summary(runs[-1])
+    assert config["table"] == "demo"
+    assert any(k.startswith("demo") for k in summary), sorted(summary)

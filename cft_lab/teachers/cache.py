@@ -132,7 +132,7 @@ class RequestCache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(self.path), timeout=timeout_s, isolation_level=None)
         self._db.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
-        mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        mode = self._switch_to_wal(timeout_s)
         if mode.lower() != "wal":
             raise RuntimeError(f"{self.path}: could not switch the cache to WAL mode (got {mode!r})")
         self._db.execute(f"PRAGMA synchronous = {'FULL' if fsync else 'NORMAL'}")
@@ -142,6 +142,18 @@ class RequestCache:
         found = self._db.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()[0]
         if found != str(SCHEMA_VERSION):
             raise RuntimeError(f"{self.path}: cache schema version {found}, this code reads {SCHEMA_VERSION}")
+
+    def _switch_to_wal(self, timeout_s: float) -> str:
+        """``PRAGMA journal_mode = WAL``, retried: SQLite answers a mode switch with SQLITE_BUSY at once (without
+        waiting for ``busy_timeout``) while another process's first connection is creating the same file."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                return self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def get_many(self, keys: list[str]) -> dict[str, CacheRow]:
         """The stored rows among ``keys`` (missing keys are absent from the result)."""

@@ -54,7 +54,7 @@ test-vllm: install  ## vllm backend vs hf, and the openai teacher against a real
 	$(OFFLINE) $(VLLM_ENV) $(PYTHON) -m pytest -m vllm -q
 
 bench-generation: install  ## tokens/s of hf vs vllm on the tiny model (ARGS="--n-prompts 256 --max-new-tokens 96")
-	$(OFFLINE) $(VLLM_ENV) $(PYTHON) -m cft_lab.bench.generation $(ARGS)
+	$(OFFLINE) $(VLLM_ENV) $(PYTHON) -m cft_lab.perf.generation $(ARGS)
 
 table2: install  ## Table 2: SCALE=tiny runs all 15 cells on CPU; SCALE=paper needs a GPU cluster
 	$(if $(filter tiny,$(SCALE)),$(OFFLINE)) $(PYTHON) -m cft_lab table=table2$(TABLE_SUFFIX) $(HYDRA_ARGS)
@@ -66,8 +66,8 @@ table7: install  ## Table 7 (teacher strength): SCALE=tiny or paper
 	$(if $(filter tiny,$(SCALE)),$(OFFLINE)) $(PYTHON) -m cft_lab table=table7$(TABLE_SUFFIX) $(HYDRA_ARGS)
 
 tables: install  ## re-render every tiny table from the run store (no training)
-	$(PYTHON) -m cft_lab.tables table2_tiny && $(PYTHON) -m cft_lab.tables table6_tiny && \
-	$(PYTHON) -m cft_lab.tables table7_tiny
+	$(PYTHON) -m cft_lab.report.tables table2_tiny && $(PYTHON) -m cft_lab.report.tables table6_tiny && \
+	$(PYTHON) -m cft_lab.report.tables table7_tiny
 
 bases: install  ## rebuild the testbed tokenizer and the three tiny base models (deterministic, ~10 min)
 	$(OFFLINE) $(PYTHON) -m cft_lab.testbed.bases

@@ -23,8 +23,8 @@ register()
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
 def _main(dcfg: DictConfig) -> None:
-    from cft_lab.loggers import sanitize
-    from cft_lab.pipeline import run_cell
+    from cft_lab.report.tracking import sanitize
+    from cft_lab.pipeline.cell import run_cell
 
     cfg = to_config(dcfg)
     if cfg.dry_run and not _in_multirun():  # a sweep prints one resolved config and the plan when it ends

@@ -54,7 +54,7 @@ class TestbedDataConfig:
 
 @dataclass
 class SourceConfig:
-    """Where real questions and responses come from (mirrors ``cft_lab.sources.SourceSpec``; see its docstring).
+    """Where real questions and responses come from (mirrors ``cft_lab.data.sources.SourceSpec``; see its docstring).
 
     ``kind``: webinstruct_cft | webinstruct_raw | metamathqa | numinamath_cot | local (a file in that schema) or
     hub (a hub dataset by name and pinned ``revision``, whose rows follow ``schema``)."""
@@ -247,7 +247,7 @@ class EvalConfig:
     benchmarks: list[str] = field(default_factory=list)
     limit: Optional[int] = None  # per benchmark, for smoke tests
     select: SelectConfig = field(default_factory=SelectConfig)
-    # grading modes, the first is the table's (cft_lab.grading): paper | strict | math_verify
+    # grading modes, the first is the table's (cft_lab.eval.grading): paper | strict | math_verify
     modes: list[str] = field(default_factory=lambda: ["paper", "strict", "math_verify"])
     grade_timeout: float = 3.0  # seconds per item and mode, enforced in a worker process (paper harness: 3 s)
     grade_workers: Optional[int] = None  # None = all cores

@@ -2,7 +2,7 @@
 
 Each case is ``(id, output, gold, benchmark, {mode: expected}, paper_quirks)``. ``gold`` is one string used by every
 mode, or ``{mode: gold}`` where the modes' golds differ (as ``gold_answers`` returns them). The expectations are the
-documented behaviour (``cft_lab.grading`` module docs, PROTOCOL §4.2–§4.5, §9), with the reason in a comment where
+documented behaviour (``cft_lab.eval.grading`` module docs, PROTOCOL §4.2–§4.5, §9), with the reason in a comment where
 a mode deviates; ``paper_quirks`` are the quirk names the paper-mode verdict must carry.
 """
 

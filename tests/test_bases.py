@@ -23,7 +23,7 @@ def test_base_reloads_with_qwen2_tokenizer_ids_and_recipe_shape(name):
     from tokenizers import Tokenizer
     from transformers import AutoConfig
 
-    from cft_lab.modeling import load_tokenizer
+    from cft_lab.train.modeling import load_tokenizer
 
     model_dir = MODELS_DIR / name
     config = AutoConfig.from_pretrained(model_dir)
@@ -37,7 +37,7 @@ def test_base_reloads_with_qwen2_tokenizer_ids_and_recipe_shape(name):
     assert all(auto(t, add_special_tokens=False)["input_ids"] == trained.encode(t).ids for t in texts)
     digits = auto("123", add_special_tokens=False)["input_ids"]
     assert len(digits) == 3  # one token per digit
-    assert auto.convert_tokens_to_ids("<|im_end|>") in __import__("cft_lab.modeling", fromlist=["x"]).stop_token_ids(auto)
+    assert auto.convert_tokens_to_ids("<|im_end|>") in __import__("cft_lab.train.modeling", fromlist=["x"]).stop_token_ids(auto)
 
 
 @pytest.mark.slow

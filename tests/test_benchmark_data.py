@@ -9,7 +9,7 @@ import zipfile
 
 import pytest
 
-from cft_lab.benchmark_data import BENCH_DIR, IntegrityError, SOURCES, load, manifest
+from cft_lab.eval.benchmarks.files import BENCH_DIR, IntegrityError, SOURCES, load, manifest
 from conftest import REPO
 
 COUNTS = {"math": 5000, "math500": 500, "minerva_math": 272, "gsm8k": 1319, "olympiadbench": 675, "aime24": 30,

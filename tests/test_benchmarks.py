@@ -9,7 +9,9 @@ from collections import Counter
 
 import pytest
 
-from cft_lab import benchmarks, prompts
+from cft_lab import prompts
+
+from cft_lab.eval import benchmarks
 
 PAPER_COUNTS = {"math": 5000, "math500": 500, "minerva_math": 272, "gsm8k": 1319, "olympiadbench": 675,
                 "aime24": 30, "amc23": 40, "theoremqa": 800, "gpqa": 198, "mmlu_pro": 12032, "math_val500": 500}
@@ -78,7 +80,7 @@ def test_gpqa_shuffle_is_seeded_and_stable():
     again = benchmarks._gpqa_items()
     assert "".join(it["gold"] for it in again) == letters
     # the gold letter points at the correct option's text
-    from cft_lab import benchmark_data
+    from cft_lab.eval.benchmarks import files as benchmark_data
 
     for it, rec in zip(benchmarks.items("gpqa")[:20], benchmark_data.load("gpqa")[:20]):
         choices = it["question"].split("\nAnswer Choices: ")[1]
@@ -88,7 +90,7 @@ def test_gpqa_shuffle_is_seeded_and_stable():
 def benchmarks_gpqa_letters_digest() -> str:
     import random
 
-    from cft_lab import benchmark_data
+    from cft_lab.eval.benchmarks import files as benchmark_data
 
     # recomputed independently of the registry: random.Random(0).sample over the four options, in file order
     rng = random.Random(0)

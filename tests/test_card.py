@@ -9,11 +9,11 @@ import json
 import numpy as np
 import pytest
 
-from cft_lab.card import build_card, write_card
+from cft_lab.data.card import build_card, write_card
 from cft_lab.config import ObjectiveConfig
-from cft_lab.modeling import load_tokenizer
+from cft_lab.train.modeling import load_tokenizer
 from cft_lab.paths import TESTBED_ASSETS
-from cft_lab.records import Record
+from cft_lab.data.records import Record
 
 INSTR = "Please critique whether the following solution to the question is correct."
 T = {"name": "gpt4o_1120", "model": "gpt-4o-2024-11-20"}
@@ -148,9 +148,9 @@ def test_write_card_writes_json_and_markdown(tmp_path, tok):
 
 
 def test_chunked_cutoff_counts_equal_one_tokenize_pairs_call(tok, monkeypatch):
-    import cft_lab.card as card_mod
-    from cft_lab.objectives import build_pairs, tokenize_pairs
-    from cft_lab.records import default_objectives
+    import cft_lab.data.card as card_mod
+    from cft_lab.train.objectives import build_pairs, tokenize_pairs
+    from cft_lab.data.records import default_objectives
 
     recs = make_records()
     pairs, _ = build_pairs(default_objectives()["sft"], [r.to_dict() for r in recs])

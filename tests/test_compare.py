@@ -1,4 +1,4 @@
-"""Paired comparison of two cells' graded items (cft_lab.compare): alignment by id, counts, one grader only."""
+"""Paired comparison of two cells' graded items (cft_lab.eval.compare): alignment by id, counts, one grader only."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from cft_lab.compare import main, paired
-from cft_lab.store import Store, write_json, write_jsonl
+from cft_lab.eval.compare import main, paired
+from cft_lab.pipeline.store import Store, write_json, write_jsonl
 
 
 def _cell(store: Store, key: str, verdicts: dict[str, bool], mode: str = "paper") -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from cft_lab.config import ConfigError
 from cft_lab.paths import CONF_DIR, EXPERIMENTS_DIR
-from cft_lab.plan import plan_cell
+from cft_lab.pipeline.plan import plan_cell
 from cft_lab.report import approx_target
 from conftest import compose, run_cli
 
@@ -96,7 +96,7 @@ def _paper_rows(table: str, key: str) -> list[str]:
 
 
 def _expand(table: str):
-    from cft_lab.tables import expand
+    from cft_lab.report.tables import expand
 
     return expand(table)
 
@@ -110,7 +110,7 @@ def test_table2_sweep_expands_to_paper_rows_and_columns(table, tiny):
     assert sorted(models) == sorted(_paper_rows("table2", "model"))
     assert list(dict.fromkeys(c.objective.label for c in cells)) == _paper_rows("table2", "method")
     if not tiny:
-        from cft_lab.benchmarks import label
+        from cft_lab.eval.benchmarks import label
 
         columns = [label(b) for b in cells[0].eval.benchmarks]
         assert columns == [c for c in PAPER["table2"]["columns"] if c not in ("model", "method", "AVG")]
@@ -127,7 +127,7 @@ def test_table7_sweep_expands_to_paper_columns(table, tiny):
     teachers = [approx_target(t) for t in teachers] if tiny else teachers
     assert ["SFT-verified"] + teachers == [c for c in PAPER["table7"]["columns"] if c != "task"]
     if not tiny:
-        from cft_lab.benchmarks import label
+        from cft_lab.eval.benchmarks import label
 
         rows = [label(b) for b in cells[0].eval.benchmarks] + ["AVG"]
         assert rows == [r["task"] for r in PAPER["table7"]["rows"]]

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from cft_lab.data import TeacherStageError, build_records, check_teacher, data_card
-from cft_lab.store import read_jsonl
+from cft_lab.data.stage import TeacherStageError, build_records, check_teacher, data_card
+from cft_lab.pipeline.store import read_jsonl
 from conftest import PAPER_WORLD_TINY, compose
 
 INSTRUCTION = "Please critique whether the following solution to the question is correct."
@@ -107,9 +107,9 @@ def test_openai_teacher_through_the_data_stage_against_a_loopback_server(tmp_pat
     """The data stage with an OpenAI-compatible teacher (the fault-injecting TEST server on loopback): critiques of
     every row, costs on the card, a failure beyond max_failed refusing the artefact, a rerun that re-asks only the
     failed request, and the API key in no file the stage wrote."""
-    from cft_lab.plan import plan_cell
-    from cft_lab.stages import run_data
-    from cft_lab.store import Store
+    from cft_lab.pipeline.plan import plan_cell
+    from cft_lab.eval.stage import run_data
+    from cft_lab.pipeline.store import Store
     from cft_lab.testing.chat_server import ChatServer, FaultPlan
 
     secret = "sk-test-DATA-STAGE-0123456789"

@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from cft_lab.config import InferenceConfig, ModelConfig
-from cft_lab.generation import Completion, HFGenerator, _SeededSampling, check_backend, cut_at_stops, make_generator
-from cft_lab.modeling import END_TOKENS, load_tokenizer, model_path, stop_token_ids
+from cft_lab.eval.generation import Completion, HFGenerator, _SeededSampling, check_backend, cut_at_stops, make_generator
+from cft_lab.train.modeling import END_TOKENS, load_tokenizer, model_path, stop_token_ids
 from cft_lab.prompts import MATH_STOP_STRINGS, render_eval_prompt
 
 TINY = ModelConfig(name="tiny_math", label="tiny-math", source="testbed", path="tiny_math")
@@ -24,7 +24,7 @@ def _inference(**kw) -> InferenceConfig:
 
 @pytest.fixture(scope="module")
 def prompts() -> list[str]:
-    from cft_lab import benchmarks
+    from cft_lab.eval import benchmarks
 
     items = benchmarks.get("testbed_val").load()[:12]
     return [render_eval_prompt(TINY.eval_template, it["question"]) for it in items]
@@ -61,7 +61,7 @@ def test_greedy_matches_plain_generate(gen, prompts):
     """Batched, length-sorted, left-padded greedy equals transformers' own generate on each prompt alone."""
     import torch
 
-    from cft_lab.modeling import load_model
+    from cft_lab.train.modeling import load_model
 
     out = gen.generate(prompts, MATH_STOP_STRINGS)
     assert len(out) == len(prompts) and all(len(c) == 1 for c in out)

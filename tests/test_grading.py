@@ -1,4 +1,4 @@
-"""cft_lab.grading: gold parsing on every shipped item, the graders' traps per mode, timeouts, quirks, choices."""
+"""cft_lab.eval.grading: gold parsing on every shipped item, the graders' traps per mode, timeouts, quirks, choices."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from grading_cases import CHOICE_CASES, MATH_CASES
 
-from cft_lab.benchmark_data import load
-from cft_lab.grading import (MODES, QUIRKS, Item, Verdict, extract_answer, gold_answer, gold_answers, gold_quirks,
+from cft_lab.eval.benchmarks.files import load
+from cft_lab.eval.grading import (MODES, QUIRKS, Item, Verdict, extract_answer, gold_answer, gold_answers, gold_quirks,
                              grade, grade_batch, grade_detail, mmlu_pro_fallback, question_suffix, quirk_counts,
                              status_counts, strip_string)
-from cft_lab.grading.equal import CFT_ONLY_TAGS
-from cft_lab.grading.worker import default_worker
+from cft_lab.eval.grading.equal import CFT_ONLY_TAGS
+from cft_lab.eval.grading.worker import default_worker
 
 MATH_COUNTS = {"math": 5000, "math500": 500, "minerva_math": 272, "gsm8k": 1319, "olympiadbench": 675,
                "aime24": 30, "amc23": 40, "theoremqa": 800}
@@ -159,7 +159,7 @@ def test_strip_string_and_extract_answer():
 
 
 def test_parse_expr_refuses_builtins():
-    from cft_lab.grading.equal import _expr
+    from cft_lab.eval.grading.equal import _expr
 
     with pytest.raises(ValueError, match="builtins"):
         _expr("__import__('os').getpid()")
@@ -222,7 +222,7 @@ def test_grade_batch_pool_order_timeouts_and_counts():
 
 @pytest.mark.slow
 def test_benchmark_script_runs():
-    from cft_lab.bench.grading import main
+    from cft_lab.perf.grading import main
 
     assert main(["--per-benchmark", "2", "--workers", "2"]) == 0
 

@@ -9,8 +9,8 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from cft_lab import metrics
-from cft_lab.metrics import (
+from cft_lab.eval import metrics
+from cft_lab.eval.metrics import (
     average_columns,
     avg_at_k,
     bootstrap_ci,

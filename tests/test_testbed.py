@@ -8,8 +8,8 @@ from collections import Counter
 
 import pytest
 
-from cft_lab.testbed import grading, noisy, problems, teacher
-from cft_lab.testbed.grading import extract_boxed, grade, parse_int
+from cft_lab.testbed import answers, noisy, problems, teacher
+from cft_lab.testbed.answers import extract_boxed, grade, parse_int
 from cft_lab.testbed.noisy import make_slip, noisy_solve
 from cft_lab.testbed.problems import SPLITS, Problem, Step, generate, split_of, stable_rng
 from cft_lab.testbed.teacher import (
@@ -41,7 +41,7 @@ def train_pairs() -> list[tuple[Problem, noisy.Response]]:
 
 
 # --------------------------------------------------------------------------- doctests
-@pytest.mark.parametrize("module", [problems, noisy, teacher, grading])
+@pytest.mark.parametrize("module", [problems, noisy, teacher, answers])
 def test_doctests(module) -> None:
     result = doctest.testmod(module)
     assert result.attempted > 0 and result.failed == 0

@@ -8,10 +8,10 @@ import json
 import pytest
 from safetensors.torch import load_file
 
-from cft_lab.loggers import NoOpLogger
-from cft_lab.plan import plan_cell
-from cft_lab.stages import run_data, run_train
-from cft_lab.store import DONE, Store
+from cft_lab.report.tracking import NoOpLogger
+from cft_lab.pipeline.plan import plan_cell
+from cft_lab.eval.stage import run_data, run_train
+from cft_lab.pipeline.store import DONE, Store
 from conftest import SMOKE, compose
 
 
@@ -51,10 +51,10 @@ _KILL_SCRIPT = """
 import sys
 sys.path.insert(0, "tests")
 from conftest import SMOKE, compose
-from cft_lab.loggers import NoOpLogger
-from cft_lab.plan import plan_cell
-from cft_lab.stages import run_data, run_train
-from cft_lab.store import Store
+from cft_lab.report.tracking import NoOpLogger
+from cft_lab.pipeline.plan import plan_cell
+from cft_lab.eval.stage import run_data, run_train
+from cft_lab.pipeline.store import Store
 cfg = compose(SMOKE + ["paths.outputs=" + sys.argv[1], "objective=cft"] + sys.argv[2:])
 store, plan = Store(sys.argv[1]), plan_cell(cfg)
 run_train(cfg, store, plan.key_of("train"), run_data(cfg, store, plan.key_of("data")), NoOpLogger())
@@ -93,6 +93,6 @@ def test_killed_training_resumes_from_its_last_checkpoint(tmp_path):
     worst = max((a[k] - b[k]).abs().max().item() for k in a)
     assert worst < 1e-5, f"resumed run ends {worst} away from the uninterrupted one"
     # only the newest checkpoint keeps optimizer state; every checkpoint keeps its weights for selection
-    from cft_lab.training import checkpoints
+    from cft_lab.train.trainer import checkpoints
 
     assert [(c / "optimizer.pt").is_file() for c in checkpoints(clean_dir)] == [False] * 3 + [True]

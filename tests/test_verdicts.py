@@ -7,7 +7,7 @@ import pytest
 
 from cft_lab.testbed import noisy, problems
 from cft_lab.testbed import teacher as tb
-from cft_lab.verdicts import FORMS, PARSED_FORMS, UNPARSED_FORMS, form_counts, parse_verdict
+from cft_lab.data.verdicts import FORMS, PARSED_FORMS, UNPARSED_FORMS, form_counts, parse_verdict
 
 # (critique, verdict, form): synthetic critiques in every variant seen in released and teacher-written data
 TABLE = [

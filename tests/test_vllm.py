@@ -41,14 +41,14 @@ def _inference(**overrides):
 
 def _model():
     from cft_lab.config import ModelConfig
-    from cft_lab.modeling import model_path
+    from cft_lab.train.modeling import model_path
 
     cfg = ModelConfig(name="tiny_math", label="tiny-math", source="testbed", path="tiny_math")
     return model_path(cfg), cfg
 
 
 def _prompts(k: int = N_PROMPTS) -> list[str]:
-    from cft_lab import benchmarks
+    from cft_lab.eval import benchmarks
     from cft_lab.prompts import render_eval_prompt
 
     return [render_eval_prompt("qwen25-math-cot", it["question"]) for it in benchmarks.get("testbed_val").load()[:k]]
@@ -80,7 +80,7 @@ def _scenarios(g) -> dict:
 
 
 def _main(out_path: str) -> None:
-    from cft_lab.generation import VLLMGenerator, make_generator
+    from cft_lab.eval.generation import VLLMGenerator, make_generator
 
     model_dir, model_cfg = _model()
     with make_generator(model_dir, model_cfg, _inference(max_new_tokens=MAX_NEW_TOKENS)) as g:
@@ -126,7 +126,7 @@ def vllm_out(vllm_runs) -> dict:
 
 @pytest.fixture(scope="module")
 def hf_out() -> dict:
-    from cft_lab.generation import HFGenerator
+    from cft_lab.eval.generation import HFGenerator
 
     model_dir, model_cfg = _model()
     inf = _inference(backend="hf", max_new_tokens=MAX_NEW_TOKENS, batch_size=N_PROMPTS)
@@ -206,7 +206,7 @@ def test_describe_records_the_engine(vllm_out):
 
 def test_check_backend_accepts_an_importable_vllm():
     pytest.importorskip("vllm", reason="make install-vllm")
-    from cft_lab.generation import check_backend
+    from cft_lab.eval.generation import check_backend
 
     check_backend(_inference())  # vllm_tiny: backend vllm
     assert _inference().backend == "vllm"

@@ -1,6 +1,6 @@
 """Paper tables from cell results: frames in the paper's layouts (``frames``) and their rendering (``render``).
 
-The public names below are the whole API; ``cft_lab.tables`` uses them to render a table from the run store.
+The public names below are the whole API; ``cft_lab.report.tables`` uses them to render a table from the run store.
 """
 
 from cft_lab.report.frames import (AVG, CSV_COLUMNS, DELTA_LABEL, METHOD_LABELS, METHOD_ORDER, PAPER_TABLES,

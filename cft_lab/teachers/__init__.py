@@ -15,7 +15,7 @@ Prompts are pinned in :mod:`.prompts`; prices in :mod:`.pricing`; ``python -m cf
 from cft_lab.teachers.base import Teacher, TeacherResult, TeacherTask, summarize
 from cft_lab.teachers.openai_teacher import OpenAITeacher
 from cft_lab.teachers.pricing import Price, PriceTable
-from cft_lab.teachers.prompts import TEMPLATE_HASHES, render_messages
+from cft_lab.prompts.teacher import TEMPLATE_HASHES, render_messages
 from cft_lab.teachers.replay import ReplayTeacher
 from cft_lab.teachers.retry import TeacherFatalError
 from cft_lab.teachers.testbed import TestbedTeacher

@@ -15,7 +15,7 @@ from dataclasses import replace
 
 from cft_lab.config import Config, ModelConfig
 from cft_lab.teachers.base import TeacherResult, TeacherTask, failed_result
-from cft_lab.teachers.prompts import render_messages
+from cft_lab.prompts.teacher import render_messages
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +49,8 @@ class LocalTeacher:
 
     def run(self, tasks: list[TeacherTask], *, retry_failed: bool = False,
             progress: bool = True) -> list[TeacherResult]:
-        from cft_lab.generation import make_generator
-        from cft_lab.modeling import load_tokenizer
+        from cft_lab.eval.generation import make_generator
+        from cft_lab.train.modeling import load_tokenizer
 
         tok = load_tokenizer(self.model, None, self.model_cfg.trust_remote_code)
         if not getattr(tok, "chat_template", None):

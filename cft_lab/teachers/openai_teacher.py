@@ -1,6 +1,6 @@
 """The ``openai`` teacher: any OpenAI-compatible chat-completions server, through the official SDK.
 
-``OpenAITeacher(...).run(tasks)`` renders each task with the pinned prompt (:mod:`cft_lab.teachers.prompts`),
+``OpenAITeacher(...).run(tasks)`` renders each task with the pinned prompt (:mod:`cft_lab.prompts.teacher`),
 looks its request key up in the durable cache (:mod:`cft_lab.teachers.cache`), asks the server only for keys
 with no stored row (or, with ``retry_failed=True``, a stored failure), and stores every outcome as it arrives:
 
@@ -52,7 +52,7 @@ from tqdm import tqdm
 from cft_lab.teachers.base import TeacherResult, TeacherTask, failed_result, redact
 from cft_lab.teachers.cache import CacheRow, RequestCache, dumps_sampling, loads_sampling, request_key
 from cft_lab.teachers.pricing import PriceTable
-from cft_lab.teachers.prompts import default_sampling, render_messages, template_hash
+from cft_lab.prompts.teacher import default_sampling, render_messages, template_hash
 from cft_lab.teachers.retry import (MalformedResponse, TeacherFatalError, describe_error, is_fatal, is_retryable,
                                     retry_after_of, wait_retry_after_or_backoff)
 
@@ -211,7 +211,7 @@ class OpenAITeacher:
         """One of ``concurrency`` workers: takes the next key, checks the budget, asks, stores, repeats.
 
         Workers (rather than a task per request behind a semaphore) start the next request as soon as one is
-        stored, without a scheduler round trip, which keeps a server's capacity busy (``cft_lab.bench.teacher``).
+        stored, without a scheduler round trip, which keeps a server's capacity busy (``cft_lab.perf.teacher``).
         """
         state = run.state
         for key in pending:  # a shared iterator: each key goes to exactly one worker
@@ -285,7 +285,7 @@ class OpenAITeacher:
                 # The SDK's documented raw-request path: the same auth, timeout and error classes (a non-2xx
                 # status still raises APIStatusError) as ``chat.completions.create``, minus its per-call parameter
                 # transform and the typed model it builds from the body; together they were about 1 of ~2.1 ms
-                # client CPU per request (measured with cft_lab.bench.teacher). The body is read as plain JSON.
+                # client CPU per request (measured with cft_lab.perf.teacher). The body is read as plain JSON.
                 resp = await client.post("/chat/completions", cast_to=httpx.Response, body=body)
                 data = json.loads(resp.content)
             except ValueError as exc:  # the body claimed JSON but was not

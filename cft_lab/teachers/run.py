@@ -24,7 +24,7 @@ from pathlib import Path
 from cft_lab.teachers.base import TeacherTask, summarize
 from cft_lab.teachers.openai_teacher import OpenAITeacher
 from cft_lab.teachers.pricing import PriceTable
-from cft_lab.teachers.prompts import default_sampling
+from cft_lab.prompts.teacher import default_sampling
 from cft_lab.teachers.retry import TeacherFatalError
 
 log = logging.getLogger("cft_lab.teachers.run")

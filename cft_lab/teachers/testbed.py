@@ -4,7 +4,7 @@ It needs each task's testbed ``Problem``: from the ``problems`` mapping given at
 Problem; the data stage has them, ``{p.id: p for p in problems.generate(...)}``), else from
 ``task.meta["problem"]``. A task with neither ends ``failed``. ``critique`` tasks call
 ``critique(problem, response, strength, seed)``; ``answer`` tasks call ``teacher_solution(problem, strength,
-seed)``, exactly as ``cft_lab.data._testbed_records`` does. Deterministic, free and not cached.
+seed)``, exactly as ``cft_lab.data.stage._testbed_records`` does. Deterministic, free and not cached.
 
 >>> from cft_lab.testbed.problems import Problem, Step
 >>> p = Problem("tb-x", "q", (Step(12, "+", 7, 19),), 19)

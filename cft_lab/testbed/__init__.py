@@ -2,7 +2,7 @@
 
 Modules: :mod:`~cft_lab.testbed.problems` (word problems and disjoint splits),
 :mod:`~cft_lab.testbed.noisy` (the noisy solver), :mod:`~cft_lab.testbed.teacher` (critiques,
-teacher solutions, verdict parsing) and :mod:`~cft_lab.testbed.grading` (boxed-answer grading).
+teacher solutions, verdict parsing) and :mod:`~cft_lab.testbed.answers` (boxed-answer grading).
 Everything is deterministic from a seed and uses the standard library only.
 
 Example
@@ -13,7 +13,7 @@ Example
 True
 """
 
-from cft_lab.testbed.grading import extract_boxed, grade, parse_int
+from cft_lab.testbed.answers import extract_boxed, grade, parse_int
 from cft_lab.testbed.noisy import Response, noisy_solve
 from cft_lab.testbed.problems import SPLITS, Problem, Step, generate, split_of
 from cft_lab.testbed.teacher import (

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from cft_lab.paths import TESTBED_ASSETS
 from cft_lab.prompts import ENDOFTEXT, render_eval_prompt, render_prompt
-from cft_lab.store import digest
+from cft_lab.pipeline.store import digest
 from cft_lab.testbed import noisy, problems
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ Contract
   step without its correct value.
 * :func:`teacher_solution` is the reference solution, or (``solution_error_rate``) a slipped
   one from the noisy solver's slip machinery.
-* :func:`parse_verdict` reads the LAST conclusion of any critique-like text (via :mod:`cft_lab.verdicts`).
+* :func:`parse_verdict` reads the LAST conclusion of any critique-like text (via :mod:`cft_lab.data.verdicts`).
 
 Example
 -------
@@ -41,7 +41,7 @@ import random
 import re
 from dataclasses import dataclass
 
-from cft_lab.testbed.grading import extract_boxed, parse_int
+from cft_lab.testbed.answers import extract_boxed, parse_int
 from cft_lab.testbed.noisy import ARITH_DELTAS, make_slip
 from cft_lab.testbed.problems import Problem, Step, apply_op, render_solution, stable_rng
 
@@ -268,7 +268,7 @@ def teacher_solution(problem: Problem, strength: TeacherStrength = STRONG, seed:
 # --------------------------------------------------------------------------- reading verdicts
 def parse_verdict(text: str) -> str | None:
     """``"right"``/``"wrong"`` from the LAST conclusion of ``text``; None if absent or unreadable. The project has
-    one verdict parser, :func:`cft_lab.verdicts.parse_verdict` (released-data variants, bold, correct/incorrect);
+    one verdict parser, :func:`cft_lab.data.verdicts.parse_verdict` (released-data variants, bold, correct/incorrect);
     this is its verdict alone.
 
     >>> parse_verdict("ok.\\nConclusion: right [END]"), parse_verdict("**Conclusion: Incorrect**")
@@ -276,6 +276,6 @@ def parse_verdict(text: str) -> str | None:
     >>> parse_verdict("The answer is right.") is None
     True
     """
-    from cft_lab.verdicts import parse_verdict as parse
+    from cft_lab.data.verdicts import parse_verdict as parse
 
     return parse(text).verdict

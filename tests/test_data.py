@@ -108,7 +108,7 @@ def test_openai_teacher_through_the_data_stage_against_a_loopback_server(tmp_pat
     every row, costs on the card, a failure beyond max_failed refusing the artefact, a rerun that re-asks only the
     failed request, and the API key in no file the stage wrote."""
     from cft_lab.pipeline.plan import plan_cell
-    from cft_lab.eval.stage import run_data
+    from cft_lab.data.stage import run_data
     from cft_lab.pipeline.store import Store
     from cft_lab.testing.chat_server import ChatServer, FaultPlan
 

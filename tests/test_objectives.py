@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from cft_lab.config import ObjectiveConfig
-from cft_lab.train.objectives import MaskError, Pair, build_pairs, check_masks, tokenize_pairs
+from cft_lab.train.objectives import Pair, build_pairs
+from cft_lab.train.tokenize import MaskError, check_masks, tokenize_pairs
 from cft_lab.testbed.bases import MODELS_DIR
 
 Q = "Mia has 5 apples. Then Mia buys 3 more apples. How many apples does Mia have now?"

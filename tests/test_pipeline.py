@@ -184,7 +184,7 @@ def test_paper_cell_with_an_unpinned_hub_source_fails_before_training(outputs):
 
 
 def _build_data(outputs: str) -> None:
-    from cft_lab.eval.stage import run_data
+    from cft_lab.data.stage import run_data
 
     cfg = compose(["logger=none", "data.testbed.n_train=3000", f"paths.outputs={outputs}"])
     run_data(cfg, Store(outputs), plan_cell(cfg).key_of("data"))

@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 
 from cft_lab.prompts import CFT_INSTRUCTION, cft_user_turn
-from cft_lab.data.records import Record, RecordError, arm_usage, read_records, write_records
+from cft_lab.data.records import Record, RecordError, read_records, write_records
+from cft_lab.train.objectives import arm_usage
 from cft_lab.data.sources import SourceError, SourceSpec, check_pinned, load_source
 
 FIX = Path(__file__).parent / "fixtures" / "sources"
@@ -293,7 +294,7 @@ def test_seeded_sample_is_stable_nested_and_recorded(tmp_path):
 # ---------------------------------------------------------------------- records
 def test_record_round_trip_and_build_pairs_keys(tmp_path):
     from cft_lab.train.objectives import build_pairs
-    from cft_lab.data.records import default_objectives
+    from cft_lab.train.objectives import default_configs
 
     res = load_source(SourceSpec(kind="webinstruct_raw", path=str(FIX / "webinstruct_raw.jsonl")))
     teacher = {"name": "gpt4o_1120", "model": "gpt-4o-2024-11-20", "snapshot": None, "prompt_version": "v1",
@@ -308,7 +309,7 @@ def test_record_round_trip_and_build_pairs_keys(tmp_path):
     d = back[0].to_dict()
     assert {"id", "question", "gold", "response", "response_source", "response_correct", "critique", "verdict",
             "teacher_solution", "teacher"} <= set(d)
-    pairs, counts = build_pairs(default_objectives()["sft_verified"], [r.to_dict() for r in back])
+    pairs, counts = build_pairs(default_configs()["sft_verified"], [r.to_dict() for r in back])
     assert [p.id for p in pairs] == ["webinstruct_raw-501"] and counts["skipped"] == {"judged wrong": 1}
     twice = recs[0].with_solution("Answer: yes", teacher=teacher, tokens={"prompt": 3, "completion": 4}, cost_usd=0.5)
     assert twice.tokens == {"prompt": 13, "completion": 9} and twice.cost_usd == pytest.approx(0.51)

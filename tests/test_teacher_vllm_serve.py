@@ -18,7 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from cft_lab.teachers import OpenAITeacher, PriceTable, TeacherTask, summarize
+from cft_lab.teachers import TeacherTask, summarize
+from cft_lab.teachers.openai_teacher import OpenAITeacher
+from cft_lab.teachers.pricing import PriceTable
 from cft_lab.prompts.teacher import default_sampling
 
 pytestmark = [pytest.mark.vllm,

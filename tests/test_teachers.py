@@ -16,8 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from cft_lab.teachers import (OpenAITeacher, PriceTable, ReplayTeacher, TeacherFatalError, TeacherTask,
-                              TestbedTeacher, summarize)
+from cft_lab.teachers import TeacherTask, summarize
+from cft_lab.teachers.openai_teacher import OpenAITeacher
+from cft_lab.teachers.pricing import PriceTable
+from cft_lab.teachers.replay import ReplayTeacher
+from cft_lab.teachers.retry import TeacherFatalError
+from cft_lab.teachers.testbed import TestbedTeacher
 from cft_lab.teachers.cache import RequestCache
 from cft_lab.prompts.teacher import TEMPLATE_HASHES, default_sampling, render_messages
 from cft_lab.testing.chat_server import ChatServer, FaultPlan

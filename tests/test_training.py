@@ -10,7 +10,8 @@ from safetensors.torch import load_file
 
 from cft_lab.report.tracking import NoOpLogger
 from cft_lab.pipeline.plan import plan_cell
-from cft_lab.eval.stage import run_data, run_train
+from cft_lab.data.stage import run_data
+from cft_lab.train.stage import run_train
 from cft_lab.pipeline.store import DONE, Store
 from conftest import SMOKE, compose
 
@@ -18,8 +19,8 @@ from conftest import SMOKE, compose
 def _train(outputs, extra: list[str]):
     cfg = compose(SMOKE + [f"paths.outputs={outputs}", "objective=cft"] + extra)
     store, plan = Store(outputs), plan_cell(cfg)
-    data_dir = run_data(cfg, store, plan.key_of("data"))
-    return cfg, store, plan, run_train(cfg, store, plan.key_of("train"), data_dir, NoOpLogger())
+    data = run_data(cfg, store, plan.key_of("data"))
+    return cfg, store, plan, run_train(cfg, store, plan.key_of("train"), data.path, NoOpLogger()).path
 
 
 def _base_weights():
@@ -53,11 +54,12 @@ sys.path.insert(0, "tests")
 from conftest import SMOKE, compose
 from cft_lab.report.tracking import NoOpLogger
 from cft_lab.pipeline.plan import plan_cell
-from cft_lab.eval.stage import run_data, run_train
+from cft_lab.data.stage import run_data
+from cft_lab.train.stage import run_train
 from cft_lab.pipeline.store import Store
 cfg = compose(SMOKE + ["paths.outputs=" + sys.argv[1], "objective=cft"] + sys.argv[2:])
 store, plan = Store(sys.argv[1]), plan_cell(cfg)
-run_train(cfg, store, plan.key_of("train"), run_data(cfg, store, plan.key_of("data")), NoOpLogger())
+run_train(cfg, store, plan.key_of("train"), run_data(cfg, store, plan.key_of("data")).path, NoOpLogger())
 """
 
 

@@ -25,7 +25,7 @@ provenance=None)`` returns a JSON-safe dict:
 * ``usable_by_all_arms``: ids every arm can use (the matched comparison); ``provenance`` if given.
 
 ``write_card(card, dir)`` writes ``card.json`` and a human-readable ``card.md`` and returns their paths.
-Truncation is not re-implemented: the card calls ``cft_lab.train.objectives.build_pairs`` and ``tokenize_pairs`` in
+Truncation is not re-implemented: the card calls ``cft_lab.train.objectives.build_pairs`` and ``cft_lab.train.tokenize.tokenize_pairs`` in
 chunks of :data:`CHUNK` pairs (so a 50K set never holds all token ids at once) and sums their counts.
 """
 
@@ -37,7 +37,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable, Mapping, Optional
 
-from cft_lab.data.records import STATUSES, Record, arm_pairs, arm_usage, objectives_by_arm
+from cft_lab.data.records import STATUSES, Record
+from cft_lab.train.objectives import arm_pairs, arm_usage, objectives_by_arm
 from cft_lab.data.verdicts import FORMS, UNPARSED_FORMS
 
 CHUNK = 512
@@ -94,7 +95,7 @@ def cutoff_counts(pairs: list, tokenizer, cutoff_len: int, truncation: str = "pa
     A chunk that ``tokenize_pairs`` refuses because every pair in it was dropped counts as all dropped (and, under
     ``truncation="paper"``, all truncated: only a prompt that fills the cutoff drops a pair there).
     """
-    from cft_lab.train.objectives import MaskError, tokenize_pairs
+    from cft_lab.train.tokenize import MaskError, tokenize_pairs
 
     tot = {"pairs": len(pairs), "examples": 0, "truncated": 0, "dropped": 0, "loss_tokens": 0}
     length_sum, max_len = 0.0, 0

@@ -17,11 +17,10 @@ Lifecycle: a source (``cft_lab.data.sources``) makes records with ``status="no_t
 ``status`` values: ``ok`` (the teacher's work is in), ``failed`` (its call failed: ``error`` says why),
 ``budget_exhausted`` (never called: the budget ran out), ``no_teacher`` (no teacher has run on it).
 
-Training sets are derived from one record list with matched ids, by ``build_pairs`` (the one place that knows
-which record an arm uses): ``sft`` uses every record, ``sft_verified`` the records whose verdict is "right",
-``sft_teacher`` those with a teacher solution, ``cft`` those with a critique. :func:`arm_usage` runs it for each
-arm and says, as counts, how many records each arm can use, why the others are left out (``build_pairs``' own
-reasons) and what status those had, plus how many ids every arm shares.
+Training sets are derived from one record list with matched ids, by the objective registry
+(``cft_lab.train.objectives``, the one place that knows which record an arm uses): ``sft`` uses every record,
+``sft_verified`` the records whose verdict is "right", ``sft_teacher`` those with a teacher solution, ``cft`` those
+with a critique; its ``arm_usage`` counts, per arm, the usable records and why the others are left out.
 
 Validation errors name the place and the field: ``records.jsonl:12: field 'verdict': expected 'right', 'wrong'
 or null, got 'yes'``.
@@ -39,7 +38,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
@@ -50,7 +48,6 @@ STATUSES = ("ok", "failed", "budget_exhausted", "no_teacher")
 VERDICTS = ("right", "wrong")
 TEACHER_KEYS = ("name", "model", "snapshot", "prompt_version", "sampling")
 TOKEN_KEYS = ("prompt", "completion")
-ARMS = ("sft", "sft_verified", "sft_teacher", "cft")
 
 
 class RecordError(ValueError):
@@ -270,75 +267,3 @@ def read_records(path: str | Path) -> list[Record]:
             seen[r.id] = lineno
             out.append(r)
     return out
-
-
-# ---------------------------------------------------------------------- arms
-def default_objectives() -> dict:
-    """``ObjectiveConfig`` per training arm with the shipped defaults (``conf/objective/*.yaml``)."""
-    from cft_lab.config import ObjectiveConfig
-    from cft_lab.prompts import CFT_INSTRUCTION
-
-    return {a: ObjectiveConfig(name=a, label=a, instruction=CFT_INSTRUCTION if a == "cft" else None) for a in ARMS}
-
-
-def objectives_by_arm(objective_configs=None) -> dict:
-    """Normalise ``None`` (the defaults), a mapping or a list of ``ObjectiveConfig`` to ``{arm: config}``."""
-    if objective_configs is None:
-        return default_objectives()
-    items = objective_configs.values() if isinstance(objective_configs, Mapping) else objective_configs
-    out = {o.name: o for o in items if o.name != "base"}
-    unknown = sorted(set(out) - set(ARMS))
-    if unknown:
-        raise ValueError(f"objective(s) {unknown} are not training arms; known: {list(ARMS)}")
-    return out
-
-
-def arm_pairs(records: list[Record], objective) -> tuple[list, dict]:
-    """``build_pairs`` for one arm on serialised records, never raising on an arm with no usable record.
-
-    Returns ``(pairs, counts)`` with build_pairs' counts (``records``, ``pairs``, ``skipped`` by reason) plus
-    ``"no response"`` for records without a response (build_pairs would render None as text, so they are kept out
-    here and counted).
-    """
-    from cft_lab.train.objectives import build_pairs
-
-    with_resp = [r for r in records if r.response is not None]
-    missing = len(records) - len(with_resp)
-    try:
-        pairs, counts = build_pairs(objective, [r.to_dict() for r in with_resp]) if with_resp else ([], None)
-    except ValueError as e:
-        if "no training pair" not in str(e):
-            raise
-        pairs, counts = [], None
-    if counts is None:  # build_pairs refused an empty result: every record was skipped, say so as a count
-        counts = {"records": len(with_resp), "pairs": 0,
-                  "skipped": {f"unusable for {objective.name}": len(with_resp)} if with_resp else {}}
-    counts = {"records": len(records), "pairs": counts["pairs"], "skipped": dict(counts["skipped"])}
-    if missing:
-        counts["skipped"]["no response"] = missing
-    return pairs, counts
-
-
-def arm_usage(records: list[Record], objective_configs=None) -> dict:
-    """Per arm: how many records it can use, why the others are left out and their statuses; and matched ids.
-
-    ``{"arms": {arm: {"usable", "skipped": {reason: n}, "unusable_by_status": {status: n}}},
-    "usable_by_all_arms": n}``. The selection rule is ``build_pairs``' (not repeated here).
-
-    >>> rs = [Record(id="a", question="q", response="y"),
-    ...       Record(id="b", question="q", response="y").with_critique("Conclusion: right [END]",
-    ...                                                                  teacher={"name": "t"})]
-    >>> u = arm_usage(rs)
-    >>> u["arms"]["cft"]["usable"], u["arms"]["cft"]["unusable_by_status"], u["usable_by_all_arms"]
-    (1, {'no_teacher': 1}, 0)
-    """
-    arms, usable_ids = {}, []
-    for arm, obj in objectives_by_arm(objective_configs).items():
-        pairs, counts = arm_pairs(records, obj)
-        ids = {p.id for p in pairs}
-        status = Counter(r.status for r in records if r.id not in ids)
-        arms[arm] = {"usable": len(pairs), "skipped": counts["skipped"],
-                     "unusable_by_status": dict(sorted(status.items()))}
-        usable_ids.append(ids)
-    common = set.intersection(*usable_ids) if usable_ids else set()
-    return {"arms": arms, "usable_by_all_arms": len(common)}

@@ -23,7 +23,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from cft_lab.teachers import OpenAITeacher, TeacherTask, summarize
+from cft_lab.teachers import TeacherTask, summarize
+from cft_lab.teachers.openai_teacher import OpenAITeacher
 
 
 def start_server(latency: float, capacity: int) -> tuple[subprocess.Popen, str]:

@@ -2,7 +2,7 @@
 
 ``run_cell(cfg)`` never raises for a failing stage (unless ``run.strict=true``): the failure is written to
 ``store/cells/<key>/result.json`` with its error and traceback, and a sweep goes on to the next cell; the rendered
-table marks the hole and says why (PITFALLS: one failed job must not stop ``make tableN``).
+table marks the hole and says why (docs/pitfalls.md#orchestration: one failed job must not stop ``make tableN``).
 
 ``result.json``::
 
@@ -16,26 +16,27 @@ table marks the hole and says why (PITFALLS: one failed job must not stop ``make
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import traceback
+from typing import Any, Callable
 
-from cft_lab.config import NEEDS_TEACHER, Config, as_dict
-from cft_lab.report.tracking import NoOpLogger, make_logger, sanitize
-from cft_lab.train.modeling import model_path
+from cft_lab.config import Config, as_dict
 from cft_lab.pipeline.plan import CellPlan, format_plan, plan_cell
 from cft_lab.pipeline.store import Store
-from cft_lab.eval import stage as stages
+from cft_lab.report.tracking import NoOpLogger, make_logger, sanitize
+from cft_lab.train.modeling import model_path
+from cft_lab.train.objectives import OBJECTIVES
 
 log = logging.getLogger(__name__)
 
 
 def _identity(cfg: Config, plan: CellPlan) -> dict:
+    uses_teacher = OBJECTIVES[cfg.objective.name].teacher_work is not None
     return {
         "cell": plan.name, "key": plan.key, "table": cfg.run.table, "method": cfg.run.method or cfg.objective.name,
         "model": cfg.model.label, "model_name": cfg.model.name, "objective": cfg.objective.name,
-        "teacher": (cfg.teacher.label or cfg.teacher.name) if cfg.objective.name in NEEDS_TEACHER else None,
+        "teacher": (cfg.teacher.label or cfg.teacher.name) if uses_teacher else None,
         "stages": {s.stage: s.key for s in plan.stages},
     }
 
@@ -47,10 +48,6 @@ def preflight(cfg: Config) -> None:
     from cft_lab.eval.generation import check_backend
 
     check_backend(cfg.inference)
-    if cfg.inference.mode != "direct":
-        raise NotImplementedError(
-            f"inference.mode={cfg.inference.mode}: only direct inference is implemented (the paper's main results); "
-            f"the self-critique modes of Table 8 are not in this build")
     for b in [*cfg.eval.benchmarks, cfg.eval.select.benchmark]:
         benchmarks.get(b)  # raises with the known names
     if cfg.eval.critique.enabled and cfg.eval.critique.benchmark not in benchmarks.TESTBED_SPECS:
@@ -65,9 +62,14 @@ def preflight(cfg: Config) -> None:
 
 
 def execute(cfg: Config, plan: CellPlan, store: Store, logger) -> dict:
+    """Run the cell's stages in order; each returns a small typed result, from which the cell's result is built."""
+    from cft_lab.data.stage import run_data
+    from cft_lab.eval.stage import run_grade, run_infer, run_select
+    from cft_lab.train.stage import run_train
+
     timings: dict[str, float] = {}
 
-    def timed(stage: str, fn, *args):
+    def timed(stage: str, fn: Callable[..., Any], *args: Any) -> Any:
         t0 = time.time()
         log.info("[%s] %s ...", plan.name, stage)
         out = fn(cfg, store, plan.key_of(stage), *args)
@@ -76,34 +78,34 @@ def execute(cfg: Config, plan: CellPlan, store: Store, logger) -> dict:
 
     preflight(cfg)
     extra: dict = {}
-    if cfg.objective.name == "base":
+    if not OBJECTIVES[cfg.objective.name].trains:
         evaluated = model_path(cfg.model)
     else:
-        data_dir = timed("data", stages.run_data)
-        train_dir = timed("train", stages.run_train, data_dir, logger)
-        evaluated = timed("select", stages.run_select, train_dir, logger)
-        extra["selected"] = store.relative(evaluated)  # relative to the store: portable across mounts
-        selection = json.loads((store.path("select", plan.key_of("select")) / "selection.json").read_text())
-        extra["selection"] = {k: selection[k] for k in ("benchmark", "selected", "last", "validation_test_overlap")}
+        data = timed("data", run_data)
+        train = timed("train", run_train, data.path, logger)
+        sel = timed("select", run_select, train.path, logger)
+        evaluated = str(sel.model_dir)
+        extra["selected"] = store.relative(sel.model_dir)  # relative to the store: portable across mounts
+        extra["selection"] = sel.summary()
+        selection = sel.selection
         logger.summary({"select/selected_step": selection["selected"]["step"],
                         "select/selected_accuracy": selection["selected"]["accuracy"],
                         "select/last_step": selection["last"]["step"],
                         "select/last_accuracy": selection["last"]["accuracy"],
                         **{f"select/overlap/{b}": n for b, n in selection["validation_test_overlap"].items()}})
-        extra["data_card"] = json.loads((data_dir / "card.json").read_text())
-        extra["train_examples"] = json.loads((train_dir / "pairs.json").read_text())  # truncated / dropped per arm
-    infer_dir = timed("infer", stages.run_infer, evaluated)
-    scores = timed("grade", stages.run_grade, infer_dir)
-    for name, s in scores.items():
+        extra["data_card"] = data.card
+        extra["train_examples"] = train.pairs  # truncated / dropped per arm
+    infer_dir = timed("infer", run_infer, evaluated)
+    grade = timed("grade", run_grade, infer_dir)
+    for name, s in grade.scores.items():
         logger.summary({f"test/{name}/accuracy": s["accuracy"], f"test/{name}/ci_low": s["ci_low"],
                         f"test/{name}/ci_high": s["ci_high"],
                         **{f"test/{name}/{m}": a for m, a in s.get("modes", {}).items()},
                         f"test/{name}/disagreements": s.get("disagreements", 0)})
-    critique = store.path("grade", plan.key) / "critique.json"
-    if critique.is_file():
-        extra["critique"] = json.loads(critique.read_text())
-        logger.summary({f"critique/{k}": v for k, v in extra["critique"].items() if isinstance(v, (int, float))})
-    return {"scores": scores, "timings_s": timings, **extra}
+    if grade.critique is not None:
+        extra["critique"] = grade.critique
+        logger.summary({f"critique/{k}": v for k, v in grade.critique.items() if isinstance(v, (int, float))})
+    return {"scores": grade.scores, "timings_s": timings, **extra}
 
 
 def run_cell(cfg: Config) -> dict:

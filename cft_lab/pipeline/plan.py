@@ -2,7 +2,9 @@
 
 A cell is one configuration (a row x column of a paper table). ``plan_cell(cfg)`` returns the stages it needs, in
 order, each with the key of the artefact it reads or writes (see ``cft_lab.pipeline.store``). Keys depend only on the config
-subtrees that change the artefact, never on run identity (``run.*``), logging or output paths:
+subtrees that change the artefact, never on run identity (``run.*``), logging or output paths; fields that only say
+how something runs are marked where they are declared (``cft_lab.config.NOT_IN_KEY``) and left out by
+``cft_lab.config.key_dict``:
 
 * data   = data + response_source (+ teacher, only when the objective needs one) + version
 * train  = data key + model + objective + train recipe (minus how it is launched) + version
@@ -22,17 +24,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from cft_lab.config import NEEDS_TEACHER, Config, as_dict
+from cft_lab.config import Config, as_dict, key_dict
+from cft_lab.options import ModelSource, ResponseKind
 from cft_lab.pipeline.store import digest
+from cft_lab.train.objectives import OBJECTIVES, teacher_work
 
 log = logging.getLogger(__name__)
 
 STAGE_VERSIONS = {"data": "data-v2", "train": "train-v1", "select": "select-v2", "infer": "infer-v2",
                   "grade": "grade-v2"}
-
-# Fields that decide how a run is launched, not what it computes: excluded from the train key. (The DeepSpeed
-# config stays in: it decides master-weight precision and the optimizer's numerics.)
-_LAUNCH_ONLY = ("launcher", "logging_steps", "gradient_checkpointing")
 
 
 @dataclass
@@ -48,8 +48,11 @@ class CellPlan:
     key: str  # = the grade key
     stages: list[StagePlan] = field(default_factory=list)
 
-    def key_of(self, stage: str) -> str | None:
-        return next((s.key for s in self.stages if s.stage == stage), None)
+    def key_of(self, stage: str) -> str:
+        key = next((s.key for s in self.stages if s.stage == stage), None)
+        if key is None:
+            raise KeyError(f"cell {self.name} has no {stage} stage")
+        return key
 
 
 def cell_name(cfg: Config) -> str:
@@ -60,83 +63,52 @@ def cell_name(cfg: Config) -> str:
 def _model_identity(cfg: Config) -> dict:
     """What the base weights are: hub id + revision, or a testbed base + its recipe digest (so `make bases`
     after a recipe change does not reuse cells of the old bases)."""
-    m = as_dict(cfg.model)
-    ident = {k: m[k] for k in ("source", "path", "revision", "dtype")}
-    if cfg.model.source == "testbed":
+    ident = key_dict(cfg.model)
+    if cfg.model.source == ModelSource.testbed:
         from cft_lab.testbed.bases import RECIPES, recipe_digest
 
         ident["recipe"] = recipe_digest(cfg.model.path) if cfg.model.path in RECIPES else None
     return ident
 
 
-#: Teacher fields that decide how requests are made, not what the teacher writes: excluded from the data key.
-_TEACHER_TRANSPORT = ("label", "api_key_env", "base_url", "concurrency", "timeout_s", "max_attempts", "budget_usd",
-                      "retry_failed", "max_failed", "cache", "price_input", "price_output")
-
-
 def data_key(cfg: Config) -> str:
-    from cft_lab.data.stage import teacher_kinds
-
-    teacher = as_dict(cfg.teacher) if cfg.objective.name in NEEDS_TEACHER else None
-    if teacher is not None:
-        for k in _TEACHER_TRANSPORT:
-            teacher.pop(k, None)
-        teacher["kinds"] = teacher_kinds(cfg)  # critiques (cft, sft_verified) or answers (sft_teacher)
-    data = as_dict(cfg.data)
-    data.pop("label", None)
+    work = teacher_work(cfg.objective.name)
+    teacher = None
+    if work:
+        teacher = key_dict(cfg.teacher)
+        teacher["kinds"] = work  # critiques (cft, sft_verified) or answers (sft_teacher)
     responses = as_dict(cfg.response_source)
-    if cfg.response_source.kind == "self_generated":
+    if cfg.response_source.kind == ResponseKind.self_generated:
         responses["from"] = responses["model"] or _model_identity(cfg)  # the cell's base model writes them
         responses["inference"] = {k: as_dict(cfg.inference)[k] for k in ("backend", "max_new_tokens")}
         responses["template"] = responses["template"] or cfg.model.eval_template
-    return digest({"v": STAGE_VERSIONS["data"], "data": data, "responses": responses, "teacher": teacher})
-
-
-def _teacher_summary(cfg: Config) -> str:
-    """How the teacher will be asked, for the dry run: model, prompt, sampling, or that released critiques replay."""
-    from cft_lab.data.stage import replays_released, teacher_kinds
-
-    t = cfg.teacher
-    kinds = "+".join(teacher_kinds(cfg))
-    if t.kind in ("openai", "vllm", "hf"):
-        how = (f"{t.kind} {t.model}, prompt {t.prompt_version}, T={t.temperature:g} top_p={t.top_p:g} "
-               f"max_tokens={t.max_tokens}")
-        if replays_released(cfg):
-            how = f"replays the released critiques of {t.model} (prompt {t.prompt_version}), no request"
-        elif t.kind == "openai":
-            how += f", {t.concurrency} in flight" + (f", budget ${t.budget_usd:g}" if t.budget_usd else "")
-    else:
-        how = t.kind
-    return f"teacher {t.name} ({kinds}: {how})"
+    return digest({"v": STAGE_VERSIONS["data"], "data": key_dict(cfg.data), "responses": responses,
+                   "teacher": teacher})
 
 
 def _grading(cfg: Config) -> dict:
     """What decides a verdict: the modes (the first scores the table), the timeout and the graders' version."""
     from cft_lab.eval.grading import VERSION
 
-    return {"modes": list(cfg.eval.modes), "timeout": cfg.eval.grade_timeout, "version": VERSION}
+    return {"modes": [str(m) for m in cfg.eval.modes], "timeout": cfg.eval.grade_timeout, "version": VERSION}
 
 
 def plan_cell(cfg: Config) -> CellPlan:
     """The stages of one cell with their keys. Pure: reads the config, touches no file."""
     stages: list[StagePlan] = []
-    inf = as_dict(cfg.inference)
-    inf.pop("name", None)  # batch_size stays: batched decoding is not batch-invariant (PITFALLS)
-    if cfg.objective.name == "base":
+    inf = key_dict(cfg.inference)
+    if not OBJECTIVES[cfg.objective.name].trains:
         evaluated = {"base": _model_identity(cfg)}
     else:
         dkey = data_key(cfg)
+        from cft_lab import teachers
+
         stages.append(StagePlan("data", dkey, f"{cfg.data.name} x {cfg.response_source.name} responses"
-                                + (f", {_teacher_summary(cfg)}" if cfg.objective.name in NEEDS_TEACHER else "")))
-        train = as_dict(cfg.train)
-        for k in _LAUNCH_ONLY + ("name",):
-            train.pop(k, None)
-        objective = as_dict(cfg.objective)
-        objective.pop("label", None)
+                                + (f", {teachers.describe(cfg)}" if teacher_work(cfg.objective.name) else "")))
         tkey = digest({"v": STAGE_VERSIONS["train"], "data": dkey, "model": _model_identity(cfg),
-                       "objective": objective, "train": train})
+                       "objective": key_dict(cfg.objective), "train": key_dict(cfg.train)})
         t = cfg.train
-        if cfg.model.source == "hub" and cfg.model.revision is None:
+        if cfg.model.source == ModelSource.hub and cfg.model.revision is None:
             log.warning("model=%s has no pinned revision: its cache keys cannot see hub updates", cfg.model.name)
         stages.append(StagePlan("train", tkey, (
             f"{cfg.objective.name} on {cfg.model.name}: lr {t.learning_rate:g} {t.lr_scheduler_type}, warm-up "

@@ -1,18 +1,47 @@
-"""The run store: content-addressed artefacts that stages write and tables read.
+"""The run store: content-addressed artefacts that stages write and tables read. This docstring is the one
+description of the store's layout; the stage modules refer to it.
 
-Layout (all under ``<paths.outputs>/store``)::
+Layout (all under ``<paths.outputs>/store``; ``<key>`` is the artefact's cache key, ``cft_lab.pipeline.plan``)::
 
-    data/<key>/records.jsonl, card.json, DONE.json      records with question, noisy response, critique, verdict
-    train/<key>/checkpoint-<step>/, metrics.json, DONE.json
-    select/<key>/selection.json, DONE.json              every checkpoint's validation score and the chosen one
-    infer/<key>/<benchmark>.jsonl, DONE.json            one generation per item
-    grade/<key>/<benchmark>.jsonl, scores.json, DONE.json
-    cells/<key>/result.json                             the cell's status ("ok" | "failed"), scores or error
+    data/<key>/      records.jsonl   one cft_lab.data.records.Record per question (response, critique, verdict,
+                                     teacher solution, tokens, cost, status, error), every arm's rows, matched ids
+                     card.json, card.md   the dataset card (cft_lab.data.card): counts, verdicts, agreement with the
+                                     truth, cost, lengths, per-arm usage and truncation at the cell's cutoff
+    train/<key>/     checkpoint-<step>/   weights (+ optimizer state while training may resume)
+                     pairs.json      pair, skip and token counts of the arm; metrics.json (log history, global step)
+    select/<key>/    generations/<step>/<benchmark>.jsonl, scores/<step>.jsonl   one file per checkpoint (resumable)
+                     selection.json  {"benchmark", "strategy", "mode", "checkpoints": [{"step", "path",
+                                     "accuracy"}], "selected", "last", "validation_test_overlap"} (paths relative
+                                     to the store root)
+    infer/<key>/     <benchmark>.jsonl   {"id", "index", "prompt", "seed", "outputs": [{"text", "tokens",
+                                     "finish_reason"}]}: generation only, resumable item by item
+                                     (<benchmark>.partial.jsonl while it runs), so a grader error never costs the
+                                     generations; generator.json (backend, versions, engine and sampling settings);
+                                     critique.jsonl (the critique probe, when enabled)
+    grade/<key>/     <benchmark>.jsonl   per item: prompt, gold(s), every sample's output, extracted answer, verdict
+                                     and status per grading mode, quirks
+                     scores.json     {benchmark: aggregate (cft_lab.eval.engine.aggregate)}
+                     eval.json       versions, git sha, template hashes, sampling, grading settings
+                     critique.json   the critique probe's scores, when enabled
+    cells/<key>/     result.json     the cell's status ("ok" | "failed"), scores or error (cft_lab.pipeline.cell)
+    locks/<stage>-<key>.lock         per-artefact flock
+    teacher_cache.sqlite             the teacher's request cache, shared by every data artefact
+    */<key>/DONE.json                written last: the artefact is complete (stage, key, time, library versions,
+                                     and the stage's own summary)
 
 A key is ``digest(inputs)``: the sha256 of the canonical JSON of the config subtree that made the artefact, plus the
-stage's code version (``cft_lab.pipeline.plan.STAGE_VERSIONS``) and the keys of its inputs. Two tables that need the same
-cell therefore share it, and a rerun finds it. ``DONE.json`` is written last: an artefact without it is unfinished
-and is rebuilt (training resumes from its last full checkpoint instead).
+stage's code version (``cft_lab.pipeline.plan.STAGE_VERSIONS``) and the keys of its inputs. Two tables that need the
+same cell therefore share it, and a rerun finds it. An artefact without ``DONE.json`` is unfinished and is rebuilt
+(or resumed, for the stages that keep partial work: training from its last full checkpoint, selection per
+checkpoint, generation per item).
+
+Every stage builds its artefact the same way, through :meth:`Store.claim`::
+
+    with store.claim("data", key) as art:      # per-artefact lock; art.done: finished before
+        if not art.done:
+            ...write files into art.path...
+            art.meta["records"] = n               # lands in DONE.json when the block exits normally
+    return DataResult.read(art.path)           # the stage's small typed result, read from its files
 """
 
 from __future__ import annotations
@@ -24,6 +53,7 @@ import os
 import shutil
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -90,6 +120,28 @@ def read_jsonl(path: Path) -> Iterator[dict]:
                 raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg})") from e
 
 
+#: The files each stage's artefact holds when it is DONE (checked by the tests against a real tiny run).
+LAYOUT: dict[str, tuple[str, ...]] = {
+    "data": ("records.jsonl", "card.json", "card.md"),
+    "train": ("pairs.json", "metrics.json", "checkpoint-*"),
+    "select": ("selection.json",),
+    "infer": ("<benchmark>.jsonl",),
+    "grade": ("<benchmark>.jsonl", "scores.json", "eval.json"),
+}
+
+
+@dataclass
+class Artefact:
+    """An artefact claimed by :meth:`Store.claim`: where it lives, whether it was finished before, and the summary
+    that goes into its ``DONE.json``."""
+
+    stage: str
+    key: str
+    path: Path
+    done: bool
+    meta: dict = field(default_factory=dict)
+
+
 class Store:
     """Content-addressed artefact directories with completion markers."""
 
@@ -127,6 +179,20 @@ class Store:
                 yield
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
+
+    @contextmanager
+    def claim(self, stage: str, key: str, *, resume: bool = False) -> Iterator[Artefact]:
+        """Claim one artefact for building: hold its lock for the block; if it is DONE, yield it with
+        ``done=True`` (the block only reads it); otherwise prepare its directory (emptied first unless ``resume``:
+        the stage keeps partial work) and, when the block exits without an exception, write ``DONE.json`` with
+        ``art.meta``. An exception leaves it unfinished, to be rebuilt or resumed by the next run."""
+        with self.lock(stage, key):
+            if self.done(stage, key):
+                yield Artefact(stage, key, self.path(stage, key), done=True)
+                return
+            art = Artefact(stage, key, self.begin(stage, key, fresh=not resume), done=False)
+            yield art
+            self.finish(stage, key, art.meta)
 
     def relative(self, path: str | Path) -> str:
         """A path inside the store, relative to it (artefacts must survive a different mount point)."""

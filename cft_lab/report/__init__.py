@@ -1,6 +1,11 @@
-"""Paper tables from cell results: frames in the paper's layouts (``frames``) and their rendering (``render``).
+"""Views of the run store: paper tables and experiment tracking.
 
-The public names below are the whole API; ``cft_lab.report.tables`` uses them to render a table from the run store.
+* :mod:`.frames`: cell results -> pandas frames in the paper's layouts (AVG and Δ the paper's way, its own numbers);
+* :mod:`.render`: frames -> md / csv / tex / png; :mod:`.tables`: ``python -m cft_lab.report.tables <table>``
+  renders a table from the store; :mod:`.callback`: the Hydra callback that renders a sweep's table when it ends;
+* :mod:`.tracking`: the W&B and no-op loggers.
+
+The names below are the frames-and-rendering API.
 """
 
 from cft_lab.report.frames import (AVG, CSV_COLUMNS, DELTA_LABEL, METHOD_LABELS, METHOD_ORDER, PAPER_TABLES,

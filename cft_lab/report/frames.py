@@ -59,19 +59,17 @@ import numpy as np
 import pandas as pd
 
 from cft_lab.paths import ASSETS_DIR
+from cft_lab.train.objectives import OBJECTIVES
+from cft_lab.train.objectives import labels as objective_labels
 
 log = logging.getLogger(__name__)
 
 AVG = "AVG"
-METHOD_ORDER = ("base", "sft", "sft_verified", "sft_teacher", "cft")
-METHOD_LABELS = {
-    "base": "Base",
-    "sft": "WebInstruct-SFT",
-    "sft_verified": "WebInstruct-verified-SFT",
-    "sft_teacher": "WebInstruct-GPT4o-SFT",
-    "cft": "WebInstruct-CFT",
-}
-SFT_METHODS = ("sft", "sft_verified", "sft_teacher")
+#: Rows of Table 2 in the paper's order, their labels (from conf/objective/*.yaml) and the SFT rows Δ compares CFT
+#: with: all read from the objective registry (cft_lab.train.objectives), never listed here.
+METHOD_ORDER = tuple(OBJECTIVES)
+METHOD_LABELS = objective_labels()
+SFT_METHODS = tuple(name for name, o in OBJECTIVES.items() if o.family == "sft")
 DELTA_LABEL = "Δ = CFT − SFT_best"
 SFT_VERIFIED_COLUMN = "SFT-verified"
 PAPER_TABLES = ASSETS_DIR / "paper_tables.json"

@@ -21,10 +21,11 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from cft_lab.eval import benchmarks
-from cft_lab.config import NEEDS_TEACHER, Config, register, to_config
+from cft_lab.config import Config, register, to_config
 from cft_lab.paths import CONF_DIR
 from cft_lab.pipeline.plan import format_plan, plan_cell
 from cft_lab.pipeline.store import Store
+from cft_lab.train.objectives import teacher_work
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ def collect(configs: list[Config]):
         res = Store(cfg.paths.outputs).cell_result(plan.key) or {"status": "missing", "error": "not run", "scores": {}}
         scores = {s.get("label", benchmarks.label(name)): BenchScore(s["correct"], s["n"], s["ci_low"], s["ci_high"])
                   for name, s in res.get("scores", {}).items()}
-        teacher = (cfg.teacher.label or cfg.teacher.name) if cfg.objective.name in NEEDS_TEACHER else None
+        teacher = (cfg.teacher.label or cfg.teacher.name) if teacher_work(cfg.objective.name) else None
         cells.append(CellResult(model=cfg.model.label, method=cfg.objective.name, teacher=teacher,
                                 status=res["status"], error=res.get("error"), scores=scores, key=plan.key,
                                 response_source=cfg.response_source.kind))

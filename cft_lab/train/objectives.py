@@ -1,33 +1,144 @@
-"""Objectives: how one record set becomes {prompt, completion} pairs, and how those become token ids.
+"""Objectives, the axis the paper ablates: one registry, :data:`OBJECTIVES`, and how one record set becomes the
+{prompt, completion} pairs of each arm.
 
-Every arm reads the same records (``cft_lab.data.stage``: id, question, response, critique, verdict, teacher_solution)
-with the same ids; an objective only decides the pair (PROTOCOL §1.2, §2):
+Every arm reads the same records (``cft_lab.data``: id, question, response, critique, verdict, teacher_solution)
+with the same ids; an objective only decides what it needs from the teacher and the pair it makes of a record
+(docs/protocol.md §1.2, §2):
 
-==============  =====================================  ==========================================
-objective       prompt (user turn)                      completion (loss)
-==============  =====================================  ==========================================
-sft             question                                noisy response
-sft_verified    question (records judged right only)    noisy response
-sft_teacher     question                                teacher's own solution
-cft             instruction + question + response       critique
-==============  =====================================  ==========================================
+==============  ==================  =====================================  ==========================================
+objective       teacher writes      prompt (user turn)                      completion (loss)
+==============  ==================  =====================================  ==========================================
+base            nothing             (no training)
+sft             nothing             question                                noisy response
+sft_verified    critique (verdict)  question (records judged right only)    noisy response
+sft_teacher     answer              question                                teacher's own solution
+cft             critique            instruction + question + response       critique
+==============  ==================  =====================================  ==========================================
 
-``tokenize_pairs`` tokenizes prompt and completion separately (so the loss boundary is exact), applies the cutoff
-and returns ``input_ids`` + ``completion_mask`` rows for TRL's SFTTrainer, with counts of what was truncated or
-dropped. Why not let TRL tokenize: its truncation keeps the start and cuts silently, while the paper cut the source
-first (LLaMA-Factory ``infer_seqlen``); and the counts per arm are what PITFALLS asks to report.
+Everything that depends on the objective reads this registry: the config checks (``cft_lab.config``), what the data
+stage asks the teacher for and the data key (``cft_lab.pipeline.plan``), the per-arm counts of the dataset card, and
+the row order and SFT/CFT families of the report. Table labels live in the YAML (``conf/objective/<name>.yaml``,
+``label:``), read by :func:`labels`. Adding an objective is one :class:`Objective` entry here plus its YAML
+(docs/extending.md shows one end to end).
+
+>>> OBJECTIVES["cft"].teacher_work, OBJECTIVES["sft_teacher"].teacher_work, OBJECTIVES["sft"].teacher_work
+('critique', 'answer', None)
+>>> [n for n, o in OBJECTIVES.items() if o.family == "sft"]
+['sft', 'sft_verified', 'sft_teacher']
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Mapping, Optional, Union
 
-from cft_lab.config import ObjectiveConfig
-from cft_lab.prompts import completion_suffix, cft_user_turn, render_prompt
+from cft_lab.prompts import cft_user_turn, completion_suffix, render_prompt
+
+if TYPE_CHECKING:
+    from cft_lab.config import ObjectiveConfig
+    from cft_lab.data.records import Record
 
 log = logging.getLogger(__name__)
 
+#: A record (as ``records.jsonl`` holds it) -> (user turn, target), or the reason the arm leaves it out.
+PairFn = Callable[[Mapping, "ObjectiveConfig"], Union[tuple[str, str], str]]
+
+
+@dataclass(frozen=True)
+class Objective:
+    """One training arm."""
+
+    family: str  # "base" (no training) | "sft" (imitate a response) | "cft" (write a critique): the report's Δ
+    pair: Optional[PairFn]  # None: nothing is trained (the base row)
+    teacher_work: Optional[str] = None  # what the teacher must write: "critique" | "answer" | None
+    uses: str = ""  # what it takes from the teacher, in words, for error messages ("verdicts", "critiques", ...)
+    needs_response: bool = True  # records without a noisy response are left out ("no response")
+    needs_instruction: bool = False  # objective.instruction must be set (the CFT instruction)
+
+    @property
+    def trains(self) -> bool:
+        return self.pair is not None
+
+
+def _sft(r: Mapping, o: ObjectiveConfig) -> tuple[str, str] | str:
+    return r["question"], r["response"]
+
+
+def _sft_verified(r: Mapping, o: ObjectiveConfig) -> tuple[str, str] | str:
+    if r.get("verdict") is None:
+        return "verdict unparsed"
+    if r["verdict"] != "right":
+        return "judged wrong"
+    return r["question"], r["response"]
+
+
+def _sft_teacher(r: Mapping, o: ObjectiveConfig) -> tuple[str, str] | str:
+    if not r.get("teacher_solution"):
+        return "no teacher solution"
+    return r["question"], r["teacher_solution"]
+
+
+def _cft(r: Mapping, o: ObjectiveConfig) -> tuple[str, str] | str:
+    if not r.get("critique"):
+        return "no critique"
+    return cft_user_turn(r["question"], r["response"], o.instruction or ""), r["critique"]
+
+
+#: The one registry of objectives (insertion order = the paper's row order).
+OBJECTIVES: dict[str, Objective] = {
+    "base": Objective(family="base", pair=None),
+    "sft": Objective(family="sft", pair=_sft),
+    "sft_verified": Objective(family="sft", pair=_sft_verified, teacher_work="critique", uses="verdicts"),
+    "sft_teacher": Objective(family="sft", pair=_sft_teacher, teacher_work="answer", uses="solutions",
+                             needs_response=False),
+    "cft": Objective(family="cft", pair=_cft, teacher_work="critique", uses="critiques", needs_instruction=True),
+}
+
+
+def get(name: str) -> Objective:
+    try:
+        return OBJECTIVES[name]
+    except KeyError:
+        raise KeyError(f"objective={name} is unknown; choose one of {', '.join(OBJECTIVES)}") from None
+
+
+def teacher_work(name: str) -> list[str]:
+    """What the teacher must write for this objective: ``[]``, ``["critique"]`` or ``["answer"]`` (in the data key)."""
+    work = get(name).teacher_work
+    return [work] if work else []
+
+
+def arms() -> list[str]:
+    """The objectives that train, in registry order."""
+    return [n for n, o in OBJECTIVES.items() if o.trains]
+
+
+def labels() -> dict[str, str]:
+    """Each objective's table label, from its ``conf/objective/<name>.yaml`` (the name where there is none)."""
+    return {name: cfg.label for name, cfg in default_configs(include_base=True).items()}
+
+
+def default_configs(include_base: bool = False) -> dict[str, ObjectiveConfig]:
+    """``ObjectiveConfig`` of every registered objective as its shipped YAML sets it (name only if it has none)."""
+    from omegaconf import OmegaConf
+
+    from cft_lab.config import ObjectiveConfig
+    from cft_lab.paths import CONF_DIR
+
+    out = {}
+    for name, obj in OBJECTIVES.items():
+        if not obj.trains and not include_base:
+            continue
+        path = CONF_DIR / "objective" / f"{name}.yaml"
+        node = OmegaConf.merge(OmegaConf.structured(ObjectiveConfig(name=name, label=name)),
+                               OmegaConf.load(path) if path.is_file() else {})
+        out[name] = OmegaConf.to_object(node)
+    return out
+
+
+# ---- pairs --------------------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Pair:
@@ -36,112 +147,89 @@ class Pair:
     completion: str
 
 
-class MaskError(ValueError):
-    """An example would carry no loss token."""
-
-
 def build_pairs(objective: ObjectiveConfig, records: list[dict]) -> tuple[list[Pair], dict]:
     """Pairs for one objective, and counts of the records it used and skipped (with the reason)."""
-    name, tpl, system = objective.name, objective.template, objective.system_prompt
-    if name == "cft" and not objective.instruction:
-        raise ValueError("objective=cft needs objective.instruction (the critique instruction of PROTOCOL §1.2)")
+    spec = get(objective.name)
+    if spec.pair is None:
+        raise ValueError(f"objective={objective.name} has no training pairs")
+    if spec.needs_instruction and not objective.instruction:
+        raise ValueError(f"objective={objective.name} needs objective.instruction (the critique instruction of "
+                         f"docs/protocol.md §1.2)")
+    tpl, system = objective.template, objective.system_prompt
     suffix = completion_suffix(tpl)
     pairs: list[Pair] = []
-    skipped: dict[str, int] = {}
-
-    def skip(reason: str) -> None:
-        skipped[reason] = skipped.get(reason, 0) + 1
-
+    skipped: Counter = Counter()
     for r in records:
-        if name != "sft_teacher" and not r.get("response"):
-            skip("no response")  # never train on the text "None"
+        if spec.needs_response and not r.get("response"):
+            skipped["no response"] += 1  # never train on the text "None"
             continue
-        if name == "sft":
-            user, target = r["question"], r["response"]
-        elif name == "sft_verified":
-            if r.get("verdict") is None:
-                skip("verdict unparsed")
-                continue
-            if r["verdict"] != "right":
-                skip("judged wrong")
-                continue
-            user, target = r["question"], r["response"]
-        elif name == "sft_teacher":
-            if not r.get("teacher_solution"):
-                skip("no teacher solution")
-                continue
-            user, target = r["question"], r["teacher_solution"]
-        elif name == "cft":
-            if not r.get("critique"):
-                skip("no critique")
-                continue
-            user = cft_user_turn(r["question"], r["response"], objective.instruction)
-            target = r["critique"]
-        else:
-            raise ValueError(f"objective={name} has no training pairs")
+        got = spec.pair(r, objective)
+        if isinstance(got, str):
+            skipped[got] += 1
+            continue
+        user, target = got
         pairs.append(Pair(r["id"], render_prompt(tpl, user, system), target + suffix))
-    counts = {"records": len(records), "pairs": len(pairs), "skipped": skipped}
+    counts = {"records": len(records), "pairs": len(pairs), "skipped": dict(skipped)}
     if not pairs:
-        raise ValueError(f"objective={name}: no training pair out of {len(records)} records (skipped: {skipped})")
+        raise ValueError(f"objective={objective.name}: no training pair out of {len(records)} records "
+                         f"(skipped: {dict(skipped)})")
     return pairs, counts
 
 
-def infer_seqlen(source_len: int, target_len: int, cutoff_len: int) -> tuple[int, int]:
-    """LLaMA-Factory's truncation rule (PROTOCOL §3.1): if the target is shorter than half the cutoff only the
-    source is cut; otherwise both are cut in proportion.
+# ---- per-arm usage of one record set (the dataset card) ----------------------------------------------------------
 
-    >>> infer_seqlen(100, 50, 200)
-    (100, 50)
-    >>> infer_seqlen(300, 50, 200)
-    (150, 50)
-    >>> infer_seqlen(300, 300, 200)
-    (100, 100)
+def objectives_by_arm(objective_configs=None) -> dict:
+    """Normalise ``None`` (the shipped configs of every arm), a mapping or a list of ``ObjectiveConfig`` to
+    ``{arm: config}``."""
+    if objective_configs is None:
+        return default_configs()
+    items = objective_configs.values() if isinstance(objective_configs, Mapping) else objective_configs
+    out = {o.name: o for o in items if get(o.name).trains}
+    return out
+
+
+def arm_pairs(records: list[Record], objective) -> tuple[list, dict]:
+    """``build_pairs`` for one arm on :class:`~cft_lab.data.records.Record` objects, never raising on an arm with no
+    usable record: ``(pairs, counts)`` with build_pairs' counts (``records``, ``pairs``, ``skipped`` by reason), and
+    records without a response counted as ``"no response"`` for every arm (a card compares arms on one set)."""
+    with_resp = [r for r in records if r.response is not None]
+    missing = len(records) - len(with_resp)
+    try:
+        pairs, counts = build_pairs(objective, [r.to_dict() for r in with_resp]) if with_resp else ([], None)
+    except ValueError as e:
+        if "no training pair" not in str(e):
+            raise
+        pairs, counts = [], None
+    if counts is None:  # build_pairs refused an empty result: every record was skipped, say so as a count
+        counts = {"records": len(with_resp), "pairs": 0,
+                  "skipped": {f"unusable for {objective.name}": len(with_resp)} if with_resp else {}}
+    counts = {"records": len(records), "pairs": counts["pairs"], "skipped": dict(counts["skipped"])}
+    if missing:
+        counts["skipped"]["no response"] = missing
+    return pairs, counts
+
+
+def arm_usage(records: list[Record], objective_configs=None) -> dict:
+    """Per arm: how many records it can use, why the others are left out and their statuses; and matched ids.
+
+    ``{"arms": {arm: {"usable", "skipped": {reason: n}, "unusable_by_status": {status: n}}},
+    "usable_by_all_arms": n}``. The selection rule is ``build_pairs``' (not repeated here).
+
+    >>> from cft_lab.data.records import Record
+    >>> rs = [Record(id="a", question="q", response="y"),
+    ...       Record(id="b", question="q", response="y").with_critique("Conclusion: right [END]",
+    ...                                                                  teacher={"name": "t"})]
+    >>> u = arm_usage(rs)
+    >>> u["arms"]["cft"]["usable"], u["arms"]["cft"]["unusable_by_status"], u["usable_by_all_arms"]
+    (1, {'no_teacher': 1}, 0)
     """
-    if target_len * 2 < cutoff_len:
-        max_target = cutoff_len
-    elif source_len * 2 < cutoff_len:
-        max_target = cutoff_len - source_len
-    else:
-        max_target = int(cutoff_len * (target_len / (source_len + target_len)))
-    new_target = min(max_target, target_len)
-    new_source = min(max(cutoff_len - new_target, 0), source_len)
-    return new_source, new_target
-
-
-def tokenize_pairs(pairs: list[Pair], tokenizer, cutoff_len: int, truncation: str = "paper") -> tuple[list[dict], dict]:
-    """Rows ``{id, input_ids, completion_mask}`` and counts ``{examples, truncated, dropped, loss_tokens, ...}``.
-
-    ``truncation="paper"`` cuts with :func:`infer_seqlen` and, like LLaMA-Factory, keeps the first tokens of each
-    side (a long prompt loses its tail); ``"drop"`` drops any pair over the cutoff.
-    """
-    rows, truncated, dropped, loss_tokens, lengths = [], 0, 0, 0, []
-    for p in pairs:
-        src = tokenizer(p.prompt, add_special_tokens=False)["input_ids"]
-        tgt = tokenizer(p.completion, add_special_tokens=False)["input_ids"]
-        if len(src) + len(tgt) > cutoff_len:
-            if truncation == "drop":
-                dropped += 1
-                continue
-            s_len, t_len = infer_seqlen(len(src), len(tgt), cutoff_len)
-            src, tgt = src[:s_len], tgt[:t_len]
-            truncated += 1
-            if not tgt:  # a prompt that fills the cutoff leaves nothing to learn: count it, never train on it
-                dropped += 1
-                continue
-        if not tgt:
-            raise MaskError(f"pair {p.id}: empty completion, the example would be fully masked")
-        rows.append({"id": p.id, "input_ids": src + tgt, "completion_mask": [0] * len(src) + [1] * len(tgt)})
-        loss_tokens += len(tgt)
-        lengths.append(len(src) + len(tgt))
-    counts = {"examples": len(rows), "truncated": truncated, "dropped": dropped, "loss_tokens": loss_tokens,
-              "mean_length": round(sum(lengths) / max(len(lengths), 1), 1), "max_length": max(lengths, default=0)}
-    if not rows:
-        raise MaskError(f"all {len(pairs)} pairs were dropped by cutoff_len={cutoff_len} (truncation={truncation})")
-    return rows, counts
-
-
-def check_masks(dataset) -> None:
-    """Fail loudly if any prepared training example has no loss token (labels all -100)."""
-    bad = [i for i, labels in enumerate(dataset["labels"]) if all(t == -100 for t in labels)]
-    if bad:
-        raise MaskError(f"{len(bad)} training examples are fully masked (first indices: {bad[:5]})")
+    result, usable_ids = {}, []
+    for arm, obj in objectives_by_arm(objective_configs).items():
+        pairs, counts = arm_pairs(records, obj)
+        ids = {p.id for p in pairs}
+        status = Counter(r.status for r in records if r.id not in ids)
+        result[arm] = {"usable": len(pairs), "skipped": counts["skipped"],
+                       "unusable_by_status": dict(sorted(status.items()))}
+        usable_ids.append(ids)
+    common = set.intersection(*usable_ids) if usable_ids else set()
+    return {"arms": result, "usable_by_all_arms": len(common)}

@@ -1,6 +1,6 @@
 """The train stage: one code path for every arm (SFT, SFT-verified, SFT-teacher, CFT).
 
-Input: tokenized rows ``{id, input_ids, completion_mask}`` from ``cft_lab.train.objectives.tokenize_pairs``. TRL's
+Input: tokenized rows ``{id, input_ids, completion_mask}`` from ``cft_lab.train.tokenize.tokenize_pairs``. TRL's
 ``SFTTrainer`` builds the labels from ``completion_mask`` (prompt tokens -100), pads, and trains; we check that no
 prepared example is fully masked. Output, in the artefact directory::
 
@@ -29,7 +29,7 @@ from transformers import TrainerCallback
 from cft_lab.config import Config, as_dict, to_config
 from cft_lab.report.tracking import Logger, NoOpLogger
 from cft_lab.train.modeling import load_model, load_tokenizer
-from cft_lab.train.objectives import MaskError, check_masks
+from cft_lab.train.tokenize import MaskError, check_masks
 from cft_lab.paths import resolve_repo_path
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,106 @@
+"""Option kinds: the closed sets of values a config field may take, as ``StrEnum`` (as OLMo-core does).
+
+A field typed with one of these fails at compose time, naming the file, the key and the allowed values, so no code
+below the entrypoint checks these values by hand. Member names equal their values, so YAML and the command line
+spell them as written here (``inference.backend=vllm``), and a member compares equal to its string
+(``Backend.vllm == "vllm"``). Cache keys hash the strings (``cft_lab.config.as_dict``), so turning a ``str`` field into
+one of these keeps every key.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+try:  # Python 3.11+
+    from enum import StrEnum
+except ImportError:  # pragma: no cover - Python 3.10
+
+    class StrEnum(str, Enum):  # type: ignore[no-redef]
+        def __str__(self) -> str:
+            return str(self.value)
+
+        def __format__(self, spec: str) -> str:
+            return format(str(self.value), spec)
+
+
+# ---- option kinds: member name == value, so YAML and the command line spell them as written here ------------------
+
+class ModelSource(StrEnum):
+    hub = "hub"  # a hub id, loaded with transformers / vLLM
+    testbed = "testbed"  # a tiny base shipped in cft_lab/assets/testbed/models (built by `make bases`)
+
+
+class DType(StrEnum):
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
+
+
+class DataKind(StrEnum):
+    testbed = "testbed"  # the embedded synthetic world
+    source = "source"  # a released, local or hub dataset (cft_lab.data.sources)
+
+
+class SourceKind(StrEnum):
+    webinstruct_cft = "webinstruct_cft"
+    webinstruct_raw = "webinstruct_raw"
+    metamathqa = "metamathqa"
+    numinamath_cot = "numinamath_cot"
+    local = "local"
+    hub = "hub"
+
+
+class ResponseKind(StrEnum):
+    reference = "reference"  # the dataset's own noisy responses
+    self_generated = "self_generated"  # sampled from a model (Table 6)
+
+
+class TeacherKind(StrEnum):
+    none = "none"
+    testbed = "testbed"  # the testbed's rule teacher
+    replay = "replay"  # critiques shipped with a released dataset
+    openai = "openai"  # any OpenAI-compatible server
+    vllm = "vllm"  # a local model through the generation backend
+    hf = "hf"
+
+
+class Truncation(StrEnum):
+    paper = "paper"  # LLaMA-Factory's infer_seqlen (docs/protocol.md §3.1)
+    drop = "drop"  # drop pairs over the cutoff
+
+
+class Launcher(StrEnum):
+    inprocess = "inprocess"
+    torchrun = "torchrun"
+    deepspeed = "deepspeed"
+
+
+class SelectStrategy(StrEnum):
+    best = "best"  # the strictly best validation score, first on ties (docs/protocol.md §3.5)
+    last = "last"  # the last checkpoint, no scoring
+
+
+class InferenceMode(StrEnum):
+    direct = "direct"  # one generation, the harness prompt (the paper's main results)
+
+
+class Backend(StrEnum):
+    hf = "hf"
+    vllm = "vllm"
+
+
+class GradingMode(StrEnum):
+    paper = "paper"  # the CFT harness's grader, leniencies included
+    strict = "strict"  # upstream Qwen2.5-Math, gold mangling fixed
+    math_verify = "math_verify"
+
+
+class LoggerName(StrEnum):
+    none = "none"
+    wandb = "wandb"
+
+
+class LoggerMode(StrEnum):
+    offline = "offline"
+    online = "online"
+    disabled = "disabled"

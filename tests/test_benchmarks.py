@@ -80,9 +80,9 @@ def test_gpqa_shuffle_is_seeded_and_stable():
     again = benchmarks._gpqa_items()
     assert "".join(it["gold"] for it in again) == letters
     # the gold letter points at the correct option's text
-    from cft_lab.eval.benchmarks import files as benchmark_data
+    from cft_lab.eval.benchmarks import files
 
-    for it, rec in zip(benchmarks.items("gpqa")[:20], benchmark_data.load("gpqa")[:20]):
+    for it, rec in zip(benchmarks.items("gpqa")[:20], files.load("gpqa")[:20]):
         choices = it["question"].split("\nAnswer Choices: ")[1]
         assert f"({it['gold']}) {rec['Correct Answer']}" in choices
 
@@ -90,12 +90,12 @@ def test_gpqa_shuffle_is_seeded_and_stable():
 def benchmarks_gpqa_letters_digest() -> str:
     import random
 
-    from cft_lab.eval.benchmarks import files as benchmark_data
+    from cft_lab.eval.benchmarks import files
 
     # recomputed independently of the registry: random.Random(0).sample over the four options, in file order
     rng = random.Random(0)
     out = ""
-    for rec in benchmark_data.load("gpqa"):
+    for rec in files.load("gpqa"):
         opts = [rec["Correct Answer"], rec["Incorrect Answer 1"], rec["Incorrect Answer 2"], rec["Incorrect Answer 3"]]
         out += "ABCD"[rng.sample(opts, 4).index(rec["Correct Answer"])]
     return hashlib.sha256(out.encode()).hexdigest()[:16]

@@ -93,7 +93,7 @@ def test_eval_of_every_paper_benchmark_end_to_end_on_a_tiny_model(outputs):
 
 
 def test_interrupted_generation_redoes_only_the_missing_items(tmp_path):
-    from cft_lab.eval import engine as evaluation
+    from cft_lab.eval import engine
     from cft_lab.eval.generation import make_generator
     from cft_lab.train.modeling import model_path
 
@@ -106,13 +106,13 @@ def test_interrupted_generation_redoes_only_the_missing_items(tmp_path):
             asked.extend(prompts)
             return gen.generate(prompts, stops, **kw)
 
-    first = evaluation.generate_benchmark(Spy(), "testbed_val", "qwen25-math-cot", tmp_path, limit=10, seed=0)
+    first = engine.generate_benchmark(Spy(), "testbed_val", "qwen25-math-cot", tmp_path, limit=10, seed=0)
     full = first.read_text().splitlines()
     # an interrupted run: 6 rows written, the 7th torn mid-line by a kill
     first.unlink()
     (tmp_path / "testbed_val.partial.jsonl").write_text("\n".join(full[:6]) + "\n" + full[6][:25])
     asked.clear()
-    again = evaluation.generate_benchmark(Spy(), "testbed_val", "qwen25-math-cot", tmp_path, limit=10, seed=0)
+    again = engine.generate_benchmark(Spy(), "testbed_val", "qwen25-math-cot", tmp_path, limit=10, seed=0)
     assert len(asked) == 4  # items 6..9 only
     assert again.read_text().splitlines() == full  # same rows, same order: per-item seeds, greedy
     assert not (tmp_path / "testbed_val.partial.jsonl").exists()

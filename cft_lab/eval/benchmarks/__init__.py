@@ -116,12 +116,12 @@ def question_text(record: dict, gold: str) -> str:
 
 
 def _math_items(name: str) -> list[dict]:
-    from cft_lab.eval.benchmarks import files as benchmark_data
+    from cft_lab.eval.benchmarks import files
     from cft_lab.eval import grading
 
     source = "math" if name == "math_val500" else name  # same schema and gold rules as MATH
     items = []
-    for i, rec in enumerate(benchmark_data.load(name)):
+    for i, rec in enumerate(files.load(name)):
         golds = {m: grading.gold_answer(source, rec, mode=m) for m in MODES}
         try:
             q = question_text(rec, golds["paper"])
@@ -144,11 +144,11 @@ def _choices_text(options: list[str]) -> str:
 
 
 def _gpqa_items() -> list[dict]:
-    from cft_lab.eval.benchmarks import files as benchmark_data
+    from cft_lab.eval.benchmarks import files
 
     rng = random.Random(GPQA_SEED)  # one generator, drawn in file order: item i's order depends on items < i
     items = []
-    for i, rec in enumerate(benchmark_data.load("gpqa")):
+    for i, rec in enumerate(files.load("gpqa")):
         options = [rec["Correct Answer"], rec["Incorrect Answer 1"], rec["Incorrect Answer 2"],
                    rec["Incorrect Answer 3"]]
         shuffled = rng.sample(options, len(options))
@@ -172,10 +172,10 @@ def mmlu_pro_question(rec: dict) -> tuple[str, list[str]]:
 
 
 def _mmlu_pro_items() -> list[dict]:
-    from cft_lab.eval.benchmarks import files as benchmark_data
+    from cft_lab.eval.benchmarks import files
 
     items = []
-    for i, rec in enumerate(benchmark_data.load("mmlu_pro")):
+    for i, rec in enumerate(files.load("mmlu_pro")):
         q, options = mmlu_pro_question(rec)
         gold = rec["answer"]
         if gold not in LETTERS[:len(options)]:
@@ -239,9 +239,9 @@ def size(name: str) -> int:
     b = get(name)
     if b.kind == "testbed":
         return TESTBED_SIZE
-    from cft_lab.eval.benchmarks import files as benchmark_data
+    from cft_lab.eval.benchmarks import files
 
-    return benchmark_data.manifest()[name]["records"]
+    return files.manifest()[name]["records"]
 
 
 def _item(benchmark: str, index: int) -> dict:

@@ -1,0 +1,195 @@
+"""Row parsers, one per schema: a row (a dict) of a source becomes a :class:`~cft_lab.data.records.Record`, or a
+:class:`~cft_lab.data.sources.SourceError` naming the place and the column (schemas: the package doc).
+
+:data:`PARSERS` is the literal dict from schema name to parser.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+from cft_lab.data.records import Record
+from cft_lab.data.sources.errors import SourceError
+
+if TYPE_CHECKING:
+    from cft_lab.data.sources import SourceSpec
+
+SOLUTION_MARK = "\n\nSolution:\n"
+QUESTION_MARK = "Question:\n"
+_METAMATH_ANSWER = re.compile(r"The answer is:[ \t]*(?P<gold>[^\n]*?)[ \t]*\Z")
+
+
+def _str(row: dict, where: str, name: str, *, required: bool = True, nonempty: bool = True,
+         col: Optional[str] = None) -> Optional[str]:
+    col = col or name
+    if col not in row or row[col] is None:
+        if required:
+            raise SourceError(where, col, "missing")
+        return None
+    v = row[col]
+    if not isinstance(v, str):
+        raise SourceError(where, col, "wrong type", f"expected a string, got {type(v).__name__}")
+    if nonempty and not v.strip():
+        raise SourceError(where, col, "empty")
+    return v
+
+
+def metamath_gold(response: str) -> Optional[str]:
+    """X of a final ``The answer is: X`` line of a MetaMathQA response, else None.
+
+    >>> metamath_gold("So 2+2=4.\\nThe answer is: 4"), metamath_gold("The answer is: 4\\nmore"), metamath_gold("x")
+    ('4', None, None)
+    """
+    m = _METAMATH_ANSWER.search(response.rstrip())
+    return m.group("gold") if m and m.group("gold") else None
+
+
+def boxed_gold(solution: str) -> Optional[str]:
+    """The last ``\\boxed{...}`` of a solution (braces matched), else None.
+
+    >>> boxed_gold(r"so $\\boxed{\\frac{1}{2}}$."), boxed_gold("no box")
+    ('\\\\frac{1}{2}', None)
+    """
+    from cft_lab.testbed.answers import extract_boxed
+
+    g = extract_boxed(solution)
+    return g.strip() if g and g.strip() else None
+
+
+class SourceCtx:
+    """Per-source state shared by the row parsers: the spec, provenance counters."""
+
+    def __init__(self, spec: SourceSpec):
+        self.spec = spec
+        self.counts: Counter = Counter()
+
+    def source(self, row: int, row_id: Any = None) -> dict:
+        s = self.spec
+        return {"name": s.name, "dataset": s.path, "revision": s.revision if s.kind == "hub" else None,
+                "config": s.config_name if s.kind == "hub" else None, "split": s.split if s.kind == "hub" else None,
+                "row": row, "row_id": row_id}
+
+
+def _webinstruct_cft(row: dict, where: str, i: int, ctx: SourceCtx) -> Record:
+    from cft_lab.prompts import CFT_INSTRUCTION
+
+    instruction = _str(row, where, "instruction", nonempty=False)
+    inp = _str(row, where, "input")
+    output = _str(row, where, "output")
+    head, sep, response = inp.partition(SOLUTION_MARK)
+    if not sep or not head.startswith(QUESTION_MARK):
+        raise SourceError(where, "input", "not in the Question/Solution layout",
+                          "expected 'Question:\\n...\\n\\nSolution:\\n...'")
+    question = head[len(QUESTION_MARK):]
+    if not question.strip():
+        raise SourceError(where, "input", "empty question")
+    if not response.strip():
+        raise SourceError(where, "input", "empty solution")
+    meta = {"released_critique": output}
+    if instruction != CFT_INSTRUCTION:
+        meta["instruction"] = instruction
+        ctx.counts["nonstandard_instruction"] += 1
+    if SOLUTION_MARK in response:
+        meta["solution_mark_repeated"] = True
+        ctx.counts["solution_mark_repeated"] += 1
+    return Record(id=f"{ctx.spec.name}-{i}", question=question, response=response, source=ctx.source(i), meta=meta)
+
+
+def _webinstruct_raw(row: dict, where: str, i: int, ctx: SourceCtx) -> Record:
+    question = _str(row, where, "question")
+    answer = _str(row, where, "answer")
+    critique = _str(row, where, "gpt4o_answer")
+    index = row.get("index")
+    if index is None:
+        raise SourceError(where, "index", "missing")
+    if isinstance(index, bool) or not isinstance(index, int):
+        raise SourceError(where, "index", "wrong type", f"expected an integer, got {type(index).__name__}")
+    meta: dict = {"released_critique": critique}
+    origin = _str(row, where, "source", required=False, nonempty=False)
+    if origin is not None:
+        meta["origin"] = origin
+    cost = row.get("cost")
+    if cost is not None:
+        if isinstance(cost, bool) or not isinstance(cost, (int, float)):
+            raise SourceError(where, "cost", "wrong type", f"expected a number, got {type(cost).__name__}")
+        meta["released_cost_usd"] = cost
+    return Record(id=f"{ctx.spec.name}-{index}", question=question, response=answer,
+                  source=ctx.source(i, index), meta=meta)
+
+
+def _question_solution(row: dict, where: str, i: int, ctx: SourceCtx, *, question: str, response: str,
+                       meta_cols: dict[str, str], gold: Callable[[str], Optional[str]]) -> Record:
+    """The shape MetaMathQA and NuminaMath-CoT share: a question column, a solution column whose gold is read from
+    the solution itself (counted when absent), and optional string columns kept in ``meta``."""
+    q = _str(row, where, question)
+    r = _str(row, where, response)
+    meta = {}
+    for col, key in meta_cols.items():
+        v = _str(row, where, col, required=False, nonempty=False)
+        if v is not None:
+            meta[key] = v
+    g = gold(r)
+    if g is None:
+        ctx.counts["gold_missing"] += 1
+    return Record(id=f"{ctx.spec.name}-{i}", question=q, response=r, gold=g, source=ctx.source(i), meta=meta)
+
+
+def _metamathqa(row: dict, where: str, i: int, ctx: SourceCtx) -> Record:
+    return _question_solution(row, where, i, ctx, question="query", response="response",
+                              meta_cols={"type": "type", "original_question": "original_question"}, gold=metamath_gold)
+
+
+def _numinamath_cot(row: dict, where: str, i: int, ctx: SourceCtx) -> Record:
+    return _question_solution(row, where, i, ctx, question="problem", response="solution",
+                              meta_cols={"source": "origin"}, gold=boxed_gold)
+
+
+def _local(row: dict, where: str, i: int, ctx: SourceCtx) -> Record:
+    fm = ctx.spec.field_map
+    question = _str(row, where, "question", col=fm["question"])
+    response = _str(row, where, "response", col=fm["response"]) if "response" in fm else None
+    critique = _str(row, where, "released_critique", col=fm["released_critique"]) \
+        if "released_critique" in fm else None
+    gold = None
+    if "gold" in fm:
+        col = fm["gold"]
+        if col not in row:
+            raise SourceError(where, col, "missing")
+        v = row[col]
+        if v is not None:
+            if isinstance(v, bool) or not isinstance(v, (str, int, float)):
+                raise SourceError(where, col, "wrong type", f"expected a string or number, got {type(v).__name__}")
+            gold = str(v)
+    correct = None
+    if "response_correct" in fm:
+        col = fm["response_correct"]
+        if col not in row:
+            raise SourceError(where, col, "missing")
+        correct = row[col]
+        if correct is not None and not isinstance(correct, bool):
+            raise SourceError(where, col, "wrong type", f"expected true/false/null, got {type(correct).__name__}")
+    row_id = None
+    if "id" in fm:
+        col = fm["id"]
+        v = row.get(col)
+        if v is None:
+            raise SourceError(where, col, "missing")
+        if isinstance(v, bool) or not isinstance(v, (str, int)):
+            raise SourceError(where, col, "wrong type", f"expected a string or integer, got {type(v).__name__}")
+        row_id = v
+        rid = str(v)
+        if not rid.strip():
+            raise SourceError(where, col, "empty")
+    else:
+        rid = f"{ctx.spec.name}-{i}"
+    meta = {"released_critique": critique} if critique is not None else {}
+    return Record(id=rid, question=question, response=response, gold=gold, response_correct=correct,
+                  source=ctx.source(i, row_id), meta=meta)
+
+
+PARSERS: dict[str, Callable[[dict, str, int, SourceCtx], Record]] = {
+    "webinstruct_cft": _webinstruct_cft, "webinstruct_raw": _webinstruct_raw, "metamathqa": _metamathqa,
+    "numinamath_cot": _numinamath_cot, "local": _local,
+}

@@ -146,42 +146,36 @@ def _numinamath_cot(row: dict, where: str, i: int, ctx: SourceCtx) -> Record:
                               meta_cols={"source": "origin"}, gold=boxed_gold)
 
 
+def _column(row: dict, where: str, col: str, types: tuple[type, ...], expected: str, *, nullable: bool) -> Any:
+    """A mapped column's value: present (and not null unless ``nullable``) and of one of ``types`` (a bool is only
+    accepted where ``bool`` is listed: it is an int to Python, never a gold or an id)."""
+    if col not in row or (row[col] is None and not nullable):
+        raise SourceError(where, col, "missing")
+    v = row[col]
+    if v is not None and (not isinstance(v, types) or (isinstance(v, bool) and bool not in types)):
+        raise SourceError(where, col, "wrong type", f"expected {expected}, got {type(v).__name__}")
+    return v
+
+
 def _local(row: dict, where: str, i: int, ctx: SourceCtx) -> Record:
     fm = ctx.spec.field_map
     question = _str(row, where, "question", col=fm["question"])
     response = _str(row, where, "response", col=fm["response"]) if "response" in fm else None
-    critique = _str(row, where, "released_critique", col=fm["released_critique"]) \
-        if "released_critique" in fm else None
+    critique = (_str(row, where, "released_critique", col=fm["released_critique"])
+                if "released_critique" in fm else None)
     gold = None
     if "gold" in fm:
-        col = fm["gold"]
-        if col not in row:
-            raise SourceError(where, col, "missing")
-        v = row[col]
-        if v is not None:
-            if isinstance(v, bool) or not isinstance(v, (str, int, float)):
-                raise SourceError(where, col, "wrong type", f"expected a string or number, got {type(v).__name__}")
-            gold = str(v)
+        v = _column(row, where, fm["gold"], (str, int, float), "a string or number", nullable=True)
+        gold = None if v is None else str(v)
     correct = None
     if "response_correct" in fm:
-        col = fm["response_correct"]
-        if col not in row:
-            raise SourceError(where, col, "missing")
-        correct = row[col]
-        if correct is not None and not isinstance(correct, bool):
-            raise SourceError(where, col, "wrong type", f"expected true/false/null, got {type(correct).__name__}")
+        correct = _column(row, where, fm["response_correct"], (bool,), "true/false/null", nullable=True)
     row_id = None
     if "id" in fm:
-        col = fm["id"]
-        v = row.get(col)
-        if v is None:
-            raise SourceError(where, col, "missing")
-        if isinstance(v, bool) or not isinstance(v, (str, int)):
-            raise SourceError(where, col, "wrong type", f"expected a string or integer, got {type(v).__name__}")
-        row_id = v
-        rid = str(v)
+        row_id = _column(row, where, fm["id"], (str, int), "a string or integer", nullable=False)
+        rid = str(row_id)
         if not rid.strip():
-            raise SourceError(where, col, "empty")
+            raise SourceError(where, fm["id"], "empty")
     else:
         rid = f"{ctx.spec.name}-{i}"
     meta = {"released_critique": critique} if critique is not None else {}

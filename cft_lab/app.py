@@ -4,6 +4,12 @@
     python -m cft_lab method=sft model=tiny_small    # another cell
     python -m cft_lab table=table2_tiny              # a whole table (multirun), rendered when the sweep ends
     python -m cft_lab table=table2 dry_run=true      # the paper-scale plan: cells, keys, hyper-parameters
+    python -m cft_lab tables table2_tiny             # re-render a table from the store (cft_lab.report.tables)
+    python -m cft_lab compare KEY_A KEY_B            # paired test of two cells (cft_lab.eval.compare)
+    python -m cft_lab --help                         # what it does, the groups and their options
+
+A first argument that is a bare word (no ``=``, not a flag) names a subcommand; Hydra overrides always contain ``=``
+or start with ``+``/``~``/``-``, so the two never collide.
 """
 
 from __future__ import annotations
@@ -23,16 +29,18 @@ register()
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
 def _main(dcfg: DictConfig) -> None:
-    from cft_lab.report.tracking import sanitize
     from cft_lab.pipeline.cell import run_cell
+    from cft_lab.report.tracking import sanitize
 
     cfg = to_config(dcfg)
     if cfg.dry_run and not _in_multirun():  # a sweep prints one resolved config and the plan when it ends
         print(OmegaConf.to_yaml(OmegaConf.create(sanitize(OmegaConf.to_container(dcfg, resolve=True)))), flush=True)
     result = run_cell(cfg)
     if result["status"] == "ok" and not cfg.dry_run:
-        summary = {s["label"]: f"{s['accuracy']:.1f} [{s['ci_low']:.1f}, {s['ci_high']:.1f}]"
-                   for s in result["scores"].values()}
+        summary = {
+            s["label"]: f"{s['accuracy']:.1f} [{s['ci_low']:.1f}, {s['ci_high']:.1f}]"
+            for s in result["scores"].values()
+        }
         log.info("[%s] %s", result["cell"], json.dumps(summary, ensure_ascii=False))
 
 
@@ -43,6 +51,16 @@ def _in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+#: Subcommands: name -> module whose ``main(argv)`` takes the remaining arguments.
+SUBCOMMANDS = {"tables": "cft_lab.report.tables", "compare": "cft_lab.eval.compare"}
+
+
 def main() -> None:
+    import sys
+
     check_checkout()
+    if len(sys.argv) > 1 and sys.argv[1] in SUBCOMMANDS:
+        import importlib
+
+        sys.exit(importlib.import_module(SUBCOMMANDS[sys.argv[1]]).main(sys.argv[2:]))
     _main()

@@ -4,8 +4,8 @@ Contract
 --------
 * ``register()`` stores :class:`Config` in Hydra's ConfigStore as ``cft_lab_schema``; ``conf/config.yaml`` lists it
   first in its defaults, so every YAML option is merged into a typed node and a misspelt key, a value of the wrong
-  type, or a value outside an option's choices (the ``StrEnum`` kinds of ``cft_lab.options``) fails at compose time with the
-  file, the key and the allowed values named by OmegaConf.
+  type, or a value outside an option's choices (the ``StrEnum`` kinds of ``cft_lab.options``) fails at compose time with
+  the file, the key and the allowed values named by OmegaConf.
 * ``to_config(cfg)`` turns the composed ``DictConfig`` into a :class:`Config` object. Its ``__post_init__`` runs the
   cross-group checks (:func:`check_combination`), so an impossible combination such as ``objective=cft teacher=none``
   fails before any stage runs, with both choices named.
@@ -27,8 +27,22 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from cft_lab.options import (Backend, DataKind, DType, GradingMode, InferenceMode, Launcher, LoggerMode, LoggerName,
-                             ModelSource, ResponseKind, SelectStrategy, SourceKind, TeacherKind, Truncation)
+from cft_lab.options import (
+    Backend,
+    DataKind,
+    DType,
+    GradingMode,
+    InferenceMode,
+    Launcher,
+    LoggerMode,
+    LoggerName,
+    ModelSource,
+    ResponseKind,
+    SelectStrategy,
+    SourceKind,
+    TeacherKind,
+    Truncation,
+)
 
 #: Field metadata of a setting that does not change what an artefact holds (excluded from cache keys).
 NOT_IN_KEY = {"key": False}
@@ -274,7 +288,8 @@ class EvalConfig:
     select: SelectConfig = field(default_factory=SelectConfig)
     # grading modes, the first is the table's (cft_lab.eval.grading)
     modes: list[GradingMode] = field(
-        default_factory=lambda: [GradingMode.paper, GradingMode.strict, GradingMode.math_verify])
+        default_factory=lambda: [GradingMode.paper, GradingMode.strict, GradingMode.math_verify]
+    )
     grade_timeout: float = 3.0  # seconds per item and mode, enforced in a worker process (paper harness: 3 s)
     grade_workers: Optional[int] = None  # None = all cores
     n_boot: int = 10000  # bootstrap resamples for each cell's 95% CI
@@ -356,20 +371,32 @@ def check_combination(cfg: Config) -> None:
         raise ConfigError(f"data={data.name} has kind testbed but no `testbed:` block")
     if data.kind == DataKind.source and data.source is None:
         raise ConfigError(f"data={data.name} has kind source but no `source:` block")
+    if teacher.kind in (TeacherKind.openai, TeacherKind.vllm, TeacherKind.hf) and not teacher.model:
+        raise ConfigError(
+            f"teacher={teacher.name} (kind {teacher.kind}) needs teacher.model: the API model name, "
+            f"or for a local teacher a hub id or directory"
+        )
     if work == "answer" and teacher.kind == TeacherKind.replay:
-        raise ConfigError(f"objective={obj} needs the teacher's own answers, which teacher={teacher.name} "
-                          f"(critiques replayed from a released dataset) does not have; use an openai/vllm/hf teacher")
+        raise ConfigError(
+            f"objective={obj} needs the teacher's own answers, which teacher={teacher.name} "
+            f"(critiques replayed from a released dataset) does not have; use an openai/vllm/hf teacher"
+        )
     if teacher.kind == TeacherKind.replay and work and cfg.response_source.kind != ResponseKind.reference:
-        raise ConfigError(f"teacher={teacher.name} replays critiques of the dataset's own responses; it cannot "
-                          f"critique response_source={cfg.response_source.name}")
+        raise ConfigError(
+            f"teacher={teacher.name} replays critiques of the dataset's own responses; it cannot "
+            f"critique response_source={cfg.response_source.name}"
+        )
     if cfg.train.launcher == Launcher.inprocess and cfg.train.num_devices != 1:
-        raise ConfigError(f"train.num_devices={cfg.train.num_devices} needs train.launcher=torchrun or deepspeed "
-                          f"(train={cfg.train.name} has launcher=inprocess, which trains on one device)")
+        raise ConfigError(
+            f"train.num_devices={cfg.train.num_devices} needs train.launcher=torchrun or deepspeed "
+            f"(train={cfg.train.name} has launcher=inprocess, which trains on one device)"
+        )
     if not cfg.eval.benchmarks:
         raise ConfigError(f"eval={cfg.eval.name} lists no benchmarks")
     if not cfg.eval.modes:
-        raise ConfigError("eval.modes is empty: choose from paper, strict, math_verify (the first one scores the "
-                          "table)")
+        raise ConfigError(
+            "eval.modes is empty: choose from paper, strict, math_verify (the first one scores the table)"
+        )
 
 
 def register() -> None:

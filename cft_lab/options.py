@@ -25,6 +25,7 @@ except ImportError:  # pragma: no cover - Python 3.10
 
 # ---- option kinds: member name == value, so YAML and the command line spell them as written here ------------------
 
+
 class ModelSource(StrEnum):
     hub = "hub"  # a hub id, loaded with transformers / vLLM
     testbed = "testbed"  # a tiny base shipped in cft_lab/assets/testbed/models (built by `make bases`)

@@ -37,7 +37,8 @@ PAPER_WORLD_TINY = ["model=qwen2_5_math_7b", "data=webinstruct_cft_50k", "teache
 
 def compose(overrides: list[str]):
     """Compose the project's config exactly as ``python -m cft_lab`` would, and type it."""
-    from hydra import compose as hcompose, initialize_config_dir
+    from hydra import compose as hcompose
+    from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
     from cft_lab.config import register, to_config
@@ -52,8 +53,9 @@ def compose(overrides: list[str]):
 def run_cli(args: list[str], outputs: Path, timeout: int = 600, check: bool = True) -> subprocess.CompletedProcess:
     """Run ``python -m cft_lab`` (or another module) for real, in a subprocess, with outputs redirected."""
     env = {**os.environ, "CFT_LAB_OUTPUTS": str(outputs), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-m", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(args)} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
     return proc

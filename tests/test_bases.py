@@ -30,14 +30,19 @@ def test_base_reloads_with_qwen2_tokenizer_ids_and_recipe_shape(name):
     r = RECIPES[name]
     assert config.model_type == "qwen2"
     assert (config.hidden_size, config.num_hidden_layers, config.intermediate_size) == (
-        r.hidden_size, r.num_layers, r.intermediate_size)
+        r.hidden_size,
+        r.num_layers,
+        r.intermediate_size,
+    )
     auto = load_tokenizer(str(model_dir))  # AutoTokenizer: Qwen2Tokenizer for model_type qwen2
     trained = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
     texts = pretrain_texts(50, seed=1)
     assert all(auto(t, add_special_tokens=False)["input_ids"] == trained.encode(t).ids for t in texts)
     digits = auto("123", add_special_tokens=False)["input_ids"]
     assert len(digits) == 3  # one token per digit
-    assert auto.convert_tokens_to_ids("<|im_end|>") in __import__("cft_lab.train.modeling", fromlist=["x"]).stop_token_ids(auto)
+    assert auto.convert_tokens_to_ids("<|im_end|>") in __import__(
+        "cft_lab.train.modeling", fromlist=["x"]
+    ).stop_token_ids(auto)
 
 
 @pytest.mark.slow

@@ -9,12 +9,23 @@ import zipfile
 
 import pytest
 
-from cft_lab.eval.benchmarks.files import BENCH_DIR, IntegrityError, SOURCES, load, manifest
+from cft_lab.eval.benchmarks.files import BENCH_DIR, SOURCES, IntegrityError, load, manifest
 from conftest import REPO
 
-COUNTS = {"math": 5000, "math500": 500, "minerva_math": 272, "gsm8k": 1319, "olympiadbench": 675, "aime24": 30,
-          "amc23": 40, "theoremqa": 800, "gpqa": 198, "mmlu_pro": 12032, "mmlu_pro_validation": 70,
-          "math_val500": 500}
+COUNTS = {
+    "math": 5000,
+    "math500": 500,
+    "minerva_math": 272,
+    "gsm8k": 1319,
+    "olympiadbench": 675,
+    "aime24": 30,
+    "amc23": 40,
+    "theoremqa": 800,
+    "gpqa": 198,
+    "mmlu_pro": 12032,
+    "mmlu_pro_validation": 70,
+    "math_val500": 500,
+}
 
 
 def test_every_benchmark_loads_verified_with_its_paper_count():
@@ -23,7 +34,8 @@ def test_every_benchmark_loads_verified_with_its_paper_count():
         assert len(load(name)) == count, name
     assert load("math")[0]["idx"] == 0 and "problem" in load("math")[0]  # file order kept
     math_problems = {r["problem"] for r in load("math")}
-    assert sum(r["problem"] in math_problems for r in load("math500")) == 500  # MATH-500 lies inside MATH (PITFALLS)
+    # MATH-500 lies inside MATH (docs/pitfalls.md#checkpoint-selection)
+    assert sum(r["problem"] in math_problems for r in load("math500")) == 500
     assert all(r["answer"] == "ABCDEFGHIJ"[r["answer_index"]] for r in load("mmlu_pro"))
     val = load("math_val500")  # the disjoint selection set: 500 MATH *train* problems, none in any test file
     assert not {r["problem"] for r in val} & math_problems and len({r["unique_id"] for r in val}) == 500

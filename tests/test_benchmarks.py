@@ -10,11 +10,21 @@ from collections import Counter
 import pytest
 
 from cft_lab import prompts
-
 from cft_lab.eval import benchmarks
 
-PAPER_COUNTS = {"math": 5000, "math500": 500, "minerva_math": 272, "gsm8k": 1319, "olympiadbench": 675,
-                "aime24": 30, "amc23": 40, "theoremqa": 800, "gpqa": 198, "mmlu_pro": 12032, "math_val500": 500}
+PAPER_COUNTS = {
+    "math": 5000,
+    "math500": 500,
+    "minerva_math": 272,
+    "gsm8k": 1319,
+    "olympiadbench": 675,
+    "aime24": 30,
+    "amc23": 40,
+    "theoremqa": 800,
+    "gpqa": 198,
+    "mmlu_pro": 12032,
+    "math_val500": 500,
+}
 
 
 @pytest.mark.parametrize("name", sorted(PAPER_COUNTS))
@@ -37,19 +47,27 @@ def test_public_gold_and_prompt_calls():
 
 
 def test_prompt_snapshots_per_template():
-    q = "Convert the point $(0,3)$ in rectangular coordinates to polar coordinates.  Enter your answer in the form " \
+    q = (
+        "Convert the point $(0,3)$ in rectangular coordinates to polar coordinates.  Enter your answer in the form "
         "$(r,\\theta),$ where $r > 0$ and $0 \\le \\theta < 2 \\pi.$"
+    )
     assert benchmarks.prompt("math500", 0, "qwen25-math-cot") == (
         "<|im_start|>system\nPlease reason step by step, and put your final answer within \\boxed{}.<|im_end|>\n"
-        "<|im_start|>user\n" + q + "<|im_end|>\n<|im_start|>assistant\n")
+        "<|im_start|>user\n" + q + "<|im_end|>\n<|im_start|>assistant\n"
+    )
     assert benchmarks.prompt("math500", 0, "deepseek-math") == (
-        "User: " + q + "\nPlease reason step by step, and put your final answer within \\boxed{}.\n\nAssistant:")
+        "User: " + q + "\nPlease reason step by step, and put your final answer within \\boxed{}.\n\nAssistant:"
+    )
     mmlu = benchmarks.prompt("mmlu_pro", 0, "mmlu-pro-cot-0shot")
-    assert mmlu.startswith("<|im_start|>system\nThe following are multiple choice questions (with answers) about "
-                           "business. Think step by step and then finish your answer with \"the answer is (X)\" "
-                           "where X is the correct letter choice.<|im_end|>\n<|im_start|>user\nQuestion:\n")
-    assert mmlu.endswith("\nI. Unsafe practices, Distress, Fear, Serious\nAnswer: Let's think step by step.\n"
-                         "<|im_end|>\n<|im_start|>assistant\n")
+    assert mmlu.startswith(
+        "<|im_start|>system\nThe following are multiple choice questions (with answers) about "
+        'business. Think step by step and then finish your answer with "the answer is (X)" '
+        "where X is the correct letter choice.<|im_end|>\n<|im_start|>user\nQuestion:\n"
+    )
+    assert mmlu.endswith(
+        "\nI. Unsafe practices, Distress, Fear, Serious\nAnswer: Let's think step by step.\n"
+        "<|im_end|>\n<|im_start|>assistant\n"
+    )
     gp = benchmarks.prompt("gpqa", 0, "gpqa-qwen")
     assert gp.startswith("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n")
     assert gp.endswith("<|im_end|>\n<|im_start|>assistant\n")
@@ -105,7 +123,7 @@ def test_mmlu_pro_drops_na_options_and_keeps_the_answer_letter():
     items = benchmarks.items("mmlu_pro")
     assert Counter(it["n_options"] for it in items)[10] == 9981  # the rest had fewer options, or "N/A" ones
     assert not any(". N/A\n" in it["question"] for it in items)
-    assert all(it["gold"] in "ABCDEFGHIJ"[:it["n_options"]] for it in items)
+    assert all(it["gold"] in "ABCDEFGHIJ"[: it["n_options"]] for it in items)
 
 
 def test_overlap_math500_inside_math_and_val500_disjoint():

@@ -9,11 +9,11 @@ import json
 import numpy as np
 import pytest
 
-from cft_lab.data.card import build_card, write_card
 from cft_lab.config import ObjectiveConfig
-from cft_lab.train.modeling import load_tokenizer
-from cft_lab.paths import TESTBED_ASSETS
+from cft_lab.data.card import build_card, write_card
 from cft_lab.data.records import Record
+from cft_lab.paths import TESTBED_ASSETS
+from cft_lab.train.modeling import load_tokenizer
 
 INSTR = "Please critique whether the following solution to the question is correct."
 T = {"name": "gpt4o_1120", "model": "gpt-4o-2024-11-20"}
@@ -28,21 +28,42 @@ def make_records() -> list[Record]:
     q = "Mia has 12 apples and buys 7 more. How many apples does she have?"
 
     def rec(i, digits, correct, name="src_a"):
-        return Record(id=f"r{i}", question=q, response="Answer: " + "7" * digits, response_correct=correct,
-                      source={"name": name, "row": i})
+        return Record(
+            id=f"r{i}",
+            question=q,
+            response="Answer: " + "7" * digits,
+            response_correct=correct,
+            source={"name": name, "row": i},
+        )
 
     return [
-        rec(0, 3, True).with_critique("Fine.\nConclusion: right [END]", teacher=T,
-                                      tokens={"prompt": 100, "completion": 20}, cost_usd=0.01)
-                       .with_solution("12 + 7 = 19.", teacher=T),
-        rec(1, 6, False).with_critique("The sum is 19.\n\n**Conclusion: wrong [END]**", teacher=T,
-                                       tokens={"prompt": 110, "completion": 30}, cost_usd=0.02)
-                        .with_solution("12 + 7 = 19. The answer is 19.", teacher=T),
-        rec(2, 12, False).with_critique("Looks fine to me.\nConclusion: right [END]", teacher=T,
-                                        tokens={"prompt": 120, "completion": 25}, cost_usd=0.03),
+        rec(0, 3, True)
+        .with_critique(
+            "Fine.\nConclusion: right [END]", teacher=T, tokens={"prompt": 100, "completion": 20}, cost_usd=0.01
+        )
+        .with_solution("12 + 7 = 19.", teacher=T),
+        rec(1, 6, False)
+        .with_critique(
+            "The sum is 19.\n\n**Conclusion: wrong [END]**",
+            teacher=T,
+            tokens={"prompt": 110, "completion": 30},
+            cost_usd=0.02,
+        )
+        .with_solution("12 + 7 = 19. The answer is 19.", teacher=T),
+        rec(2, 12, False).with_critique(
+            "Looks fine to me.\nConclusion: right [END]",
+            teacher=T,
+            tokens={"prompt": 120, "completion": 25},
+            cost_usd=0.03,
+        ),
         rec(3, 24, True).with_critique("Hmm.", teacher=T, tokens={"prompt": 90, "completion": 2}, cost_usd=0.04),
-        rec(4, 48, True, "src_b").with_failure("failed", "HTTP 500: server error\ntraceback...", teacher=T,
-                                               tokens={"prompt": 50, "completion": 0}, cost_usd=0.002),
+        rec(4, 48, True, "src_b").with_failure(
+            "failed",
+            "HTTP 500: server error\ntraceback...",
+            teacher=T,
+            tokens={"prompt": 50, "completion": 0},
+            cost_usd=0.002,
+        ),
         rec(5, 96, False, "src_b").with_failure("budget_exhausted", "budget of $0.10 spent"),
         Record(id="r6", question=q, response="Answer: 19", source={"name": "src_b", "row": 6}),
     ]
@@ -89,9 +110,13 @@ def test_lengths_in_characters_without_tokenizer():
     lens = card["lengths"]
     assert lens["unit"] == "characters" and "tokenizer" not in lens
     resp = [len(r.response) for r in recs]
-    assert lens["response"] == {"n": 7, "mean": round(float(np.mean(resp)), 2),
-                                "p50": round(float(np.percentile(resp, 50)), 2),
-                                "p95": round(float(np.percentile(resp, 95)), 2), "max": max(resp)}
+    assert lens["response"] == {
+        "n": 7,
+        "mean": round(float(np.mean(resp)), 2),
+        "p50": round(float(np.percentile(resp, 50)), 2),
+        "p95": round(float(np.percentile(resp, 95)), 2),
+        "max": max(resp),
+    }
     assert lens["critique"]["n"] == 4 and lens["teacher_solution"]["n"] == 2
     with pytest.raises(ValueError, match="cutoff_len needs a tokenizer"):
         build_card(recs, cutoff_len=100)
@@ -99,8 +124,11 @@ def test_lengths_in_characters_without_tokenizer():
 
 def test_truncation_per_arm_at_a_cutoff_where_exactly_two_cft_examples_exceed(tok):
     recs = make_records()
-    cft = {r.id: n_tokens(tok, chatml(f"{INSTR}\nQuestion:\n{r.question}\n\nSolution:\n{r.response}"), r.critique)
-           for r in recs if r.critique}
+    cft = {
+        r.id: n_tokens(tok, chatml(f"{INSTR}\nQuestion:\n{r.question}\n\nSolution:\n{r.response}"), r.critique)
+        for r in recs
+        if r.critique
+    }
     sft = {r.id: n_tokens(tok, chatml(r.question), r.response) for r in recs}
     lengths = sorted(cft.values())
     assert len(set(lengths)) == 4
@@ -128,8 +156,11 @@ def test_truncation_per_arm_at_a_cutoff_where_exactly_two_cft_examples_exceed(to
 def test_objective_configs_choose_arms_and_prompt(tok):
     recs = make_records()
     obj = ObjectiveConfig(name="cft", label="CFT", instruction=INSTR, system_prompt="S")
-    cft = sorted(n_tokens(tok, chatml(f"{INSTR}\nQuestion:\n{r.question}\n\nSolution:\n{r.response}", "S"), r.critique)
-                 for r in recs if r.critique)
+    cft = sorted(
+        n_tokens(tok, chatml(f"{INSTR}\nQuestion:\n{r.question}\n\nSolution:\n{r.response}", "S"), r.critique)
+        for r in recs
+        if r.critique
+    )
     card = build_card(recs, tokenizer=tok, cutoff_len=cft[0], objective_configs=[obj])
     assert list(card["arms"]) == ["cft"]
     assert card["arms"]["cft"]["cutoff"]["truncated"] == 3  # all but the shortest exceed its own length
@@ -149,9 +180,8 @@ def test_write_card_writes_json_and_markdown(tmp_path, tok):
 
 def test_chunked_cutoff_counts_equal_one_tokenize_pairs_call(tok, monkeypatch):
     import cft_lab.data.card as card_mod
-    from cft_lab.train.objectives import build_pairs
+    from cft_lab.train.objectives import build_pairs, default_configs
     from cft_lab.train.tokenize import tokenize_pairs
-    from cft_lab.train.objectives import default_configs
 
     recs = make_records()
     pairs, _ = build_pairs(default_configs()["sft"], [r.to_dict() for r in recs])

@@ -15,8 +15,14 @@ from cft_lab.report import approx_target
 from conftest import compose, run_cli
 
 GROUPS = ["model", "data", "response_source", "teacher", "objective", "train", "inference", "eval", "logger"]
-PAPER_WORLD = ["model=qwen2_5_math_7b", "data=webinstruct_cft_50k", "teacher=gpt4o_1120", "train=paper",
-               "inference=greedy", "eval=paper_math6"]
+PAPER_WORLD = [
+    "model=qwen2_5_math_7b",
+    "data=webinstruct_cft_50k",
+    "teacher=gpt4o_1120",
+    "train=paper",
+    "inference=greedy",
+    "eval=paper_math6",
+]
 # Each option must compose on top of at least one of these (the testbed default, the paper world, no teacher).
 BASES = [[], PAPER_WORLD, ["objective=sft"], PAPER_WORLD + ["objective=sft"]]
 PAPER = json.loads((Path(__file__).resolve().parents[1] / "cft_lab/assets/paper_tables.json").read_text())
@@ -50,17 +56,22 @@ def test_every_option_composes():
     assert len(composed) == 49
 
 
-@pytest.mark.parametrize("overrides, names", [
-    (["objective=cft", "teacher=none"], ["objective=cft", "teacher=none"]),
-    (["objective=sft_verified", "teacher=none"], ["objective=sft_verified", "teacher=none"]),
-    (["objective=sft_teacher", "teacher=none"], ["objective=sft_teacher", "teacher=none"]),
-    (PAPER_WORLD + ["teacher=testbed_strong"], ["teacher=testbed_strong", "data=webinstruct_cft_50k"]),
-    (["model=qwen2_5_7b"], ["model=qwen2_5_7b", "data=testbed"]),
-    (PAPER_WORLD + ["train.launcher=inprocess"], ["train.num_devices=8", "launcher=inprocess"]),
-    (PAPER_WORLD + ["teacher=released", "response_source=self_generated"],
-     ["teacher=released", "response_source=self_generated"]),
-    (PAPER_WORLD + ["teacher=released", "objective=sft_teacher"], ["objective=sft_teacher", "teacher=released"]),
-])
+@pytest.mark.parametrize(
+    "overrides, names",
+    [
+        (["objective=cft", "teacher=none"], ["objective=cft", "teacher=none"]),
+        (["objective=sft_verified", "teacher=none"], ["objective=sft_verified", "teacher=none"]),
+        (["objective=sft_teacher", "teacher=none"], ["objective=sft_teacher", "teacher=none"]),
+        (PAPER_WORLD + ["teacher=testbed_strong"], ["teacher=testbed_strong", "data=webinstruct_cft_50k"]),
+        (["model=qwen2_5_7b"], ["model=qwen2_5_7b", "data=testbed"]),
+        (PAPER_WORLD + ["train.launcher=inprocess"], ["train.num_devices=8", "launcher=inprocess"]),
+        (
+            PAPER_WORLD + ["teacher=released", "response_source=self_generated"],
+            ["teacher=released", "response_source=self_generated"],
+        ),
+        (PAPER_WORLD + ["teacher=released", "objective=sft_teacher"], ["objective=sft_teacher", "teacher=released"]),
+    ],
+)
 def test_impossible_combinations_fail_naming_both_choices(overrides, names):
     with pytest.raises(ConfigError) as err:
         compose(overrides)
@@ -72,11 +83,14 @@ def test_base_needs_no_teacher():
     assert compose(["objective=base", "teacher=none"]).objective.name == "base"
 
 
-@pytest.mark.parametrize("override, key", [
-    ("+train.learning_rat=1e-5", "learning_rat"),  # a key the schema lacks (as a typo in a YAML file would be)
-    ("train.learning_rate=fast", "learning_rate"),  # a value of the wrong type
-    ("+model.dtyp=bfloat16", "dtyp"),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("+train.learning_rat=1e-5", "learning_rat"),  # a key the schema lacks (as a typo in a YAML file would be)
+        ("train.learning_rate=fast", "learning_rate"),  # a value of the wrong type
+        ("+model.dtyp=bfloat16", "dtyp"),
+    ],
+)
 def test_schema_rejects_typos_at_compose_time(override, key):
     with pytest.raises(Exception) as err:
         compose([override])
@@ -114,8 +128,11 @@ def test_table2_sweep_expands_to_paper_rows_and_columns(table, tiny):
 
         columns = [label(b) for b in cells[0].eval.benchmarks]
         assert columns == [c for c in PAPER["table2"]["columns"] if c not in ("model", "method", "AVG")]
-        assert {c.model.path for c in cells} == {"Qwen/Qwen2.5-Math-7B", "Qwen/Qwen2.5-7B",
-                                                 "deepseek-ai/deepseek-math-7b-base"}
+        assert {c.model.path for c in cells} == {
+            "Qwen/Qwen2.5-Math-7B",
+            "Qwen/Qwen2.5-7B",
+            "deepseek-ai/deepseek-math-7b-base",
+        }
     assert len({plan_cell(c).key for c in cells}) == 15
 
 
@@ -133,9 +150,14 @@ def test_table7_sweep_expands_to_paper_columns(table, tiny):
         assert rows == [r["task"] for r in PAPER["table7"]["rows"]]
 
 
-@pytest.mark.parametrize("small, big, method", [("table7_tiny", "table2_tiny", "cft"),
-                                                ("table7", "table2", "cft"),
-                                                ("table7_tiny", "table2_tiny", "sft_verified")])
+@pytest.mark.parametrize(
+    "small, big, method",
+    [
+        ("table7_tiny", "table2_tiny", "cft"),
+        ("table7", "table2", "cft"),
+        ("table7_tiny", "table2_tiny", "sft_verified"),
+    ],
+)
 def test_tables_share_cells_through_the_cache(small, big, method):
     key_small = next(plan_cell(c).key for c in _expand(small) if c.run.method == method)
     keys_big = {plan_cell(c).key for c in _expand(big)}
@@ -148,8 +170,9 @@ def test_keys_ignore_run_identity_and_logging_but_not_the_recipe():
     changed = plan_cell(compose(["train.learning_rate=1e-3"]))
     assert changed.key != base.key and changed.key_of("data") == base.key_of("data")
     assert plan_cell(compose(["objective=sft"])).key_of("data") != base.key_of("data")  # sft needs no teacher
-    assert (plan_cell(compose(["objective=sft", "teacher=testbed_weak"])).key_of("data")
-            == plan_cell(compose(["objective=sft"])).key_of("data"))
+    assert plan_cell(compose(["objective=sft", "teacher=testbed_weak"])).key_of("data") == plan_cell(
+        compose(["objective=sft"])
+    ).key_of("data")
 
 
 def test_paper_table2_dry_run_prints_15_cells_with_paper_hyperparameters(tmp_path, monkeypatch):
@@ -158,7 +181,7 @@ def test_paper_table2_dry_run_prints_15_cells_with_paper_hyperparameters(tmp_pat
     proc = run_cli(["cft_lab", "table=table2", "dry_run=true", "logger=none"], out, timeout=300)
     text = proc.stdout
     assert "table2: 15 cells" in text
-    plan = text[text.index("table2: 15 cells"):]
+    plan = text[text.index("table2: 15 cells") :]
     assert plan.count("\ncell ") == 15
     trained = [line for line in plan.splitlines() if line.strip().startswith("train ")]
     assert len(trained) == 12  # the 3 Base rows are evaluated only

@@ -28,8 +28,9 @@ def test_testbed_records_match_across_arms_and_card_counts(tmp_path):
     card = data_card(cft, info)
     assert card["records"] == 300
     assert card["agreement"]["rate"] == 1.0  # the strong rule teacher never errs
-    weak, winfo = build_records(compose(["objective=cft", "teacher=testbed_weak", "data.testbed.n_train=300"]),
-                                tmp_path)
+    weak, winfo = build_records(
+        compose(["objective=cft", "teacher=testbed_weak", "data.testbed.n_train=300"]), tmp_path
+    )
     assert 0.7 < data_card(weak, winfo)["agreement"]["rate"] < 0.95
     # sft_teacher asks for the teacher's own answers, not critiques
     st, sinfo = build_records(compose(["objective=sft_teacher", "data.testbed.n_train=50"]), tmp_path)
@@ -42,10 +43,18 @@ def _released(tmp_path, rows):
     return path
 
 
-RELEASED = [{"instruction": INSTRUCTION, "input": "Question:\nWhat is 2+2?\n\nSolution:\n2+2=5",
-             "output": "The sum is 4.\n\nConclusion: wrong [END]"},
-            {"instruction": INSTRUCTION, "input": "Question:\nIs 7 prime?\n\nSolution:\nYes.",
-             "output": "Correct.\n\n**Conclusion: right [END]**"}]
+RELEASED = [
+    {
+        "instruction": INSTRUCTION,
+        "input": "Question:\nWhat is 2+2?\n\nSolution:\n2+2=5",
+        "output": "The sum is 4.\n\nConclusion: wrong [END]",
+    },
+    {
+        "instruction": INSTRUCTION,
+        "input": "Question:\nIs 7 prime?\n\nSolution:\nYes.",
+        "output": "Correct.\n\n**Conclusion: right [END]**",
+    },
+]
 
 
 def test_released_schema_from_a_local_file_replays_the_released_critiques(tmp_path):
@@ -53,7 +62,9 @@ def test_released_schema_from_a_local_file_replays_the_released_critiques(tmp_pa
     local = ["data.source.kind=webinstruct_cft", f"data.source.path={path}"]
     records, info = build_records(compose(PAPER_WORLD_TINY + local + ["objective=cft"]), tmp_path)
     assert [(r.question, r.response, r.verdict, r.status) for r in records] == [
-        ("What is 2+2?", "2+2=5", "wrong", "ok"), ("Is 7 prime?", "Yes.", "right", "ok")]
+        ("What is 2+2?", "2+2=5", "wrong", "ok"),
+        ("Is 7 prime?", "Yes.", "right", "ok"),
+    ]
     assert info["teacher"]["teacher"]["kind"] == "replay"  # gpt4o_1120 + prompt v1 = who wrote the released data
     assert records[0].teacher["model"] == "gpt-4o-2024-11-20"
 
@@ -82,8 +93,13 @@ def test_check_teacher_refuses_failures_and_budget_cuts():
 
 
 def test_self_generated_responses_come_from_the_base_model(tmp_path):
-    over = ["objective=cft", "data.testbed.n_train=24", "response_source=self_generated", "inference.max_new_tokens=48",
-            "run.num_threads=1"]
+    over = [
+        "objective=cft",
+        "data.testbed.n_train=24",
+        "response_source=self_generated",
+        "inference.max_new_tokens=48",
+        "run.num_threads=1",
+    ]
     records, info = build_records(compose(over), tmp_path)
     ref, _ = build_records(compose(["objective=cft", "data.testbed.n_train=24"]), tmp_path)
     assert [r.id for r in records] == [r.id for r in ref]
@@ -107,22 +123,35 @@ def test_openai_teacher_through_the_data_stage_against_a_loopback_server(tmp_pat
     """The data stage with an OpenAI-compatible teacher (the fault-injecting TEST server on loopback): critiques of
     every row, costs on the card, a failure beyond max_failed refusing the artefact, a rerun that re-asks only the
     failed request, and the API key in no file the stage wrote."""
-    from cft_lab.pipeline.plan import plan_cell
     from cft_lab.data.stage import run_data
+    from cft_lab.pipeline.plan import plan_cell
     from cft_lab.pipeline.store import Store
     from cft_lab.testing.chat_server import ChatServer, FaultPlan
 
     secret = "sk-test-DATA-STAGE-0123456789"
     monkeypatch.setenv("OPENAI_API_KEY", secret)
-    rows = [{"instruction": INSTRUCTION, "input": f"Question:\nWhat is {i}+{i}?\n\nSolution:\n{i}+{i}={2 * i + i % 2}",
-             "output": "released critique, not used: the teacher is gpt-4o-mini"} for i in range(12)]
+    rows = [
+        {
+            "instruction": INSTRUCTION,
+            "input": f"Question:\nWhat is {i}+{i}?\n\nSolution:\n{i}+{i}={2 * i + i % 2}",
+            "output": "released critique, not used: the teacher is gpt-4o-mini",
+        }
+        for i in range(12)
+    ]
     path = _released(tmp_path, rows)
     outputs = tmp_path / "outputs"
     # the 5th request fails for good (400: not retried), everything else answers after 20 ms
     with ChatServer(latency=0.02, faults=FaultPlan(schedule=["ok"] * 4 + ["400"])) as srv:
-        over = PAPER_WORLD_TINY + ["data.source.kind=webinstruct_cft", f"data.source.path={path}", "objective=cft",
-                                   "teacher=gpt4o_mini", f"teacher.base_url={srv.url}", "teacher.concurrency=1",
-                                   f"paths.outputs={outputs}", f"model.path={TINY_MATH_DIR}"]
+        over = PAPER_WORLD_TINY + [
+            "data.source.kind=webinstruct_cft",
+            f"data.source.path={path}",
+            "objective=cft",
+            "teacher=gpt4o_mini",
+            f"teacher.base_url={srv.url}",
+            "teacher.concurrency=1",
+            f"paths.outputs={outputs}",
+            f"model.path={TINY_MATH_DIR}",
+        ]
         cfg = compose(over)
         store = Store(outputs)
         key = plan_cell(cfg).key_of("data")
@@ -146,9 +175,15 @@ def test_openai_teacher_through_the_data_stage_against_a_loopback_server(tmp_pat
 
 
 def test_several_self_generated_responses_per_question_become_records(tmp_path):
-    over = ["objective=cft", "data.testbed.n_train=12", "response_source=self_generated", "response_source.n=2",
-            "response_source.temperature=1.0",
-            "inference.max_new_tokens=40", "run.num_threads=1"]
+    over = [
+        "objective=cft",
+        "data.testbed.n_train=12",
+        "response_source=self_generated",
+        "response_source.n=2",
+        "response_source.temperature=1.0",
+        "inference.max_new_tokens=40",
+        "run.num_threads=1",
+    ]
     records, info = build_records(compose(over), tmp_path)
     assert len(records) == 24 and records[0].id.endswith("#0") and records[1].id.endswith("#1")
     assert records[0].meta["question_id"] == records[1].meta["question_id"] == records[0].id[:-2]
@@ -160,8 +195,15 @@ def test_several_self_generated_responses_per_question_become_records(tmp_path):
 def test_a_local_hf_teacher_writes_critiques_with_the_models_chat_template(tmp_path):
     """teacher.kind=hf: the paper's teacher prompt rendered with the model's own chat template and generated with
     the hf backend (a tiny model stands in for a local open-weights teacher: its critiques are not good ones)."""
-    over = ["objective=cft", "data.testbed.n_train=8", "teacher.kind=hf", f"teacher.model={TINY_MATH_DIR}",
-            "teacher.max_tokens=24", "teacher.temperature=0.0", "run.num_threads=1"]
+    over = [
+        "objective=cft",
+        "data.testbed.n_train=8",
+        "teacher.kind=hf",
+        f"teacher.model={TINY_MATH_DIR}",
+        "teacher.max_tokens=24",
+        "teacher.temperature=0.0",
+        "run.num_threads=1",
+    ]
     records, info = build_records(compose(over), tmp_path)
     assert info["teacher"]["teacher"]["kind"] == "hf" and info["teacher"]["ok"] + info["teacher"]["failed"] == 8
     done = [r for r in records if r.status == "ok"]

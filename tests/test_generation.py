@@ -10,9 +10,16 @@ import sys
 import pytest
 
 from cft_lab.config import InferenceConfig, ModelConfig
-from cft_lab.eval.generation import Completion, HFGenerator, _SeededSampling, check_backend, cut_at_stops, make_generator
-from cft_lab.train.modeling import END_TOKENS, load_tokenizer, model_path, stop_token_ids
+from cft_lab.eval.generation import (
+    Completion,
+    HFGenerator,
+    _SeededSampling,
+    check_backend,
+    cut_at_stops,
+    make_generator,
+)
 from cft_lab.prompts import MATH_STOP_STRINGS, render_eval_prompt
+from cft_lab.train.modeling import END_TOKENS, load_tokenizer, model_path, stop_token_ids
 
 TINY = ModelConfig(name="tiny_math", label="tiny-math", source="testbed", path="tiny_math")
 MAX_NEW = 64  # the tiny model's testbed answers take 36-71 tokens
@@ -42,8 +49,10 @@ def gen() -> HFGenerator:
 
 @pytest.mark.parametrize("stop", MATH_STOP_STRINGS)
 def test_cut_at_each_math_stop_string(stop):
-    assert cut_at_stops(f"Step 1: 2 + 2 = 4.\nThe answer is \\boxed{{4}}.  {stop}\nmore text", MATH_STOP_STRINGS) \
+    assert (
+        cut_at_stops(f"Step 1: 2 + 2 = 4.\nThe answer is \\boxed{{4}}.  {stop}\nmore text", MATH_STOP_STRINGS)
         == "Step 1: 2 + 2 = 4.\nThe answer is \\boxed{4}."
+    )
 
 
 def test_cut_at_the_earliest_stop_and_only_strip_the_right():
@@ -72,8 +81,13 @@ def test_greedy_matches_plain_generate(gen, prompts):
         ids = tok(prompt, return_tensors="pt")["input_ids"]
         lengths.add(ids.shape[1])
         with torch.inference_mode():
-            new = model.generate(ids, max_new_tokens=MAX_NEW, do_sample=False, eos_token_id=stop_token_ids(tok),
-                                 pad_token_id=tok.pad_token_id)[0, ids.shape[1]:].tolist()
+            new = model.generate(
+                ids,
+                max_new_tokens=MAX_NEW,
+                do_sample=False,
+                eos_token_id=stop_token_ids(tok),
+                pad_token_id=tok.pad_token_id,
+            )[0, ids.shape[1] :].tolist()
         assert c.text == cut_at_stops(tok.decode(new, skip_special_tokens=True), MATH_STOP_STRINGS)
         assert c.tokens == len(new)
         assert c.finish_reason == ("stop" if new[-1] in gen.stop_ids else "length")
@@ -108,8 +122,11 @@ def test_greedy_n_repeats_the_answer(gen, prompts):
 def test_sampling_shape_and_variety(gen, prompts):
     out = gen.generate(prompts[:5], MATH_STOP_STRINGS, n=4, temperature=1.0, seeds=[0, 100, 200, 300, 400])
     assert [len(c) for c in out] == [4] * 5
-    assert all(isinstance(c, Completion) and c.finish_reason in ("stop", "length") and c.tokens > 0
-               for comps in out for c in comps)
+    assert all(
+        isinstance(c, Completion) and c.finish_reason in ("stop", "length") and c.tokens > 0
+        for comps in out
+        for c in comps
+    )
     assert len({c.text for comps in out for c in comps}) > 5, "T=1 samples should vary"
 
 
@@ -213,18 +230,25 @@ def _tokenizer(specials: list[str], **special_kw):
 DS_BOS, DS_EOS = "<\uff5cbegin\u2581of\u2581sentence\uff5c>", "<\uff5cend\u2581of\u2581sentence\uff5c>"
 
 
-@pytest.mark.parametrize("specials, kw, expected", [
-    # Qwen2.5 base: eos <|endoftext|>, ChatML's <|im_end|> ends a turn as well (the harness's 151643/151645)
-    (["<|endoftext|>", "<|im_start|>", "<|im_end|>"], {"eos_token": "<|endoftext|>"}, ["<|endoftext|>", "<|im_end|>"]),
-    # Qwen2.5 instruct: eos <|im_end|>
-    (["<|endoftext|>", "<|im_start|>", "<|im_end|>"], {"eos_token": "<|im_end|>"}, ["<|endoftext|>", "<|im_end|>"]),
-    # DeepSeek-Math: its own end of sentence, no ChatML
-    ([DS_BOS, DS_EOS], {"bos_token": DS_BOS, "eos_token": DS_EOS}, [DS_EOS]),
-    # DeepSeek's end of sentence even when the eos is declared otherwise
-    ([DS_EOS, "</s>"], {"eos_token": "</s>"}, [DS_EOS, "</s>"]),
-    # a Llama-style vocabulary: only its eos
-    (["<s>", "</s>"], {"bos_token": "<s>", "eos_token": "</s>"}, ["</s>"]),
-])
+@pytest.mark.parametrize(
+    "specials, kw, expected",
+    [
+        # Qwen2.5 base: eos <|endoftext|>, ChatML's <|im_end|> ends a turn as well (the harness's 151643/151645)
+        (
+            ["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+            {"eos_token": "<|endoftext|>"},
+            ["<|endoftext|>", "<|im_end|>"],
+        ),
+        # Qwen2.5 instruct: eos <|im_end|>
+        (["<|endoftext|>", "<|im_start|>", "<|im_end|>"], {"eos_token": "<|im_end|>"}, ["<|endoftext|>", "<|im_end|>"]),
+        # DeepSeek-Math: its own end of sentence, no ChatML
+        ([DS_BOS, DS_EOS], {"bos_token": DS_BOS, "eos_token": DS_EOS}, [DS_EOS]),
+        # DeepSeek's end of sentence even when the eos is declared otherwise
+        ([DS_EOS, "</s>"], {"eos_token": "</s>"}, [DS_EOS, "</s>"]),
+        # a Llama-style vocabulary: only its eos
+        (["<s>", "</s>"], {"bos_token": "<s>", "eos_token": "</s>"}, ["</s>"]),
+    ],
+)
 def test_stop_ids_come_from_the_vocabulary(specials, kw, expected, tmp_path):
     tok = _tokenizer(specials, **kw)
     want = sorted(tok.convert_tokens_to_ids(expected))
@@ -251,14 +275,17 @@ def test_check_backend_accepts_hf_and_any_mode():
     check_backend(_inference(mode="self_critique_two_stage", n=8, temperature=0.6))  # modes are the stages' job
 
 
-@pytest.mark.parametrize("kw, match", [
-    ({"backend": "tgi"}, "unknown; choose one of hf, vllm"),
-    ({"n": 0}, "n=0"),
-    ({"temperature": -0.1}, "temperature"),
-    ({"top_p": 0.0}, "top_p"),
-    ({"max_new_tokens": 0}, "max_new_tokens"),
-    ({"gpu_memory_utilization": 1.5}, "gpu_memory_utilization"),
-])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"backend": "tgi"}, "unknown; choose one of hf, vllm"),
+        ({"n": 0}, "n=0"),
+        ({"temperature": -0.1}, "temperature"),
+        ({"top_p": 0.0}, "top_p"),
+        ({"max_new_tokens": 0}, "max_new_tokens"),
+        ({"gpu_memory_utilization": 1.5}, "gpu_memory_utilization"),
+    ],
+)
 def test_check_backend_refuses_impossible_settings(kw, match):
     with pytest.raises(ValueError, match=match):
         check_backend(_inference(**kw))

@@ -7,17 +7,40 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from grading_cases import CHOICE_CASES, MATH_CASES
 
 from cft_lab.eval.benchmarks.files import load
-from cft_lab.eval.grading import (MODES, QUIRKS, Item, Verdict, extract_answer, gold_answer, gold_answers, gold_quirks,
-                             grade, grade_batch, grade_detail, mmlu_pro_fallback, question_suffix, quirk_counts,
-                             status_counts, strip_string)
+from cft_lab.eval.grading import (
+    MODES,
+    QUIRKS,
+    Item,
+    Verdict,
+    extract_answer,
+    gold_answer,
+    gold_answers,
+    gold_quirks,
+    grade,
+    grade_batch,
+    grade_detail,
+    mmlu_pro_fallback,
+    question_suffix,
+    quirk_counts,
+    status_counts,
+    strip_string,
+)
 from cft_lab.eval.grading.equal import CFT_ONLY_TAGS
 from cft_lab.eval.grading.worker import default_worker
+from grading_cases import CHOICE_CASES, MATH_CASES
 
-MATH_COUNTS = {"math": 5000, "math500": 500, "minerva_math": 272, "gsm8k": 1319, "olympiadbench": 675,
-               "aime24": 30, "amc23": 40, "theoremqa": 800}
+MATH_COUNTS = {
+    "math": 5000,
+    "math500": 500,
+    "minerva_math": 272,
+    "gsm8k": 1319,
+    "olympiadbench": 675,
+    "aime24": 30,
+    "amc23": 40,
+    "theoremqa": 800,
+}
 # the golds the paper harness empties (record indices): MATH \mbox{Saturday}, \text{east}; MATH-500 \text{east}
 PAPER_EMPTIES = {"math": [3526, 3607], "math500": [97]}
 PAPER_GOLD_QUIRKS = {
@@ -59,37 +82,49 @@ def test_gold_of_every_item(bench):
     assert suffixes == ({"": 684, " (True or False)": 116} if bench == "theoremqa" else {"": len(records)})
 
 
-@pytest.mark.parametrize("bench,index,paper,strict,raw,quirks", [
-    ("math", 4864, "\\x", "\\secx", "\\sec x", ("unit_word_deleted",)),
-    ("math", 2739, "\\frac{}{}", "\\frac{c}{a}", "\\frac{c}{a}", ("unit_word_deleted",)),
-    ("math", 3607, "", "east", "\\text{east}", ("unit_word_deleted", "gold_emptied")),
-    ("math", 3526, "", "Saturday", "\\mbox{Saturday}", ("mbox_deleted", "gold_emptied")),
-    ("math500", 96, "1\\\\sqrt{19}", "1\\pm\\sqrt{19}", "1 \\pm \\sqrt{19}", ("unit_word_deleted",)),
-    ("theoremqa", 90, "()", "(a)", "(a)", ("theoremqa_option_collapsed",)),
-    ("theoremqa", 38, "4e-05", "4e-05", "4e-05", ()),
-    ("gsm8k", 146, "2,125", "2,125", "2,125", ()),  # thousands commas stay
-    ("aime24", 7, "25", "25", "025", ()),
-    ("amc23", 0, "27", "27", "27.0", ()),
-    ("olympiadbench", 1, "\\frac{1}{2n+2}", "\\frac{1}{2n+2}", "$\\frac{1}{2 n+2}$", ()),
-    ("minerva_math", 139, "\\lambda_{\\text{red}}/\\sqrt{2}", "\\lambda_{\\text{red}}/\\sqrt{2}",
-     "\\lambda_{\\text {red}} / \\sqrt{2}", ()),
-])
+@pytest.mark.parametrize(
+    "bench,index,paper,strict,raw,quirks",
+    [
+        ("math", 4864, "\\x", "\\secx", "\\sec x", ("unit_word_deleted",)),
+        ("math", 2739, "\\frac{}{}", "\\frac{c}{a}", "\\frac{c}{a}", ("unit_word_deleted",)),
+        ("math", 3607, "", "east", "\\text{east}", ("unit_word_deleted", "gold_emptied")),
+        ("math", 3526, "", "Saturday", "\\mbox{Saturday}", ("mbox_deleted", "gold_emptied")),
+        ("math500", 96, "1\\\\sqrt{19}", "1\\pm\\sqrt{19}", "1 \\pm \\sqrt{19}", ("unit_word_deleted",)),
+        ("theoremqa", 90, "()", "(a)", "(a)", ("theoremqa_option_collapsed",)),
+        ("theoremqa", 38, "4e-05", "4e-05", "4e-05", ()),
+        ("gsm8k", 146, "2,125", "2,125", "2,125", ()),  # thousands commas stay
+        ("aime24", 7, "25", "25", "025", ()),
+        ("amc23", 0, "27", "27", "27.0", ()),
+        ("olympiadbench", 1, "\\frac{1}{2n+2}", "\\frac{1}{2n+2}", "$\\frac{1}{2 n+2}$", ()),
+        (
+            "minerva_math",
+            139,
+            "\\lambda_{\\text{red}}/\\sqrt{2}",
+            "\\lambda_{\\text{red}}/\\sqrt{2}",
+            "\\lambda_{\\text {red}} / \\sqrt{2}",
+            (),
+        ),
+    ],
+)
 def test_known_golds(bench, index, paper, strict, raw, quirks):
     record = load(bench)[index]
     assert gold_answers(bench, record) == {"paper": paper, "strict": strict, "math_verify": raw}
     assert gold_quirks(bench, record) == quirks
 
 
-@pytest.mark.parametrize("bench,record,message", [
-    ("gpqa", {}, "registry"),
-    ("mmlu_pro", {"answer": "A"}, "registry"),
-    ("math", {"problem": "1+1"}, "'solution'"),
-    ("math", {"solution": "It is 2."}, "boxed"),
-    ("gsm8k", {"answer": "no marker 5"}, "####"),
-    ("olympiadbench", {"final_answer": []}, "final_answer"),
-    ("aime24", {"answer": "  "}, "empty"),
-    ("nope", {"answer": "1"}, "unknown benchmark"),
-])
+@pytest.mark.parametrize(
+    "bench,record,message",
+    [
+        ("gpqa", {}, "registry"),
+        ("mmlu_pro", {"answer": "A"}, "registry"),
+        ("math", {"problem": "1+1"}, "'solution'"),
+        ("math", {"solution": "It is 2."}, "boxed"),
+        ("gsm8k", {"answer": "no marker 5"}, "####"),
+        ("olympiadbench", {"final_answer": []}, "final_answer"),
+        ("aime24", {"answer": "  "}, "empty"),
+        ("nope", {"answer": "1"}, "unknown benchmark"),
+    ],
+)
 def test_gold_errors_name_benchmark_and_field(bench, record, message):
     with pytest.raises(ValueError, match=message):
         gold_answer(bench, record)
@@ -199,8 +234,10 @@ def test_grade_batch_in_process_timeout(warm_worker):
 
 def test_grade_batch_pool_order_timeouts_and_counts():
     cases = [c for c in MATH_CASES if c[1]][:10]
-    rows = [(out, gold if isinstance(gold, dict) else {m: gold for m in MODES}, bench)
-            for _, out, gold, bench, _, _ in cases]
+    rows = [
+        (out, gold if isinstance(gold, dict) else {m: gold for m in MODES}, bench)
+        for _, out, gold, bench, _, _ in cases
+    ]
     rows.insert(4, (HANG[0], {m: HANG[1] for m in MODES}, "math"))
     rows.append(Item("No idea.", {m: "G" for m in MODES}, "mmlu_pro", n_options=10))
     rows.append(("$\\boxed{(a)}$", gold_answers("theoremqa", load("theoremqa")[90]), "theoremqa"))
@@ -215,8 +252,9 @@ def test_grade_batch_pool_order_timeouts_and_counts():
     assert [{m: v.correct for m, v in r.items()} for r in results] == expected
     assert {m: v.status for m, v in results[4].items()} == {m: "timeout" for m in MODES}
     counts = status_counts(results)
-    assert {m: (c["timeout"], c["error"], c["ok"]) for m, c in counts.items()} == \
-        {m: (1, 0, len(rows) - 1) for m in MODES}
+    assert {m: (c["timeout"], c["error"], c["ok"]) for m, c in counts.items()} == {
+        m: (1, 0, len(rows) - 1) for m in MODES
+    }
     assert results[-2]["paper"].quirks == ("fallback_guess",)
 
 
@@ -240,10 +278,18 @@ def test_grade_batch_rejects_bad_rows():
 def test_quirk_counts_on_known_items(warm_worker):
     theorem, sec = load("theoremqa")[90], load("math")[4864]
     verdicts = [
-        grade_detail("$\\boxed{(a)}$", gold_answer("theoremqa", theorem), "theoremqa",
-                     gold_quirks=gold_quirks("theoremqa", theorem)),
-        grade_detail("$\\boxed{(d)}$", gold_answer("theoremqa", theorem), "theoremqa",
-                     gold_quirks=gold_quirks("theoremqa", theorem)),
+        grade_detail(
+            "$\\boxed{(a)}$",
+            gold_answer("theoremqa", theorem),
+            "theoremqa",
+            gold_quirks=gold_quirks("theoremqa", theorem),
+        ),
+        grade_detail(
+            "$\\boxed{(d)}$",
+            gold_answer("theoremqa", theorem),
+            "theoremqa",
+            gold_quirks=gold_quirks("theoremqa", theorem),
+        ),
         grade_detail("$\\boxed{\\sec x}$", gold_answer("math", sec), "math", gold_quirks=gold_quirks("math", sec)),
         grade_detail("The final answer is 0.12", "0.14", "gsm8k"),
         grade_detail("The final answer is 0.14", "0.14", "gsm8k"),
@@ -253,8 +299,18 @@ def test_quirk_counts_on_known_items(warm_worker):
     counts = quirk_counts(verdicts)
     assert set(counts) == set(QUIRKS)
     assert {k: n for k, n in counts.items() if n} == {
-        "theoremqa_option_collapsed": 2, "unit_word_deleted": 3, "round_one_decimal": 1}
-    strict = [grade_detail("$\\boxed{(d)}$", gold_answer("theoremqa", theorem, "strict"), "theoremqa", "strict",
-                           gold_quirks=gold_quirks("theoremqa", theorem))]
+        "theoremqa_option_collapsed": 2,
+        "unit_word_deleted": 3,
+        "round_one_decimal": 1,
+    }
+    strict = [
+        grade_detail(
+            "$\\boxed{(d)}$",
+            gold_answer("theoremqa", theorem, "strict"),
+            "theoremqa",
+            "strict",
+            gold_quirks=gold_quirks("theoremqa", theorem),
+        )
+    ]
     assert not strict[0].correct and quirk_counts(strict) == {k: 0 for k in QUIRKS}
     assert isinstance(verdicts[0], Verdict)

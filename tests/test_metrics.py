@@ -32,6 +32,7 @@ T, F = True, False
 # wilson / score: unchanged behaviour (used by stages.py and tables.py)
 # ---------------------------------------------------------------------------------------------------------------
 
+
 def test_score_keeps_its_keys_and_values():
     s = score(50, 100)
     assert set(s) == {"correct", "n", "accuracy", "ci_low", "ci_high"}
@@ -47,18 +48,22 @@ def test_score_keeps_its_keys_and_values():
 # pass@k, maj@k, avg@k
 # ---------------------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("n, c, k, expected", [
-    (5, 2, 2, 0.7),              # 1 - C(3,2)/C(5,2) = 1 - 3/10
-    (10, 3, 1, 0.3),             # pass@1 = c/n = 3/10
-    (10, 3, 5, 11 / 12),         # 1 - C(7,5)/C(10,5) = 1 - 21/252 = 1 - 1/12
-    (4, 1, 2, 0.5),              # 1 - C(3,2)/C(4,2) = 1 - 3/6
-    (200, 1, 100, 0.5),          # 1 - C(199,100)/C(200,100) = 1 - (200-100)/200; C(200,100) ~ 9e58
-    (5, 0, 2, 0.0),              # c = 0: no subset can pass
-    (5, 5, 2, 1.0),              # c = n: every subset passes
-    (5, 1, 5, 1.0),              # k = n, c >= 1: the only subset is all samples
-    (5, 0, 5, 0.0),              # k = n, c = 0
-    (5, 4, 2, 1.0),              # n - c = 1 < k: every 2-subset holds a correct sample
-])
+
+@pytest.mark.parametrize(
+    "n, c, k, expected",
+    [
+        (5, 2, 2, 0.7),  # 1 - C(3,2)/C(5,2) = 1 - 3/10
+        (10, 3, 1, 0.3),  # pass@1 = c/n = 3/10
+        (10, 3, 5, 11 / 12),  # 1 - C(7,5)/C(10,5) = 1 - 21/252 = 1 - 1/12
+        (4, 1, 2, 0.5),  # 1 - C(3,2)/C(4,2) = 1 - 3/6
+        (200, 1, 100, 0.5),  # 1 - C(199,100)/C(200,100) = 1 - (200-100)/200; C(200,100) ~ 9e58
+        (5, 0, 2, 0.0),  # c = 0: no subset can pass
+        (5, 5, 2, 1.0),  # c = n: every subset passes
+        (5, 1, 5, 1.0),  # k = n, c >= 1: the only subset is all samples
+        (5, 0, 5, 0.0),  # k = n, c = 0
+        (5, 4, 2, 1.0),  # n - c = 1 < k: every 2-subset holds a correct sample
+    ],
+)
 def test_pass_at_k_hand_values(n, c, k, expected):
     assert pass_at_k(n, c, k) == pytest.approx(expected, abs=1e-12)
 
@@ -91,18 +96,20 @@ def test_mean_pass_at_k():
 
 def test_maj_at_k_tie_goes_to_first_occurrence():
     answers, grades = [["3", "4", "4", "3"]], [[F, T, T, F]]
-    assert maj_at_k(answers, grades, 4) == 0.0   # "3": 2 votes, "4": 2 votes; "3" occurs first -> wrong
-    assert maj_at_k(answers, grades, 3) == 1.0   # first 3: "4" 2 votes vs "3" 1 -> right
-    assert maj_at_k(answers, grades, 1) == 0.0   # first sample only: "3" -> wrong
+    assert maj_at_k(answers, grades, 4) == 0.0  # "3": 2 votes, "4": 2 votes; "3" occurs first -> wrong
+    assert maj_at_k(answers, grades, 3) == 1.0  # first 3: "4" 2 votes vs "3" 1 -> right
+    assert maj_at_k(answers, grades, 1) == 0.0  # first sample only: "3" -> wrong
     # same votes, other order: "4" first -> right
     assert maj_at_k([["4", "3", "3", "4"]], [[T, F, F, T]], 4) == 1.0
 
 
 def test_maj_at_k_several_items_and_missing_answers():
-    answers = [["1", "2", "2"],     # "2" wins 2-1, graded right
-               ["5", None, None],   # None casts no vote: "5" wins 1-0, right
-               [None, None, None],  # no vote at all: wrong
-               ["7", "8", "9"]]     # 1-1-1 tie: "7" (first) wins, graded wrong
+    answers = [
+        ["1", "2", "2"],  # "2" wins 2-1, graded right
+        ["5", None, None],  # None casts no vote: "5" wins 1-0, right
+        [None, None, None],  # no vote at all: wrong
+        ["7", "8", "9"],
+    ]  # 1-1-1 tie: "7" (first) wins, graded wrong
     grades = [[F, T, T], [T, F, F], [F, F, F], [F, T, T]]
     assert maj_at_k(answers, grades, 3) == pytest.approx(2 / 4)
     with pytest.raises(ValueError, match="items"):
@@ -115,9 +122,9 @@ def test_maj_at_k_several_items_and_missing_answers():
 
 def test_avg_at_k():
     grades = [[T, F, T, T], [F, F, T, F]]
-    assert avg_at_k(grades, 1) == pytest.approx(0.5)    # (1 + 0) / 2
-    assert avg_at_k(grades, 2) == pytest.approx(0.25)   # (1/2 + 0/2) / 2
-    assert avg_at_k(grades, 4) == pytest.approx(0.5)    # (3/4 + 1/4) / 2
+    assert avg_at_k(grades, 1) == pytest.approx(0.5)  # (1 + 0) / 2
+    assert avg_at_k(grades, 2) == pytest.approx(0.25)  # (1/2 + 0/2) / 2
+    assert avg_at_k(grades, 4) == pytest.approx(0.5)  # (3/4 + 1/4) / 2
     with pytest.raises(ValueError):
         avg_at_k(grades, 5)
 
@@ -126,11 +133,12 @@ def test_avg_at_k():
 # Bootstrap
 # ---------------------------------------------------------------------------------------------------------------
 
+
 def test_bootstrap_is_seeded_and_contains_the_mean():
     rng = np.random.default_rng(7)
     x = rng.random(300) < 0.3
     a, b = bootstrap_ci(x, seed=3), bootstrap_ci(list(x), seed=3)
-    assert a == b                                   # same data and seed -> same interval
+    assert a == b  # same data and seed -> same interval
     assert a[0] < x.mean() < a[1]
     # 0/1 data put the quantiles on a 1/300 grid, where two seeds usually agree; continuous scores show the seed
     y = rng.random(300)
@@ -148,11 +156,11 @@ def test_bootstrap_is_seeded_and_contains_the_mean():
 @pytest.mark.parametrize("path", ["counts", "indices"])
 def test_bootstrap_width_matches_normal_approximation(path, monkeypatch):
     if path == "indices":
-        monkeypatch.setattr(metrics, "_MAX_DISTINCT_FOR_COUNTS", 0)   # force the index-resampling code path
+        monkeypatch.setattr(metrics, "_MAX_DISTINCT_FOR_COUNTS", 0)  # force the index-resampling code path
     x = [T] * 200 + [F] * 200
     lo, hi = bootstrap_ci(x, seed=0)
     assert abs((hi - lo) - 0.098) < 0.01
-    assert abs((lo + hi) / 2 - 0.5) < 0.005      # symmetric about p = 0.5 (each end within 0.0025 + MC error)
+    assert abs((lo + hi) / 2 - 0.5) < 0.005  # symmetric about p = 0.5 (each end within 0.0025 + MC error)
     # alpha = 0.3173 is a ±1 SE interval: 0.5 ± 0.025, width 0.05 (same tolerance reasoning, ~0.008)
     lo1, hi1 = bootstrap_ci(x, seed=0, alpha=0.3173)
     assert abs((hi1 - lo1) - 0.05) < 0.008
@@ -164,8 +172,8 @@ def test_bootstrap_partial_last_batch_is_filled(monkeypatch):
     monkeypatch.setattr(metrics, "_MAX_DISTINCT_FOR_COUNTS", 0)
     means = metrics._resampled_means(np.array([1.0] * 200 + [0.0] * 200), 1001, np.random.default_rng(0))
     assert means.shape == (1001,)
-    assert ((means >= 0.4) & (means <= 0.6)).all()   # 0.5 ± 4 SE; uninitialised memory would not fit
-    assert abs(means.mean() - 0.5) < 0.003            # SE of the mean of 1001 means: 0.025 / sqrt(1001) = 0.0008
+    assert ((means >= 0.4) & (means <= 0.6)).all()  # 0.5 ± 4 SE; uninitialised memory would not fit
+    assert abs(means.mean() - 0.5) < 0.003  # SE of the mean of 1001 means: 0.025 / sqrt(1001) = 0.0008
 
 
 def test_bootstrap_handles_fractional_scores_and_degenerate_data():
@@ -173,14 +181,16 @@ def test_bootstrap_handles_fractional_scores_and_degenerate_data():
     # mean 0.5, population sd sqrt(0.125) = 0.3536, SE 0.3536 / sqrt(200) = 0.025
     x = [0.0, 0.25, 0.5, 0.75, 1.0] * 40
     lo, hi = bootstrap_ci(x)
-    assert abs((hi - lo) - 0.098) < 0.01      # 2 * 1.96 * 0.025 = 0.098, tolerance as above
-    assert bootstrap_ci([F] * 30) == (0.0, 0.0)   # every resample of 0/30 is 0/30
+    assert abs((hi - lo) - 0.098) < 0.01  # 2 * 1.96 * 0.025 = 0.098, tolerance as above
+    assert bootstrap_ci([F] * 30) == (0.0, 0.0)  # every resample of 0/30 is 0/30
     assert bootstrap_ci([T] * 30) == (1.0, 1.0)
     assert bootstrap_ci([0.4]) == pytest.approx((0.4, 0.4))
 
 
-@pytest.mark.parametrize("bad, kwargs", [([], {}), ([0.5, float("nan")], {}), ([T, F], {"alpha": 0.0}),
-                                         ([T, F], {"alpha": 1.0}), ([T, F], {"n_boot": 0})])
+@pytest.mark.parametrize(
+    "bad, kwargs",
+    [([], {}), ([0.5, float("nan")], {}), ([T, F], {"alpha": 0.0}), ([T, F], {"alpha": 1.0}), ([T, F], {"n_boot": 0})],
+)
 def test_bootstrap_rejects_bad_input(bad, kwargs):
     with pytest.raises(ValueError):
         bootstrap_ci(bad, **kwargs)
@@ -190,11 +200,11 @@ def test_bootstrap_10000_resamples_of_5000_items_is_fast():
     x = np.random.default_rng(0).random(5000) < 0.5
     t0 = time.perf_counter()
     bootstrap_ci(x, n_boot=10000)
-    assert time.perf_counter() - t0 < 0.5       # measured ~0.002 s (multinomial counts)
-    y = np.random.default_rng(0).random(5000)   # 5000 distinct values -> batched index resampling
+    assert time.perf_counter() - t0 < 0.5  # measured ~0.002 s (multinomial counts)
+    y = np.random.default_rng(0).random(5000)  # 5000 distinct values -> batched index resampling
     t0 = time.perf_counter()
     bootstrap_ci(y, n_boot=10000)
-    assert time.perf_counter() - t0 < 3.0       # measured ~0.35 s on 1 thread; generous for a shared 2-core box
+    assert time.perf_counter() - t0 < 3.0  # measured ~0.35 s on 1 thread; generous for a shared 2-core box
 
 
 def test_score_items_adds_bootstrap_to_wilson():
@@ -217,15 +227,19 @@ def test_score_items_adds_bootstrap_to_wilson():
 # Paired comparison
 # ---------------------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("b01, b10, expected", [
-    (1, 6, 0.125),                    # 2 * (C(7,0) + C(7,1)) / 2^7 = 2 * 8 / 128
-    (6, 1, 0.125),                    # symmetric
-    (0, 5, 0.0625),                   # 2 * C(5,0) / 2^5 = 2/32
-    (2, 10, 158 / 4096),              # 2 * (1 + 12 + 66) / 2^12 = 158/4096 = 0.0385742...
-    (3, 3, 1.0),                      # 2 * (1 + 6 + 15 + 20) / 64 = 84/64 > 1 -> capped at 1
-    (0, 0, 1.0),                      # no discordant pairs: no evidence
-    (0, 1, 1.0),                      # 2 * 1/2 = 1
-])
+
+@pytest.mark.parametrize(
+    "b01, b10, expected",
+    [
+        (1, 6, 0.125),  # 2 * (C(7,0) + C(7,1)) / 2^7 = 2 * 8 / 128
+        (6, 1, 0.125),  # symmetric
+        (0, 5, 0.0625),  # 2 * C(5,0) / 2^5 = 2/32
+        (2, 10, 158 / 4096),  # 2 * (1 + 12 + 66) / 2^12 = 158/4096 = 0.0385742...
+        (3, 3, 1.0),  # 2 * (1 + 6 + 15 + 20) / 64 = 84/64 > 1 -> capped at 1
+        (0, 0, 1.0),  # no discordant pairs: no evidence
+        (0, 1, 1.0),  # 2 * 1/2 = 1
+    ],
+)
 def test_mcnemar_exact_p_hand_values(b01, b10, expected):
     assert mcnemar_exact_p(b01, b10) == pytest.approx(expected, rel=1e-12)
 
@@ -245,17 +259,17 @@ def _runs(n_fixed: int, n_broken: int, n_both: int, n_neither: int):
 
 
 def test_paired_test_counts_p_and_diff():
-    a, b = _runs(6, 1, 10, 3)             # n = 20
+    a, b = _runs(6, 1, 10, 3)  # n = 20
     r = paired_test(a, b)
     assert (r["n"], r["b01"], r["b10"]) == (20, 6, 1)
-    assert r["accuracy_a"] == pytest.approx(100 * 11 / 20)   # 1 + 10 right = 55
-    assert r["accuracy_b"] == pytest.approx(100 * 16 / 20)   # 6 + 10 right = 80
-    assert r["diff"] == pytest.approx(25.0)                  # (6 - 1) / 20 = 25 points
-    assert r["p_value"] == pytest.approx(0.125)              # 2 * (1 + 7) / 128, as above
+    assert r["accuracy_a"] == pytest.approx(100 * 11 / 20)  # 1 + 10 right = 55
+    assert r["accuracy_b"] == pytest.approx(100 * 16 / 20)  # 6 + 10 right = 80
+    assert r["diff"] == pytest.approx(25.0)  # (6 - 1) / 20 = 25 points
+    assert r["p_value"] == pytest.approx(0.125)  # 2 * (1 + 7) / 128, as above
 
 
 def test_paired_ci_sign_and_width():
-    a, b = _runs(30, 2, 40, 28)           # n = 100, diff = (30 - 2)/100 = +28 points
+    a, b = _runs(30, 2, 40, 28)  # n = 100, diff = (30 - 2)/100 = +28 points
     r = paired_test(a, b)
     assert r["diff"] == pytest.approx(28.0)
     assert 0 < r["diff_low"] < r["diff"] < r["diff_high"]
@@ -291,6 +305,7 @@ def test_paired_test_rejects_mismatched_or_empty_runs():
 # Averages
 # ---------------------------------------------------------------------------------------------------------------
 
+
 def test_average_columns_is_the_plain_mean():
     # (80.2 + 39.4 + 40.1 + 16.7 + 57.5 + 38.0) / 6 = 271.9 / 6 = 45.31666...
     assert average_columns([80.2, 39.4, 40.1, 16.7, 57.5, 38.0]) == pytest.approx(271.9 / 6, abs=1e-12)
@@ -298,10 +313,10 @@ def test_average_columns_is_the_plain_mean():
 
 
 def test_delta_comes_from_unrounded_averages():
-    sft = average_columns([10.0, 10.08])   # 10.04 -> shown as 10.0
-    cft = average_columns([10.1, 10.22])   # 10.16 -> shown as 10.2
-    assert round(cft - sft, 1) == 0.1      # 10.16 - 10.04 = 0.12 -> 0.1
-    assert round(round(cft, 1) - round(sft, 1), 1) == 0.2   # rounding first would report 0.2
+    sft = average_columns([10.0, 10.08])  # 10.04 -> shown as 10.0
+    cft = average_columns([10.1, 10.22])  # 10.16 -> shown as 10.2
+    assert round(cft - sft, 1) == 0.1  # 10.16 - 10.04 = 0.12 -> 0.1
+    assert round(round(cft, 1) - round(sft, 1), 1) == 0.2  # rounding first would report 0.2
 
 
 @pytest.mark.parametrize("bad", [[], [50.0, None], [50.0, float("nan")], [50.0, "40"], [50.0, True]])
@@ -314,6 +329,7 @@ def test_average_columns_needs_every_column(bad):
 # Critique ability
 # ---------------------------------------------------------------------------------------------------------------
 
+
 def test_critique_scores_hand_confusion_matrix():
     pred = [T, T, T, F, F, F, T, None, None, T]
     true = [T, T, F, T, F, F, F, T, F, T]
@@ -321,20 +337,20 @@ def test_critique_scores_hand_confusion_matrix():
     r = critique_scores(pred, true)
     assert (r["tp"], r["fp"], r["fn"], r["tn"]) == (3, 2, 1, 2)
     assert (r["n"], r["parsed"], r["unparsed"]) == (10, 8, 2)
-    assert r["unparsed_rate"] == pytest.approx(0.2)          # 2 / 10
-    assert r["precision"] == pytest.approx(0.6)              # 3 / (3 + 2)
-    assert r["recall"] == pytest.approx(0.75)                # 3 / (3 + 1)
-    assert r["f1"] == pytest.approx(2 / 3)                   # 2*0.6*0.75/1.35 = 0.9/1.35 = 6/9
-    assert r["accuracy"] == pytest.approx(0.625)             # (3 + 2) / 8 parsed
-    assert r["accuracy_strict"] == pytest.approx(0.5)        # (3 + 2) / 10, unparsed counted wrong
+    assert r["unparsed_rate"] == pytest.approx(0.2)  # 2 / 10
+    assert r["precision"] == pytest.approx(0.6)  # 3 / (3 + 2)
+    assert r["recall"] == pytest.approx(0.75)  # 3 / (3 + 1)
+    assert r["f1"] == pytest.approx(2 / 3)  # 2*0.6*0.75/1.35 = 0.9/1.35 = 6/9
+    assert r["accuracy"] == pytest.approx(0.625)  # (3 + 2) / 8 parsed
+    assert r["accuracy_strict"] == pytest.approx(0.5)  # (3 + 2) / 10, unparsed counted wrong
 
 
 def test_critique_precision_undefined_when_nothing_flagged():
     r = critique_scores([F, F, None], [T, F, T])
     # parsed: item 0 fn, item 1 tn
     assert (r["tp"], r["fp"], r["fn"], r["tn"]) == (0, 0, 1, 1)
-    assert r["precision"] is None                             # 0 / 0: nothing predicted wrong
-    assert r["recall"] == 0.0 and r["f1"] == 0.0              # 0 / 1; 2*0 / (0 + 0 + 1)
+    assert r["precision"] is None  # 0 / 0: nothing predicted wrong
+    assert r["recall"] == 0.0 and r["f1"] == 0.0  # 0 / 1; 2*0 / (0 + 0 + 1)
     r = critique_scores([F, F], [F, F])
     assert r["precision"] is None and r["recall"] is None and r["f1"] is None and r["accuracy"] == 1.0
     r = critique_scores([None, None], [T, F])

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from cft_lab.config import ObjectiveConfig
+from cft_lab.testbed.bases import MODELS_DIR
 from cft_lab.train.objectives import Pair, build_pairs
 from cft_lab.train.tokenize import MaskError, check_masks, tokenize_pairs
-from cft_lab.testbed.bases import MODELS_DIR
 
 Q = "Mia has 5 apples. Then Mia buys 3 more apples. How many apples does Mia have now?"
 Y = "Step 1: 5 + 3 = 9.\nThe answer is \\boxed{9}."
@@ -19,8 +19,17 @@ INSTRUCTION = "Please critique whether the following solution to the question is
 
 EXPECTED = {
     "sft": (SYSTEM + "<|im_start|>user\n" + Q + "<|im_end|>\n<|im_start|>assistant\n", Y + "<|im_end|>\n"),
-    "cft": (SYSTEM + "<|im_start|>user\n" + INSTRUCTION + "\nQuestion:\n" + Q + "\n\nSolution:\n" + Y
-            + "<|im_end|>\n<|im_start|>assistant\n", C + "<|im_end|>\n"),
+    "cft": (
+        SYSTEM
+        + "<|im_start|>user\n"
+        + INSTRUCTION
+        + "\nQuestion:\n"
+        + Q
+        + "\n\nSolution:\n"
+        + Y
+        + "<|im_end|>\n<|im_start|>assistant\n",
+        C + "<|im_end|>\n",
+    ),
 }
 
 
@@ -47,15 +56,21 @@ def test_exact_loss_mask_through_trl(name, tokenizer, tmp_path):
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    from cft_lab.train.modeling import load_model
     from cft_lab.config import ModelConfig
+    from cft_lab.train.modeling import load_model
 
     pairs, _ = build_pairs(objective(name), [RECORD])
     short = Pair("r2", pairs[0].prompt[:60], "ok<|im_end|>\n")  # a shorter example, to see padding in the batch
     rows, counts = tokenize_pairs(pairs + [short], tokenizer, cutoff_len=512)
     model = load_model(str(MODELS_DIR / "tiny_small"), ModelConfig(name="t", label="t", path="tiny_small"))
-    args = SFTConfig(output_dir=str(tmp_path), max_length=512, completion_only_loss=True, report_to="none",
-                     use_cpu=True, per_device_train_batch_size=2)
+    args = SFTConfig(
+        output_dir=str(tmp_path),
+        max_length=512,
+        completion_only_loss=True,
+        report_to="none",
+        use_cpu=True,
+        per_device_train_batch_size=2,
+    )
     ds = Dataset.from_list([{"input_ids": r["input_ids"], "completion_mask": r["completion_mask"]} for r in rows])
     trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tokenizer)
 
@@ -98,8 +113,11 @@ def test_fully_masked_examples_are_errors(tokenizer):
 
 
 def test_verified_and_teacher_arms_select_and_count():
-    recs = [dict(RECORD, id="a", verdict="right", teacher_solution="T"), dict(RECORD, id="b", verdict="wrong"),
-            dict(RECORD, id="c", verdict=None)]
+    recs = [
+        dict(RECORD, id="a", verdict="right", teacher_solution="T"),
+        dict(RECORD, id="b", verdict="wrong"),
+        dict(RECORD, id="c", verdict=None),
+    ]
     pairs, counts = build_pairs(objective("sft_verified"), recs)
     assert [p.id for p in pairs] == ["a"]
     assert counts["skipped"] == {"judged wrong": 1, "verdict unparsed": 1}

@@ -22,13 +22,22 @@ def test_cell_trains_selects_and_scores(outputs):
 
     from cft_lab.train.modeling import model_path
 
-    cfg = compose(SMOKE + ["objective=cft", f"paths.outputs={outputs}", "eval.critique.enabled=true",
-                           "eval.critique.limit=8", "eval.critique.max_new_tokens=48"])
+    cfg = compose(
+        SMOKE
+        + [
+            "objective=cft",
+            f"paths.outputs={outputs}",
+            "eval.critique.enabled=true",
+            "eval.critique.limit=8",
+            "eval.critique.max_new_tokens=48",
+        ]
+    )
     result = run_cell(cfg)
     assert result["status"] == "ok", result.get("traceback")
     assert set(result["scores"]) == {"testbed_2step", "testbed_3step", "testbed_4step", "testbed_5step"}
-    assert all(s["n"] == 6 and 0 <= s["ci_low"] <= s["accuracy"] <= s["ci_high"] <= 100
-               for s in result["scores"].values())
+    assert all(
+        s["n"] == 6 and 0 <= s["ci_low"] <= s["accuracy"] <= s["ci_high"] <= 100 for s in result["scores"].values()
+    )
 
     store, plan = Store(outputs), plan_cell(cfg)
     train_dir = store.path("train", plan.key_of("train"))
@@ -54,22 +63,57 @@ def test_cell_trains_selects_and_scores(outputs):
     from cft_lab.eval import benchmarks
     from cft_lab.testbed import noisy
 
-    truly_wrong = sum(not noisy.noisy_solve(p, seed=1, error_rate=0.5).correct
-                      for p in benchmarks.problems_for("testbed_val", 8))
+    truly_wrong = sum(
+        not noisy.noisy_solve(p, seed=1, error_rate=0.5).correct for p in benchmarks.problems_for("testbed_val", 8)
+    )
     assert crit["pairs"] == 8 and crit["responses_wrong"] == truly_wrong
     assert crit["parsed"] + crit["unparsed"] == 8
     assert crit["tp"] + crit["fp"] + crit["fn"] + crit["tn"] == crit["parsed"]
+    _check_layout(store, result["stages"], result["scores"])
+
+
+def _check_layout(store: Store, stages: dict, benchmarks: list) -> None:
+    """Every finished artefact holds the files the store's one layout description promises, and DONE.json."""
+    from cft_lab.pipeline.store import DONE, LAYOUT
+
+    for stage, key in stages.items():
+        folder = store.path(stage, key)
+        assert (folder / DONE).is_file(), stage
+        for pattern in LAYOUT[stage]:
+            names = [pattern.replace("<benchmark>", b) for b in benchmarks] if "<benchmark>" in pattern else [pattern]
+            for name in names:
+                assert list(folder.glob(name)), f"{stage}/{key} lacks {name}"
 
 
 def test_eval_of_every_paper_benchmark_end_to_end_on_a_tiny_model(outputs):
     """The eval stage on all ten benchmarks of the paper with a tiny model: prompts, generation, three graders,
     per-sample rows, aggregates with bootstrap CIs, provenance; an interrupted generation resumes item by item."""
-    cfg = compose(["objective=base", "eval=paper_suite", "eval.limit=3", "inference.max_new_tokens=12",
-                   "inference.batch_size=8", "logger=none", "run.num_threads=1", f"paths.outputs={outputs}"])
+    cfg = compose(
+        [
+            "objective=base",
+            "eval=paper_suite",
+            "eval.limit=3",
+            "inference.max_new_tokens=12",
+            "inference.batch_size=8",
+            "logger=none",
+            "run.num_threads=1",
+            f"paths.outputs={outputs}",
+        ]
+    )
     result = run_cell(cfg)
     assert result["status"] == "ok", result.get("traceback")
-    names = ["math", "minerva_math", "gsm8k", "olympiadbench", "aime24", "amc23", "theoremqa", "gpqa", "mmlu_pro",
-             "math500"]
+    names = [
+        "math",
+        "minerva_math",
+        "gsm8k",
+        "olympiadbench",
+        "aime24",
+        "amc23",
+        "theoremqa",
+        "gpqa",
+        "mmlu_pro",
+        "math500",
+    ]
     assert list(result["scores"]) == names
     store, plan = Store(outputs), plan_cell(cfg)
     grade_dir = store.path("grade", plan.key)
@@ -83,8 +127,10 @@ def test_eval_of_every_paper_benchmark_end_to_end_on_a_tiny_model(outputs):
             sample = r["samples"][0]
             assert set(sample["pred"]) == set(sample["correct"]) == {"paper", "strict", "math_verify"}
             assert r["prompt"] == __import__("cft_lab.eval.benchmarks", fromlist=["x"]).prompt(
-                name, r["index"], "gpqa-qwen" if name == "gpqa" else
-                "mmlu-pro-cot-0shot" if name == "mmlu_pro" else "qwen25-math-cot")
+                name,
+                r["index"],
+                "gpqa-qwen" if name == "gpqa" else "mmlu-pro-cot-0shot" if name == "mmlu_pro" else "qwen25-math-cot",
+            )
     meta = json.loads((grade_dir / "eval.json").read_text())
     assert len(meta["templates"]["math"]["hash"]) == 12 and meta["templates"]["gpqa"]["template"] == "gpqa-qwen"
     assert meta["sampling"]["temperature"] == 0.0 and meta["gpqa_seed"] == 0
@@ -136,8 +182,14 @@ def _cutoff_between_sft_and_cft(outputs: Path) -> int:
 
 def test_sweep_with_a_failing_cell_renders_and_rerun_skips_finished(outputs):
     cutoff = _cutoff_between_sft_and_cft(outputs)
-    args = ["cft_lab", "table=demo", "method=base,sft,cft", f"train.cutoff_len={cutoff}", "train.truncation=drop",
-            *SMOKE]
+    args = [
+        "cft_lab",
+        "table=demo",
+        "method=base,sft,cft",
+        f"train.cutoff_len={cutoff}",
+        "train.truncation=drop",
+        *SMOKE,
+    ]
     run_cli(args, outputs)  # the multirun itself must succeed although one cell fails
     md = (outputs / "tables" / "demo.md").read_text()
     assert "MaskError" in md and "all 48 pairs were dropped" in md
@@ -169,15 +221,31 @@ def test_wandb_offline_run_holds_config_and_metrics_and_no_secret(outputs, monke
     assert len(config["cell_key"]) == 16 and set(config["stage_keys"]) == {"data", "train", "select", "infer", "grade"}
     assert 0 <= summary["test/testbed_2step/accuracy"] <= 100 and summary["train/loss"] > 0
     assert summary["data/examples"] == 48 and "select/testbed_val" in summary
-    leaked = [p for p in outputs.rglob("*") if p.is_file() and p.stat().st_size < 50_000_000
-              and (SECRET.encode() in p.read_bytes() or b"0123456789abcdef0123456789abcdef01234567" in p.read_bytes())]
+    leaked = [
+        p
+        for p in outputs.rglob("*")
+        if p.is_file()
+        and p.stat().st_size < 50_000_000
+        and (SECRET.encode() in p.read_bytes() or b"0123456789abcdef0123456789abcdef01234567" in p.read_bytes())
+    ]
     assert leaked == []
 
 
 def test_paper_cell_with_an_unpinned_hub_source_fails_before_training(outputs):
-    cfg = compose(["model=qwen2_5_math_7b", "data=webinstruct_cft_50k", "teacher=gpt4o_1120", "train=paper",
-                   "inference=greedy", "eval=paper_math6", "logger=none", "objective=sft",
-                   "inference.backend=hf", f"paths.outputs={outputs}"])
+    cfg = compose(
+        [
+            "model=qwen2_5_math_7b",
+            "data=webinstruct_cft_50k",
+            "teacher=gpt4o_1120",
+            "train=paper",
+            "inference=greedy",
+            "eval=paper_math6",
+            "logger=none",
+            "objective=sft",
+            "inference.backend=hf",
+            f"paths.outputs={outputs}",
+        ]
+    )
     result = run_cell(cfg)
     assert result["status"] == "failed" and "revision" in result["error"]
     assert not (outputs / "store" / "train").exists()
@@ -213,9 +281,12 @@ def test_paper_scale_table_renders_the_papers_numbers_beside_ours(outputs):
     configs = expand("table2", [f"paths.outputs={outputs}"])
     store = Store(outputs)
     for cfg in configs[:2]:  # qwen2_5_math_7b / base and / sft
-        scores = {b: {"label": lbl, "correct": 30, "n": 60, "accuracy": 50.0, "ci_low": 37.7, "ci_high": 62.3}
-                  for b, lbl in zip(cfg.eval.benchmarks, ["MATH", "Minerva-Math", "GSM8K", "OlympiadBench",
-                                                          "AIME24", "AMC23"])}
+        scores = {
+            b: {"label": lbl, "correct": 30, "n": 60, "accuracy": 50.0, "ci_low": 37.7, "ci_high": 62.3}
+            for b, lbl in zip(
+                cfg.eval.benchmarks, ["MATH", "Minerva-Math", "GSM8K", "OlympiadBench", "AIME24", "AMC23"]
+            )
+        }
         store.write_cell_result(plan_cell(cfg).key, {"status": "ok", "scores": scores, "error": None})
     out = render("table2", [f"paths.outputs={outputs}"], quiet=True)
     md = out["paths"]["md"].read_text()

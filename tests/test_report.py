@@ -18,8 +18,21 @@ import pandas as pd
 import pytest
 
 from cft_lab import report
-from cft_lab.report import (AVG, CSV_COLUMNS, DELTA_LABEL, METHOD_LABELS, BenchScore, CellResult, align_paper,
-                            ci_bounds, paper_frame, recompute, table2_frame, table7_frame, write_table)
+from cft_lab.report import (
+    AVG,
+    CSV_COLUMNS,
+    DELTA_LABEL,
+    METHOD_LABELS,
+    BenchScore,
+    CellResult,
+    align_paper,
+    ci_bounds,
+    paper_frame,
+    recompute,
+    table2_frame,
+    table7_frame,
+    write_table,
+)
 
 BENCH = ["MATH", "GSM8K"]
 TINY = "tiny-math (≈Qwen2.5-Math-7B)"
@@ -44,8 +57,15 @@ def cells() -> list[CellResult]:
         ok(TINY, "sft_verified", "a2", MATH=50, GSM8K=55),
         ok(TINY, "sft_teacher", "a3", teacher=STRONG, MATH=48, GSM8K=70),
         ok(TINY, "cft", "a4", teacher=STRONG, MATH=60, GSM8K=72),
-        CellResult(QWEN, "base", None, "ok", None,
-                   {"MATH": BenchScore(60, 200, 23.9, 36.6), "GSM8K": BenchScore(80, 200, 33.5, 46.9)}, "b0"),
+        CellResult(
+            QWEN,
+            "base",
+            None,
+            "ok",
+            None,
+            {"MATH": BenchScore(60, 200, 23.9, 36.6), "GSM8K": BenchScore(80, 200, 33.5, 46.9)},
+            "b0",
+        ),
         CellResult(QWEN, "sft", None, "failed", "CUDA out of\n  memory (100% used)", {}, "b1"),
         ok(QWEN, "sft_verified", "b2", MATH=35),  # GSM8K never scored
         CellResult(QWEN, "cft", STRONG, "missing", None, {}, "b4"),  # and no sft_teacher cell at all
@@ -72,8 +92,11 @@ def test_table2_values_avg_and_delta(cells):
     assert tiny.loc[L["cft"], AVG] == 66.0
     # Δ per column against that column's best SFT; Δ AVG from the AVGs (7), not the mean of the Δs (6)
     assert tiny.loc[DELTA_LABEL].tolist() == [10.0, 2.0, 7.0]
-    assert frame.attrs["best_sft"] == {(TINY, "MATH"): L["sft_verified"], (TINY, "GSM8K"): L["sft_teacher"],
-                                       (TINY, AVG): L["sft_teacher"]}
+    assert frame.attrs["best_sft"] == {
+        (TINY, "MATH"): L["sft_verified"],
+        (TINY, "GSM8K"): L["sft_teacher"],
+        (TINY, AVG): L["sft_teacher"],
+    }
     assert frame.loc[(QWEN, L["base"]), "MATH"] == pytest.approx(30.0, abs=1e-12)
 
 
@@ -104,12 +127,10 @@ def test_table2_delta_needs_cft_and_all_three_sft(cells):
     frame = table2_frame(cells, BENCH)
     assert frame.loc[(QWEN, DELTA_LABEL), "MATH"] == 30.0  # 70 − max(40, 35, 20)
     assert math.isnan(frame.loc[(QWEN, DELTA_LABEL), "GSM8K"])
-    assert frame.attrs["best_sft"] == {**table2_frame(cells[:5], BENCH).attrs["best_sft"],
-                                       (QWEN, "MATH"): L["sft"]}
+    assert frame.attrs["best_sft"] == {**table2_frame(cells[:5], BENCH).attrs["best_sft"], (QWEN, "MATH"): L["sft"]}
 
 
-@pytest.mark.parametrize("error, note",
-                         [(None, "not run"), ("not run", "not run"), ("queued", "not run: queued")])
+@pytest.mark.parametrize("error, note", [(None, "not run"), ("not run", "not run"), ("queued", "not run: queued")])
 def test_missing_cell_note(cells, error, note):
     cells[-1].error = error
     assert table2_frame(cells, BENCH).attrs["notes"][(QWEN, L["cft"])] == note
@@ -221,8 +242,9 @@ def test_paper_table2_delta_avg_uses_unrounded_means():
     again = recompute(printed).loc["Qwen2.5-Math-7B"]
     assert again.loc[DELTA_LABEL, AVG] == pytest.approx(5.65, abs=1e-9)  # printed 5.7
     assert printed.loc[("Qwen2.5-Math-7B", DELTA_LABEL), AVG] == 5.7
-    assert round(again.loc[L["cft"], AVG], 1) - round(again.loc[L["sft_teacher"], AVG], 1) == \
-        pytest.approx(5.6)  # what differencing the printed AVGs would give
+    assert round(again.loc[L["cft"], AVG], 1) - round(again.loc[L["sft_teacher"], AVG], 1) == pytest.approx(
+        5.6
+    )  # what differencing the printed AVGs would give
 
 
 @pytest.mark.parametrize("version, exceptions", [("v1", set()), ("v3_v4", {"GPT-4o-mini"})])
@@ -274,8 +296,15 @@ def test_write_table2_csv_roundtrip(cells, tmp_path):
     csv = pd.read_csv(paths["csv"])
     assert list(csv.columns) == CSV_COLUMNS and len(csv) == 12 * 3
     cft = csv[(csv.model == TINY) & (csv.method == L["cft"]) & (csv.benchmark == "MATH")].iloc[0]
-    assert (cft.accuracy, cft.ci_low, cft.ci_high, cft.n, cft.paper, cft.status, cft.key) == \
-        (60.0, 55.0, 65.0, 100, 79.4, "ok", "a4")
+    assert (cft.accuracy, cft.ci_low, cft.ci_high, cft.n, cft.paper, cft.status, cft.key) == (
+        60.0,
+        55.0,
+        65.0,
+        100,
+        79.4,
+        "ok",
+        "a4",
+    )
     failed = csv[(csv.model == QWEN) & (csv.method == L["sft"])]
     assert failed.accuracy.isna().all() and set(failed.status) == {"failed"}
     assert set(failed.note) == {"failed: CUDA out of memory (100% used)"}
@@ -285,8 +314,17 @@ def test_write_table2_csv_roundtrip(cells, tmp_path):
 def test_write_table2_tex_and_png(cells, tmp_path):
     paths = write_table(table2_frame(cells, BENCH), tmp_path, "t2", "SFT_vs_CFT 100%")
     tex = paths["tex"].read_text(encoding="utf-8")
-    for token in (r"\begin{tabular}{llrrr}", r"\toprule", r"\midrule", r"\bottomrule", r"\end{tabular}",
-                  r"SFT\_best", r"$\approx$", r"\textsuperscript{\dag1}", r"$\pm$"):
+    for token in (
+        r"\begin{tabular}{llrrr}",
+        r"\toprule",
+        r"\midrule",
+        r"\bottomrule",
+        r"\end{tabular}",
+        r"SFT\_best",
+        r"$\approx$",
+        r"\textsuperscript{\dag1}",
+        r"$\pm$",
+    ):
         assert token in tex, token
     assert tex.count(r"\midrule") == 2  # under the header, and between the two models
     body = "\n".join(line for line in tex.splitlines() if not line.startswith("%"))

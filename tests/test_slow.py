@@ -24,8 +24,14 @@ def test_torchrun_launcher_trains_in_a_subprocess(outputs):
 
 
 def test_table7_tiny_sweep_renders_every_cell(outputs):
-    args = ["cft_lab", "table=table7_tiny", "logger=none", "data.testbed.n_train=400", "eval.limit=50",
-            "eval.select.limit=50"]
+    args = [
+        "cft_lab",
+        "table=table7_tiny",
+        "logger=none",
+        "data.testbed.n_train=400",
+        "eval.limit=50",
+        "eval.select.limit=50",
+    ]
     proc = run_cli(args, outputs, timeout=1200)
     md = (outputs / "tables" / "table7_tiny.md").read_text()
     assert "3/3 cells done" in md and "SFT-verified" in md and "GPT-4o-mini" in md
@@ -39,8 +45,15 @@ def test_deepspeed_launcher_trains_on_cpu(outputs, zero):
     """`train.launcher=deepspeed` with the paper's ZeRO-3 config, one CPU rank (gloo): the launcher's
     ``--local_rank`` argument is parsed and the run finishes with loadable checkpoints."""
     pytest.importorskip("deepspeed")
-    cfg = compose(SMOKE + ["objective=sft", "train.launcher=deepspeed", f"train.deepspeed=conf/deepspeed/{zero}.json",
-                           f"paths.outputs={outputs}"])
+    cfg = compose(
+        SMOKE
+        + [
+            "objective=sft",
+            "train.launcher=deepspeed",
+            f"train.deepspeed=conf/deepspeed/{zero}.json",
+            f"paths.outputs={outputs}",
+        ]
+    )
     result = run_cell(cfg)
     assert result["status"] == "ok", result.get("traceback")
     train_dir = outputs / "store" / "train" / result["stages"]["train"]

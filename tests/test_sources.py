@@ -12,10 +12,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cft_lab.prompts import CFT_INSTRUCTION, cft_user_turn
 from cft_lab.data.records import Record, RecordError, read_records, write_records
-from cft_lab.train.objectives import arm_usage
 from cft_lab.data.sources import SourceError, SourceSpec, check_pinned, load_source
+from cft_lab.prompts import CFT_INSTRUCTION, cft_user_turn
+from cft_lab.train.objectives import arm_usage
 
 FIX = Path(__file__).parent / "fixtures" / "sources"
 
@@ -46,7 +46,7 @@ def test_webinstruct_cft_splits_input_and_keeps_released_critique():
     for rec, row in zip(res.records, rows):
         assert rec.meta["released_critique"] == row["output"]
         assert rec.critique is None and rec.verdict is None and rec.status == "no_teacher"
-        # the CFT user turn rebuilds the released instruction + input exactly (PROTOCOL §1.2, §3.2)
+        # the CFT user turn rebuilds the released instruction + input exactly (docs/protocol.md §1.2, §3.2)
         assert cft_user_turn(rec.question, rec.response) == row["instruction"] + "\n" + row["input"]
         assert rec.source["row"] == res.records.index(rec) and rec.source["name"] == "webinstruct_cft"
     assert res.skipped == {}
@@ -59,8 +59,11 @@ def test_webinstruct_raw_uses_item_index_as_id():
     assert [r.id for r in res.records] == ["wi-501", "wi-77"]
     r = res.records[1]
     assert r.question == "Find the derivative of sin(2x)." and r.response == "cos(2x)"
-    assert r.meta == {"released_critique": "The chain rule gives 2cos(2x).\n\nConclusion: wrong [END]",
-                      "origin": "study_forum", "released_cost_usd": 0.0008}
+    assert r.meta == {
+        "released_critique": "The chain rule gives 2cos(2x).\n\nConclusion: wrong [END]",
+        "origin": "study_forum",
+        "released_cost_usd": 0.0008,
+    }
     assert r.source["row_id"] == 77 and r.source["row"] == 1
     assert r.cost_usd is None  # the authors' cost is theirs, not a call this run made
 
@@ -83,8 +86,13 @@ def test_numinamath_gold_is_last_boxed():
     assert res.provenance["gold_missing"] == 1
 
 
-FIELD_MAP = {"id": "uid", "question": "prompt", "response": "completion", "gold": "answer",
-             "response_correct": "is_correct"}
+FIELD_MAP = {
+    "id": "uid",
+    "question": "prompt",
+    "response": "completion",
+    "gold": "answer",
+    "response_correct": "is_correct",
+}
 
 
 def test_local_field_map_jsonl_and_parquet_agree(tmp_path):
@@ -125,10 +133,19 @@ def test_parquet_webinstruct_rows_name_row_index(tmp_path):
 # ---------------------------------------------------------------------- the datasets code path
 def test_hub_kind_loads_through_datasets_json_builder(tmp_path):
     direct = load_source(SourceSpec(kind="metamathqa", path=str(FIX / "metamathqa.json")))
-    via = load_source(SourceSpec(kind="hub", schema="metamathqa", path="json", name="metamathqa",
-                                 data_files=str(FIX / "metamathqa.json"), cache_dir=str(tmp_path / "cache")))
-    assert [(r.id, r.question, r.response, r.gold, r.meta) for r in via.records] == \
-        [(r.id, r.question, r.response, r.gold, r.meta) for r in direct.records]
+    via = load_source(
+        SourceSpec(
+            kind="hub",
+            schema="metamathqa",
+            path="json",
+            name="metamathqa",
+            data_files=str(FIX / "metamathqa.json"),
+            cache_dir=str(tmp_path / "cache"),
+        )
+    )
+    assert [(r.id, r.question, r.response, r.gold, r.meta) for r in via.records] == [
+        (r.id, r.question, r.response, r.gold, r.meta) for r in direct.records
+    ]
     p = via.provenance
     assert p["kind"] == "hub" and p["schema"] == "metamathqa" and p["rows_in_split"] == 3
     mm = FIX / "metamathqa.json"
@@ -149,44 +166,55 @@ def test_hub_kind_loads_a_parquet_folder_and_names_rows(tmp_path):
 
 
 def test_unpinned_hub_source_is_refused_and_branches_warn(caplog):
-    spec = SourceSpec(kind="hub", schema="webinstruct_cft", path="TIGER-Lab/WebInstruct-CFT",
-                      config_name="WebInstruct-CFT-50K")
+    spec = SourceSpec(
+        kind="hub", schema="webinstruct_cft", path="TIGER-Lab/WebInstruct-CFT", config_name="WebInstruct-CFT-50K"
+    )
     with pytest.raises(ValueError, match="pinned revision"):
         load_source(spec)
     with caplog.at_level(logging.WARNING, logger="cft_lab.data.sources"):
-        msg = check_pinned(SourceSpec(kind="hub", schema="webinstruct_cft", path="TIGER-Lab/WebInstruct-CFT",
-                                      revision="main"))
+        msg = check_pinned(
+            SourceSpec(kind="hub", schema="webinstruct_cft", path="TIGER-Lab/WebInstruct-CFT", revision="main")
+        )
     assert "not a commit sha" in msg and msg in caplog.text
-    assert "UNPINNED" in check_pinned(SourceSpec(kind="hub", schema="metamathqa", path="meta-math/MetaMathQA",
-                                                  allow_unpinned=True))
-    assert check_pinned(SourceSpec(kind="hub", schema="metamathqa", path="meta-math/MetaMathQA",
-                                   revision="a" * 40)) is None
+    assert "UNPINNED" in check_pinned(
+        SourceSpec(kind="hub", schema="metamathqa", path="meta-math/MetaMathQA", allow_unpinned=True)
+    )
+    assert (
+        check_pinned(SourceSpec(kind="hub", schema="metamathqa", path="meta-math/MetaMathQA", revision="a" * 40))
+        is None
+    )
 
 
 # ---------------------------------------------------------------------- bad rows
 def bad_wi_file(tmp_path) -> Path:
-    return jsonl(tmp_path / "bad.jsonl", [
-        wi_row(),                                              # line 1: good
-        "",                                                    # line 2: blank, not a row
-        {k: v for k, v in wi_row().items() if k != "output"},  # line 3: output missing
-        {**wi_row(), "input": 42},                             # line 4: input wrong type
-        wi_row(q="   "),                                       # line 5: empty question
-        {**wi_row(), "input": "Q: x\nA: y"},                   # line 6: layout
-        "{not json",                                           # line 7: invalid JSON
-        ["a", "list"],                                         # line 8: not an object
-        {k: v for k, v in wi_row().items() if k != "output"},  # line 9: output missing again
-        wi_row(q="Last one?"),                                 # line 10: good
-    ])
+    return jsonl(
+        tmp_path / "bad.jsonl",
+        [
+            wi_row(),  # line 1: good
+            "",  # line 2: blank, not a row
+            {k: v for k, v in wi_row().items() if k != "output"},  # line 3: output missing
+            {**wi_row(), "input": 42},  # line 4: input wrong type
+            wi_row(q="   "),  # line 5: empty question
+            {**wi_row(), "input": "Q: x\nA: y"},  # line 6: layout
+            "{not json",  # line 7: invalid JSON
+            ["a", "list"],  # line 8: not an object
+            {k: v for k, v in wi_row().items() if k != "output"},  # line 9: output missing again
+            wi_row(q="Last one?"),  # line 10: good
+        ],
+    )
 
 
-@pytest.mark.parametrize("line,message", [
-    (3, "field 'output': missing"),
-    (4, "field 'input': wrong type (expected a string, got int)"),
-    (5, "field 'input': empty question"),
-    (6, "field 'input': not in the Question/Solution layout"),
-    (7, "field '<row>': invalid JSON"),
-    (8, "field '<row>': not an object (got list)"),
-])
+@pytest.mark.parametrize(
+    "line,message",
+    [
+        (3, "field 'output': missing"),
+        (4, "field 'input': wrong type (expected a string, got int)"),
+        (5, "field 'input': empty question"),
+        (6, "field 'input': not in the Question/Solution layout"),
+        (7, "field '<row>': invalid JSON"),
+        (8, "field '<row>': not an object (got list)"),
+    ],
+)
 def test_bad_rows_fail_naming_file_line_and_field(tmp_path, line, message):
     path = bad_wi_file(tmp_path)
     lines = path.read_text().splitlines(keepends=True)
@@ -203,12 +231,19 @@ def test_skip_counts_bad_rows_by_reason_and_logs(tmp_path, caplog):
         res = load_source(SourceSpec(kind="webinstruct_cft", path=str(path), on_error="skip"))
     assert [r.question for r in res.records] == ["What is 2 + 2?", "Last one?"]
     assert [r.source["row"] for r in res.records] == [0, 8]  # rows are counted without the blank line
-    assert res.skipped == {"output: missing": 2, "input: wrong type": 1, "input: empty question": 1,
-                           "input: not in the Question/Solution layout": 1, "<row>: invalid JSON": 1,
-                           "<row>: not an object": 1}
+    assert res.skipped == {
+        "output: missing": 2,
+        "input: wrong type": 1,
+        "input: empty question": 1,
+        "input: not in the Question/Solution layout": 1,
+        "<row>: invalid JSON": 1,
+        "<row>: not an object": 1,
+    }
     assert res.provenance["skipped"] == res.skipped and res.provenance["rows_read"] == 9
     assert res.provenance["skip_examples"]["output: missing"] == [
-        f"{path}:3: field 'output': missing", f"{path}:9: field 'output': missing"]
+        f"{path}:3: field 'output': missing",
+        f"{path}:9: field 'output': missing",
+    ]
     assert "skipped 7 of 9 rows" in caplog.text
 
 
@@ -222,10 +257,15 @@ def test_json_array_errors_name_the_row_index(tmp_path):
 
 
 def test_local_mapped_column_missing_and_wrong_types(tmp_path):
-    path = jsonl(tmp_path / "l.jsonl", [{"prompt": "q", "completion": "y", "answer": "1", "uid": "a"},
-                                       {"prompt": "q", "answer": "1", "uid": "b"},
-                                       {"prompt": "q", "completion": "y", "answer": [1], "uid": "c"},
-                                       {"prompt": "q", "completion": "y", "answer": "1", "uid": True}])
+    path = jsonl(
+        tmp_path / "l.jsonl",
+        [
+            {"prompt": "q", "completion": "y", "answer": "1", "uid": "a"},
+            {"prompt": "q", "answer": "1", "uid": "b"},
+            {"prompt": "q", "completion": "y", "answer": [1], "uid": "c"},
+            {"prompt": "q", "completion": "y", "answer": "1", "uid": True},
+        ],
+    )
     fm = {"id": "uid", "question": "prompt", "response": "completion", "gold": "answer"}
     with pytest.raises(SourceError, match=r"l\.jsonl:2: field 'completion': missing"):
         load_source(SourceSpec(kind="local", path=str(path), field_map=fm))
@@ -235,9 +275,14 @@ def test_local_mapped_column_missing_and_wrong_types(tmp_path):
 
 
 def test_duplicate_ids_are_errors(tmp_path):
-    path = jsonl(tmp_path / "dup.jsonl", [{"uid": "u1", "prompt": "a", "completion": "b"},
-                                         {"uid": "u2", "prompt": "c", "completion": "d"},
-                                         {"uid": "u1", "prompt": "e", "completion": "f"}])
+    path = jsonl(
+        tmp_path / "dup.jsonl",
+        [
+            {"uid": "u1", "prompt": "a", "completion": "b"},
+            {"uid": "u2", "prompt": "c", "completion": "d"},
+            {"uid": "u1", "prompt": "e", "completion": "f"},
+        ],
+    )
     fm = {"id": "uid", "question": "prompt", "response": "completion"}
     with pytest.raises(SourceError) as e:
         load_source(SourceSpec(kind="local", path=str(path), field_map=fm))
@@ -267,8 +312,14 @@ def many(tmp_path, n=40) -> Path:
 
 
 def test_limit_reads_only_the_first_rows(tmp_path):
-    path = jsonl(tmp_path / "lim.jsonl", [{"question": "a", "response": "1"}, {"question": "b", "response": "2"},
-                                         {"response": "bad row after the limit"}])
+    path = jsonl(
+        tmp_path / "lim.jsonl",
+        [
+            {"question": "a", "response": "1"},
+            {"question": "b", "response": "2"},
+            {"response": "bad row after the limit"},
+        ],
+    )
     res = load_source(SourceSpec(kind="local", path=str(path), limit=2))
     assert [r.id for r in res.records] == ["lim-0", "lim-1"] and res.provenance["rows_read"] == 2
 
@@ -276,8 +327,11 @@ def test_limit_reads_only_the_first_rows(tmp_path):
 def test_seeded_sample_is_stable_nested_and_recorded(tmp_path):
     path = many(tmp_path)
     ids = [f"many-{i}" for i in range(40)]
-    expected = lambda n, seed: sorted(  # noqa: E731  (computed here, independently of the module)
-        sorted(ids, key=lambda i: hashlib.sha256(f"{seed}:{i}".encode()).hexdigest())[:n], key=ids.index)
+    expected = (
+        lambda n, seed: sorted(  # noqa: E731  (computed here, independently of the module)
+            sorted(ids, key=lambda i: hashlib.sha256(f"{seed}:{i}".encode()).hexdigest())[:n], key=ids.index
+        )
+    )
     a = load_source(SourceSpec(kind="local", path=str(path), sample=10, seed=3))
     b = load_source(SourceSpec(kind="local", path=str(path), sample=10, seed=3))
     small = load_source(SourceSpec(kind="local", path=str(path), sample=4, seed=3))
@@ -293,22 +347,40 @@ def test_seeded_sample_is_stable_nested_and_recorded(tmp_path):
 
 # ---------------------------------------------------------------------- records
 def test_record_round_trip_and_build_pairs_keys(tmp_path):
-    from cft_lab.train.objectives import build_pairs
-    from cft_lab.train.objectives import default_configs
+    from cft_lab.train.objectives import build_pairs, default_configs
 
     res = load_source(SourceSpec(kind="webinstruct_raw", path=str(FIX / "webinstruct_raw.jsonl")))
-    teacher = {"name": "gpt4o_1120", "model": "gpt-4o-2024-11-20", "snapshot": None, "prompt_version": "v1",
-               "sampling": {"temperature": 0.3, "top_p": 0.95, "max_tokens": 3200}}
-    recs = [r.with_critique(r.meta["released_critique"], teacher=teacher, tokens={"prompt": 10, "completion": 5},
-                            cost_usd=0.01) for r in res.records]
+    teacher = {
+        "name": "gpt4o_1120",
+        "model": "gpt-4o-2024-11-20",
+        "snapshot": None,
+        "prompt_version": "v1",
+        "sampling": {"temperature": 0.3, "top_p": 0.95, "max_tokens": 3200},
+    }
+    recs = [
+        r.with_critique(
+            r.meta["released_critique"], teacher=teacher, tokens={"prompt": 10, "completion": 5}, cost_usd=0.01
+        )
+        for r in res.records
+    ]
     assert [(r.verdict, r.verdict_parse, r.status) for r in recs] == [("right", "bold", "ok"), ("wrong", "tag", "ok")]
     path = tmp_path / "records.jsonl"
     assert write_records(path, recs) == 2
     back = read_records(path)
     assert back == recs
     d = back[0].to_dict()
-    assert {"id", "question", "gold", "response", "response_source", "response_correct", "critique", "verdict",
-            "teacher_solution", "teacher"} <= set(d)
+    assert {
+        "id",
+        "question",
+        "gold",
+        "response",
+        "response_source",
+        "response_correct",
+        "critique",
+        "verdict",
+        "teacher_solution",
+        "teacher",
+    } <= set(d)
     pairs, counts = build_pairs(default_configs()["sft_verified"], [r.to_dict() for r in back])
     assert [p.id for p in pairs] == ["webinstruct_raw-501"] and counts["skipped"] == {"judged wrong": 1}
     twice = recs[0].with_solution("Answer: yes", teacher=teacher, tokens={"prompt": 3, "completion": 4}, cost_usd=0.5)

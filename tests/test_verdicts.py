@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from cft_lab.data.verdicts import FORMS, PARSED_FORMS, UNPARSED_FORMS, form_counts, parse_verdict
 from cft_lab.testbed import noisy, problems
 from cft_lab.testbed import teacher as tb
-from cft_lab.data.verdicts import FORMS, PARSED_FORMS, UNPARSED_FORMS, form_counts, parse_verdict
 
 # (critique, verdict, form): synthetic critiques in every variant seen in released and teacher-written data
 TABLE = [
@@ -26,8 +26,12 @@ TABLE = [
     ("Fine.\n\nCONCLUSION: Right [END]", "right", "tag_variant"),
     ("Fine.\n\nConclusion:  right [END]", "right", "tag_variant"),
     ("Fine.\n\nConclusion: the student's solution is wrong [END]", "wrong", "tag_variant"),
-    ("### Conclusion\nThe student's answer includes an extra root. Therefore, the student's answer is **wrong**. [END]",
-     "wrong", "conclusion_statement"),
+    (
+        "### Conclusion\nThe student's answer includes an extra root. "
+        "Therefore, the student's answer is **wrong**. [END]",
+        "wrong",
+        "conclusion_statement",
+    ),
     ("**Conclusion:**\nThe steps hold, and the final answer is correct.", "right", "conclusion_statement"),
     # only sentences about the solution/answer/response count as verdicts
     ("### Conclusion\nThe method is correct, but the final answer is wrong. [END]", "wrong", "conclusion_statement"),

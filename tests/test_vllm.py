@@ -34,8 +34,9 @@ def _inference(**overrides):
 
     from cft_lab.config import InferenceConfig
 
-    cfg = OmegaConf.merge(OmegaConf.structured(InferenceConfig),
-                          OmegaConf.load(REPO / "conf/inference/vllm_tiny.yaml"), overrides)
+    cfg = OmegaConf.merge(
+        OmegaConf.structured(InferenceConfig), OmegaConf.load(REPO / "conf/inference/vllm_tiny.yaml"), overrides
+    )
     return OmegaConf.to_object(cfg)
 
 
@@ -101,12 +102,20 @@ pytestmark = pytest.mark.vllm
 
 def _run_engine(tmp: Path, name: str) -> dict:
     out = tmp / f"{name}.json"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1", "PYTHONPATH": str(REPO),
-           "VLLM_CACHE_ROOT": os.environ.get("VLLM_CACHE_ROOT", str(tmp / "vllm-cache")),
-           "VLLM_CONFIG_ROOT": os.environ.get("VLLM_CONFIG_ROOT", str(tmp / "vllm-config"))}
-    proc = subprocess.run([sys.executable, __file__, str(out)], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=900)
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "VLLM_NO_USAGE_STATS": "1",
+        "DO_NOT_TRACK": "1",
+        "PYTHONPATH": str(REPO),
+        "VLLM_CACHE_ROOT": os.environ.get("VLLM_CACHE_ROOT", str(tmp / "vllm-cache")),
+        "VLLM_CONFIG_ROOT": os.environ.get("VLLM_CONFIG_ROOT", str(tmp / "vllm-config")),
+    }
+    proc = subprocess.run(
+        [sys.executable, __file__, str(out)], cwd=REPO, env=env, capture_output=True, text=True, timeout=900
+    )
     if proc.returncode != 0 or not out.is_file():
         raise AssertionError(f"vLLM engine run exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
     return json.loads(out.read_text())

@@ -2,7 +2,7 @@
 
 Contract
 --------
-A :class:`Record` is one training question with everything every arm needs (PROTOCOL §1.2, §2): the question,
+A :class:`Record` is one training question with everything every arm needs (docs/protocol.md §1.2, §2): the question,
 its gold answer if known, a noisy response and where it came from, the teacher's critique, verdict and own
 solution, what the teacher call cost, and where the row came from. All fields are JSON-safe, and
 :meth:`Record.to_dict` writes the keys that :func:`cft_lab.train.objectives.build_pairs` reads (``id, question,
@@ -12,7 +12,7 @@ unchanged.
 Lifecycle: a source (``cft_lab.data.sources``) makes records with ``status="no_teacher"`` (a released critique waits in
 ``meta["released_critique"]``); a teacher turns each into ``status="ok"`` (:meth:`Record.with_critique`,
 :meth:`Record.with_solution`) or a recorded failure (:meth:`Record.with_failure`: ``"failed"`` or
-``"budget_exhausted"``), so every request ends as a stored row (PITFALLS "Data and teacher").
+``"budget_exhausted"``), so every request ends as a stored row (docs/pitfalls.md#data-and-teacher).
 
 ``status`` values: ``ok`` (the teacher's work is in), ``failed`` (its call failed: ``error`` says why),
 ``budget_exhausted`` (never called: the budget ran out), ``no_teacher`` (no teacher has run on it).
@@ -38,9 +38,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any, Optional
 
 from cft_lab.data.verdicts import parse_verdict
 
@@ -159,8 +160,12 @@ class Record:
             for k, v in self.tokens.items():
                 if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                     bad("tokens", f"{k!r} must be a non-negative integer, got {v!r}")
-        if self.cost_usd is not None and (isinstance(self.cost_usd, bool) or not isinstance(self.cost_usd, (int, float))
-                                          or not math.isfinite(self.cost_usd) or self.cost_usd < 0):
+        if self.cost_usd is not None and (
+            isinstance(self.cost_usd, bool)
+            or not isinstance(self.cost_usd, (int, float))
+            or not math.isfinite(self.cost_usd)
+            or self.cost_usd < 0
+        ):
             bad("cost_usd", f"expected a non-negative number or null, got {self.cost_usd!r}")
         for name in ("source", "meta", "teacher"):
             v = getattr(self, name)
@@ -176,7 +181,7 @@ class Record:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: Mapping, where: str) -> "Record":
+    def from_dict(cls, d: Mapping, where: str) -> Record:
         """A record from :meth:`to_dict`'s output; ``where`` (e.g. ``"records.jsonl:12"``) prefixes every error.
 
         ``id`` and ``question`` are required; other missing fields take their defaults; unknown keys are errors.
@@ -200,28 +205,58 @@ class Record:
             raise RecordError(where, e.field, e.problem) from None
 
     # ------------------------------------------------------------------ the teacher's work
-    def with_critique(self, critique: str, *, teacher: dict, tokens: Optional[dict] = None,
-                      cost_usd: Optional[float] = None) -> "Record":
+    def with_critique(
+        self, critique: str, *, teacher: dict, tokens: Optional[dict] = None, cost_usd: Optional[float] = None
+    ) -> Record:
         """A copy with the teacher's critique, its verdict read by :func:`cft_lab.data.verdicts.parse_verdict`
         (``verdict_parse`` says how, or why not), status ``ok`` and the call's tokens and cost added."""
         p = parse_verdict(critique)
-        return dataclasses.replace(self, critique=critique, verdict=p.verdict, verdict_parse=p.form,
-                                   teacher=dict(teacher), status="ok", error=None,
-                                   tokens=_add_tokens(self.tokens, tokens), cost_usd=_add_cost(self.cost_usd, cost_usd))
+        return dataclasses.replace(
+            self,
+            critique=critique,
+            verdict=p.verdict,
+            verdict_parse=p.form,
+            teacher=dict(teacher),
+            status="ok",
+            error=None,
+            tokens=_add_tokens(self.tokens, tokens),
+            cost_usd=_add_cost(self.cost_usd, cost_usd),
+        )
 
-    def with_solution(self, solution: str, *, teacher: dict, tokens: Optional[dict] = None,
-                      cost_usd: Optional[float] = None) -> "Record":
+    def with_solution(
+        self, solution: str, *, teacher: dict, tokens: Optional[dict] = None, cost_usd: Optional[float] = None
+    ) -> Record:
         """A copy with the teacher's own solution (for ``sft_teacher``), status ``ok``, tokens and cost added."""
-        return dataclasses.replace(self, teacher_solution=solution, teacher=dict(teacher), status="ok", error=None,
-                                   tokens=_add_tokens(self.tokens, tokens), cost_usd=_add_cost(self.cost_usd, cost_usd))
+        return dataclasses.replace(
+            self,
+            teacher_solution=solution,
+            teacher=dict(teacher),
+            status="ok",
+            error=None,
+            tokens=_add_tokens(self.tokens, tokens),
+            cost_usd=_add_cost(self.cost_usd, cost_usd),
+        )
 
-    def with_failure(self, status: str, error: str, *, teacher: Optional[dict] = None,
-                     tokens: Optional[dict] = None, cost_usd: Optional[float] = None) -> "Record":
+    def with_failure(
+        self,
+        status: str,
+        error: str,
+        *,
+        teacher: Optional[dict] = None,
+        tokens: Optional[dict] = None,
+        cost_usd: Optional[float] = None,
+    ) -> Record:
         """A copy recording a teacher call that did not give a result (``failed`` or ``budget_exhausted``)."""
         if status not in ("failed", "budget_exhausted"):
             raise ValueError(f"with_failure: status must be 'failed' or 'budget_exhausted', got {status!r}")
-        return dataclasses.replace(self, status=status, error=error, teacher=dict(teacher) if teacher else self.teacher,
-                                   tokens=_add_tokens(self.tokens, tokens), cost_usd=_add_cost(self.cost_usd, cost_usd))
+        return dataclasses.replace(
+            self,
+            status=status,
+            error=error,
+            teacher=dict(teacher) if teacher else self.teacher,
+            tokens=_add_tokens(self.tokens, tokens),
+            cost_usd=_add_cost(self.cost_usd, cost_usd),
+        )
 
 
 def _add_tokens(a: Optional[dict], b: Optional[dict]) -> Optional[dict]:

@@ -1,8 +1,8 @@
 """The data stage: one record set per (data, response source, teacher, what the objective needs from it).
 
-Output (layout: ``cft_lab.pipeline.store``): ``records.jsonl`` (one :class:`cft_lab.data.records.Record` per question: id, question, gold,
-noisy response and its source, critique and parsed verdict, the teacher's own solution, the teacher's identity,
-token counts, cost, status and error), and beside it the dataset card ``card.json`` / ``card.md``
+Output (layout: ``cft_lab.pipeline.store``): ``records.jsonl`` (one :class:`cft_lab.data.records.Record` per question:
+id, question, gold, noisy response and its source, critique and parsed verdict, the teacher's own solution, the
+teacher's identity, token counts, cost, status and error), and beside it the dataset card ``card.json`` / ``card.md``
 (``cft_lab.data.card``: counts per source and status, verdict ratio and unparsed forms, the teacher's agreement with
 the truth, cost, token lengths, and what each training arm would truncate or drop at the cell's cutoff).
 
@@ -52,17 +52,33 @@ class TeacherStageError(RuntimeError):
 
 # ---- 1. questions and reference responses -------------------------------------------------------------------------
 
+
 def _testbed_base(cfg: Config) -> tuple[list[Record], dict]:
     tb, rs = cfg.data.testbed, cfg.response_source
+    assert tb is not None  # data.kind=testbed has a testbed block (cft_lab.config.check_combination)
     items = problems.generate("train", tb.n_train, seed=tb.seed, min_steps=tb.min_steps, max_steps=tb.max_steps)
     records = []
     for p in tqdm(items, desc="testbed records", leave=False, mininterval=2):
         resp = noisy.noisy_solve(p, seed=rs.seed, error_rate=rs.error_rate)
-        records.append(Record(id=p.id, question=p.question, gold=str(p.answer), response=resp.text,
-                              response_source="reference", response_correct=resp.correct,
-                              source={"name": "testbed", "split": "train", "seed": tb.seed}))
-    provenance = {"kind": "testbed", "split": "train", "n": len(records), "seed": tb.seed,
-                  "min_steps": tb.min_steps, "max_steps": tb.max_steps}
+        records.append(
+            Record(
+                id=p.id,
+                question=p.question,
+                gold=str(p.answer),
+                response=resp.text,
+                response_source="reference",
+                response_correct=resp.correct,
+                source={"name": "testbed", "split": "train", "seed": tb.seed},
+            )
+        )
+    provenance = {
+        "kind": "testbed",
+        "split": "train",
+        "n": len(records),
+        "seed": tb.seed,
+        "min_steps": tb.min_steps,
+        "max_steps": tb.max_steps,
+    }
     return records, {"provenance": provenance, "problems": {p.id: p for p in items}}
 
 
@@ -88,18 +104,25 @@ def run_teacher(cfg: Config, records: list[Record], extra: dict, cache_dir: Path
     if not kinds:
         return records, {}
     teacher = make_teacher(cfg, records, extra, cache_dir)
-    tasks = [TeacherTask(r.id, kind, r.question, r.response if kind == "critique" else None, r.gold)
-             for kind in kinds for r in records]
+    tasks = [
+        TeacherTask(r.id, kind, r.question, r.response if kind == "critique" else None, r.gold)
+        for kind in kinds
+        for r in records
+    ]
     results = teacher.run(tasks, retry_failed=cfg.teacher.retry_failed, progress=True)
     by_id = {r.id: r for r in records}
     for res in results:
         rec = by_id[res.record_id]
-        who = {"name": cfg.teacher.name, "model": res.model, "prompt_version": res.prompt_version,
-               "sampling": res.sampling}
+        who = {
+            "name": cfg.teacher.name,
+            "model": res.model,
+            "prompt_version": res.prompt_version,
+            "sampling": res.sampling,
+        }
         tokens = {"prompt": res.prompt_tokens, "completion": res.completion_tokens}
-        if res.status == "ok" and res.kind == "critique":
+        if res.status == "ok" and res.text is not None and res.kind == "critique":
             rec = rec.with_critique(res.text, teacher=who, tokens=tokens, cost_usd=res.cost_usd)
-        elif res.status == "ok":
+        elif res.status == "ok" and res.text is not None:
             rec = rec.with_solution(res.text, teacher=who, tokens=tokens, cost_usd=res.cost_usd)
         else:
             rec = rec.with_failure(res.status, res.error or res.status, teacher=who)
@@ -119,15 +142,18 @@ def check_teacher(cfg: Config, summary: dict) -> None:
         raise TeacherStageError(
             f"teacher={cfg.teacher.name}: the budget (teacher.budget_usd={cfg.teacher.budget_usd}) stopped the stage "
             f"with {cut} tasks not asked ({summary.get('ok', 0)} ok, {failed} failed, cost so far "
-            f"{summary.get('cost_usd')} USD); raise the budget and rerun: answered requests are never asked again")
+            f"{summary.get('cost_usd')} USD); raise the budget and rerun: answered requests are never asked again"
+        )
     if failed > cfg.teacher.max_failed:
         raise TeacherStageError(
             f"teacher={cfg.teacher.name}: {failed} requests failed (teacher.max_failed={cfg.teacher.max_failed}); "
             f"rerun with teacher.retry_failed=true to re-ask only those, or raise teacher.max_failed to train "
-            f"without them (they are recorded with their errors in the request cache)")
+            f"without them (they are recorded with their errors in the request cache)"
+        )
 
 
 # ---- the stage ----------------------------------------------------------------------------------------------------
+
 
 def build_records(cfg: Config, cache_dir: Optional[Path] = None) -> tuple[list[Record], dict]:
     """All records of the cell's data, response source and teacher, and what the card needs to know."""
@@ -146,14 +172,20 @@ def build_records(cfg: Config, cache_dir: Optional[Path] = None) -> tuple[list[R
     return records, info
 
 
-def data_card(records: list, info: Optional[dict] = None, tokenizer=None, cutoff_len: Optional[int] = None,
-              truncation: str = "paper") -> dict:
+def data_card(
+    records: list,
+    info: Optional[dict] = None,
+    tokenizer=None,
+    cutoff_len: Optional[int] = None,
+    truncation: str = "paper",
+) -> dict:
     """The dataset card (``cft_lab.data.card.build_card``) with the stage's provenance and teacher summary."""
     from cft_lab.data.card import build_card
 
     info = info or {}
-    card = build_card(records, tokenizer=tokenizer, cutoff_len=cutoff_len, truncation=truncation,
-                      provenance=info.get("provenance"))
+    card = build_card(
+        records, tokenizer=tokenizer, cutoff_len=cutoff_len, truncation=truncation, provenance=info.get("provenance")
+    )
     if info.get("teacher"):
         card["teacher_run"] = info["teacher"]
     if info.get("skipped"):
@@ -178,7 +210,7 @@ class DataResult:
     card: dict
 
     @classmethod
-    def read(cls, path: Path) -> "DataResult":
+    def read(cls, path: Path) -> DataResult:
         import json
 
         card = json.loads((path / "card.json").read_text(encoding="utf-8"))
@@ -196,8 +228,9 @@ def run_data(cfg: Config, store: Store, key: str) -> DataResult:
             records, info = build_records(cfg, cache_dir=store.root)
             write_records(art.path / "records.jsonl", records)
             tokenizer = load_tokenizer(model_path(cfg.model), cfg.model.hub_revision(), cfg.model.trust_remote_code)
-            card = data_card(records, info, tokenizer=tokenizer, cutoff_len=cfg.train.cutoff_len,
-                             truncation=cfg.train.truncation)
+            card = data_card(
+                records, info, tokenizer=tokenizer, cutoff_len=cfg.train.cutoff_len, truncation=cfg.train.truncation
+            )
             write_card(card, art.path)
             check_teacher(cfg, info.get("teacher") or {})  # after the files: a refused dataset can be inspected
             art.meta["records"] = len(records)

@@ -2,8 +2,8 @@
 
 Contract
 --------
-The released WebInstruct-CFT critiques (GPT-4o-1120, PROTOCOL §1.2) end with ``Conclusion: right [END]`` or
-``Conclusion: wrong [END]``, but real critiques drift from that tag (PITFALLS "Data and teacher"). The parser
+The released WebInstruct-CFT critiques (GPT-4o-1120, docs/protocol.md §1.2) end with ``Conclusion: right [END]`` or
+``Conclusion: wrong [END]``, but real critiques drift from that tag (docs/pitfalls.md#data-and-teacher). The parser
 reads the **last** conclusion of the text (an earlier one may be quoted or revised) and returns a
 :class:`VerdictParse`: the verdict, or None, and the ``form`` that says how it was read or why it could not be.
 It never guesses: anything it cannot read with certainty is None with a form that counts it.
@@ -45,8 +45,9 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Iterable, Optional
+from typing import Optional
 
 RIGHT, WRONG = "right", "wrong"
 PARSED_FORMS = ("tag", "tag_correct_incorrect", "bold", "no_end_marker", "tag_variant", "conclusion_statement")
@@ -58,18 +59,26 @@ _MARK = r"(?:\*\*|__|\*|_)"
 # "Conclusion" used as a label: optional emphasis between the word and its colon.
 _LABEL = re.compile(rf"(?<![A-Za-z])conclusion(?:[ \t]*{_MARK})?[ \t]*:", re.IGNORECASE)
 # "Conclusion" as a heading: alone on its line apart from markdown marks and an optional colon.
-_HEADING = re.compile(r"^[ \t]*(?:#{1,6}[ \t]*)?[*_]*[ \t]*conclusion[ \t]*[*_]*[ \t]*:?[ \t]*[*_]*[ \t]*$",
-                      re.IGNORECASE | re.MULTILINE)
+_HEADING = re.compile(
+    r"^[ \t]*(?:#{1,6}[ \t]*)?[*_]*[ \t]*conclusion[ \t]*[*_]*[ \t]*:?[ \t]*[*_]*[ \t]*$", re.IGNORECASE | re.MULTILINE
+)
 _VALUE = re.compile(
     rf"(?P<pre>(?:\s|{_MARK})*)"
     rf"(?P<phrase>the\s+(?:student'?s\s+)?(?:solution|answer|response)\s+is\s+(?:{_MARK})?)?"
-    r"(?P<word>[A-Za-z]+)"
-    , re.IGNORECASE)
-_ALTERNATIVE = re.compile(rf"[ \t]*{_MARK}?[ \t]*(?:/|\||\bor\b|\band\b)[ \t]*{_MARK}?[ \t]*"
-                          r"(?:right|wrong|correct|incorrect)\b", re.IGNORECASE)
+    r"(?P<word>[A-Za-z]+)",
+    re.IGNORECASE,
+)
+_ALTERNATIVE = re.compile(
+    rf"[ \t]*{_MARK}?[ \t]*(?:/|\||\bor\b|\band\b)[ \t]*{_MARK}?[ \t]*"
+    r"(?:right|wrong|correct|incorrect)\b",
+    re.IGNORECASE,
+)
 _END = re.compile(r"\[END\]")
-_STATEMENT = re.compile(rf"(?<![A-Za-z])(?:solution|answer|response)\s+is\s+(?P<neg>not\s+)?{_MARK}?"
-                        r"(?P<word>right|wrong|correct|incorrect)\b", re.IGNORECASE)
+_STATEMENT = re.compile(
+    rf"(?<![A-Za-z])(?:solution|answer|response)\s+is\s+(?P<neg>not\s+)?{_MARK}?"
+    r"(?P<word>right|wrong|correct|incorrect)\b",
+    re.IGNORECASE,
+)
 _CANONICAL = re.compile(r"Conclusion: (?:right|wrong) \[END\]")
 
 
@@ -109,15 +118,18 @@ def _from_label(text: str, m: re.Match) -> VerdictParse:
         return VerdictParse(None, "unrecognised", v.group("word") if v else None)
     word = v.group("word")
     rest_end = _line_end(text, v.end())
-    rest = text[v.end():rest_end]
+    rest = text[v.end() : rest_end]
     if _ALTERNATIVE.match(rest):
         return VerdictParse(None, "ambiguous", word)
     verdict = _WORDS[word.lower()]
     end_marker = bool(_END.search(rest))
-    lead = re.search(r"[#*_ \t]*$", text[_line_start(text, m.start()):m.start()]).group(0)
-    markup = bool(re.search(r"[*_#]", lead + text[m.start():v.end()] + rest.replace("[END]", "")))
-    if re.fullmatch(r"Conclusion: (?:right|wrong)", text[m.start():v.end()]) and rest.startswith(" [END]") \
-            and not markup:
+    lead = re.search(r"[#*_ \t]*$", text[_line_start(text, m.start()) : m.start()]).group(0)
+    markup = bool(re.search(r"[*_#]", lead + text[m.start() : v.end()] + rest.replace("[END]", "")))
+    if (
+        re.fullmatch(r"Conclusion: (?:right|wrong)", text[m.start() : v.end()])
+        and rest.startswith(" [END]")
+        and not markup
+    ):
         form = "tag"
     elif word.lower() in ("correct", "incorrect"):
         form = "tag_correct_incorrect"
@@ -131,7 +143,7 @@ def _from_label(text: str, m: re.Match) -> VerdictParse:
 
 
 def _from_heading(text: str, m: re.Match) -> VerdictParse:
-    section = text[m.end():]
+    section = text[m.end() :]
     found = list(_STATEMENT.finditer(section))
     if not found:
         return VerdictParse(None, "unrecognised", None, bool(_END.search(section)), True)
@@ -145,6 +157,14 @@ def _from_heading(text: str, m: re.Match) -> VerdictParse:
     return VerdictParse(verdicts.pop(), "conclusion_statement", word, bool(_END.search(section)), markup)
 
 
+def _last(matches: Iterator[re.Match]) -> Optional[re.Match]:
+    """The last of ``matches`` (None when there is none)."""
+    last = None
+    for last in matches:  # noqa: B007 (the loop variable is the result)
+        pass
+    return last
+
+
 def parse_verdict(critique: Optional[str]) -> VerdictParse:
     """The verdict of the LAST conclusion in ``critique`` and the form it was written in (see the module doc).
 
@@ -156,12 +176,8 @@ def parse_verdict(critique: Optional[str]) -> VerdictParse:
     """
     if critique is None or not critique.strip():
         return VerdictParse(None, "empty")
-    label = None
-    for label in _LABEL.finditer(critique):
-        pass
-    heading = None
-    for heading in _HEADING.finditer(critique):
-        pass
+    label = _last(_LABEL.finditer(critique))
+    heading = _last(_HEADING.finditer(critique))
     # A label whose line ends right after it ("**Conclusion:**\n...") is a heading; the heading regex sees it too.
     if heading is not None and (label is None or heading.end() >= _line_end(critique, label.end())):
         if label is not None and heading.start() <= label.start() < heading.end():

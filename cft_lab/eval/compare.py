@@ -5,7 +5,7 @@ benchmark both cells graded, the per-item verdicts of the table's grading mode (
 aligned by item id and compared with :func:`cft_lab.eval.metrics.paired_test`: both accuracies, the difference B − A in
 points with a paired-bootstrap 95% CI, the discordant counts and the exact McNemar p-value. Items only one cell
 graded (different ``eval.limit``) are left out and counted; different grading modes are refused, because numbers
-from different graders are not comparable (PITFALLS).
+from different graders are not comparable (docs/pitfalls.md#evaluation).
 """
 
 from __future__ import annotations
@@ -36,21 +36,28 @@ def paired(store: Store, key_a: str, key_b: str, *, n_boot: int = 10000, seed: i
     for bench in [b for b in scores_a if b in scores_b]:
         mode_a, mode_b = scores_a[bench].get("mode"), scores_b[bench].get("mode")
         if mode_a != mode_b:
-            raise ValueError(f"{bench}: cell {key_a} was scored in mode {mode_a}, cell {key_b} in {mode_b}; "
-                             "compare numbers from one grader only")
+            raise ValueError(
+                f"{bench}: cell {key_a} was scored in mode {mode_a}, cell {key_b} in {mode_b}; "
+                "compare numbers from one grader only"
+            )
         a = {r["id"]: bool(r["correct"]) for r in read_jsonl(dir_a / f"{bench}.jsonl")}
         b = {r["id"]: bool(r["correct"]) for r in read_jsonl(dir_b / f"{bench}.jsonl")}
         common = [i for i in a if i in b]
         if not common:
             continue
         stats = paired_test([a[i] for i in common], [b[i] for i in common], n_boot=n_boot, seed=seed)
-        out[bench] = {"label": scores_a[bench].get("label", bench), "mode": mode_a, **stats,
-                      "only_in_a": len(a) - len(common), "only_in_b": len(b) - len(common)}
+        out[bench] = {
+            "label": scores_a[bench].get("label", bench),
+            "mode": mode_a,
+            **stats,
+            "only_in_a": len(a) - len(common),
+            "only_in_b": len(b) - len(common),
+        }
     return out
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m cft_lab compare", description=__doc__.split("\n")[0])
     parser.add_argument("a", help="cell key A (the baseline, e.g. the best SFT row)")
     parser.add_argument("b", help="cell key B (e.g. the CFT row); differences are B - A")
     parser.add_argument("--outputs", default=None, help="outputs folder (default $CFT_LAB_OUTPUTS or outputs)")
@@ -62,12 +69,16 @@ def main(argv: list[str] | None = None) -> None:
     if args.json:
         print(json.dumps(res, indent=2))
         return
-    print(f"{'benchmark':<16}{'n':>6}{'A %':>8}{'B %':>8}{'B-A':>8}  {'95% CI':<16}{'A only':>7}{'B only':>7}"
-          f"{'McNemar p':>11}")
+    print(
+        f"{'benchmark':<16}{'n':>6}{'A %':>8}{'B %':>8}{'B-A':>8}  {'95% CI':<16}{'A only':>7}{'B only':>7}"
+        f"{'McNemar p':>11}"
+    )
     for r in res.values():
         ci = f"[{r['diff_low']:+.1f}, {r['diff_high']:+.1f}]"
-        print(f"{r['label']:<16}{r['n']:>6}{r['accuracy_a']:>8.1f}{r['accuracy_b']:>8.1f}{r['diff']:>+8.1f}  "
-              f"{ci:<16}{r['b10']:>7}{r['b01']:>7}{r['p_value']:>11.4f}")
+        print(
+            f"{r['label']:<16}{r['n']:>6}{r['accuracy_a']:>8.1f}{r['accuracy_b']:>8.1f}{r['diff']:>+8.1f}  "
+            f"{ci:<16}{r['b10']:>7}{r['b01']:>7}{r['p_value']:>11.4f}"
+        )
 
 
 if __name__ == "__main__":

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cft_lab.eval import benchmarks
 from cft_lab.config import Config
-from cft_lab.prompts import CFT_INSTRUCTION, ENDOFTEXT, IM_END, cft_user_turn, render_prompt
-from cft_lab.pipeline.store import read_jsonl, write_jsonl
 from cft_lab.data.verdicts import parse_verdict
+from cft_lab.eval import benchmarks
+from cft_lab.pipeline.store import read_jsonl, write_jsonl
+from cft_lab.prompts import CFT_INSTRUCTION, ENDOFTEXT, IM_END, cft_user_turn, render_prompt
 
 # Stops without the [END] variants: the verdict sits just before [END] and must stay in the output.
 CRITIQUE_STOPS = ["</s>", IM_END, ENDOFTEXT]
@@ -41,10 +41,22 @@ def pairs(cfg: Config) -> list[dict]:
 def generate(cfg: Config, generator, out_dir: Path) -> Path:
     obj = cfg.objective
     rows = pairs(cfg)
-    prompts = [render_prompt(obj.template, cft_user_turn(r["question"], r["response"], obj.instruction or
-                                                         CFT_INSTRUCTION), obj.system_prompt) for r in rows]
-    outs = generator.generate(prompts, CRITIQUE_STOPS, seeds=[cfg.eval.critique.seed + i for i in range(len(rows))],
-                              n=1, desc="critique probe", max_new_tokens=cfg.eval.critique.max_new_tokens)
+    prompts = [
+        render_prompt(
+            obj.template,
+            cft_user_turn(r["question"], r["response"], obj.instruction or CFT_INSTRUCTION),
+            obj.system_prompt,
+        )
+        for r in rows
+    ]
+    outs = generator.generate(
+        prompts,
+        CRITIQUE_STOPS,
+        seeds=[cfg.eval.critique.seed + i for i in range(len(rows))],
+        n=1,
+        desc="critique probe",
+        max_new_tokens=cfg.eval.critique.max_new_tokens,
+    )
     for r, p, o in zip(rows, prompts, outs):
         r.update(prompt=p, output=o[0].text, tokens=o[0].tokens, finish_reason=o[0].finish_reason)
     target = out_dir / "critique.jsonl"
@@ -61,5 +73,9 @@ def score(infer_dir: Path) -> dict:
     forms: dict[str, int] = {}
     for v in parsed:
         forms[v.form] = forms.get(v.form, 0) + 1
-    return {"pairs": len(rows), "responses_wrong": sum(not r["response_correct"] for r in rows),
-            **critique_scores(pred_wrong, [not r["response_correct"] for r in rows]), "verdict_forms": forms}
+    return {
+        "pairs": len(rows),
+        "responses_wrong": sum(not r["response_correct"] for r in rows),
+        **critique_scores(pred_wrong, [not r["response_correct"] for r in rows]),
+        "verdict_forms": forms,
+    }

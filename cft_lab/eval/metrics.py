@@ -9,7 +9,7 @@ What each statistic is, what it assumes, and when to use it
 All intervals below describe uncertainty from *which problems* a benchmark happens to contain (the items are
 treated as a random sample from a population of similar problems). With greedy decoding that is the only source
 of randomness. They say nothing about grader disagreement or about run-to-run nondeterminism of the inference
-engine (PITFALLS: Evaluation), which must be recorded separately.
+engine (docs/pitfalls.md#evaluation), which must be recorded separately.
 
 ``wilson`` / ``score`` -- Wilson score interval of a single accuracy ``correct / n``. Assumes independent 0/1
   items. Unlike the normal approximation it stays inside [0, 1] and is informative at 0/30 or 30/30, which matters
@@ -36,17 +36,18 @@ engine (PITFALLS: Evaluation), which must be recorded separately.
   Testing many benchmarks at once calls for a multiple-comparison correction, which is left to the reader.
 
 ``average_columns`` -- the paper's "AVG": the plain, unweighted mean of the listed benchmark columns
-  (PROTOCOL §4.1), so AIME24 (30 items) weighs as much as MATH (5000). Not the harness's own "avg". Round only at
-  display; a Δ between two rows is the difference of the *unrounded* averages, then rounded.
+  (docs/protocol.md §4.1), so AIME24 (30 items) weighs as much as MATH (5000). Not the harness's own "avg". Round only
+  at display; a Δ between two rows is the difference of the *unrounded* averages, then rounded.
 
-``pass_at_k`` / ``maj_at_k`` / ``avg_at_k`` -- sampling metrics (PROTOCOL §4.7 temperature rows): unbiased
+``pass_at_k`` / ``maj_at_k`` / ``avg_at_k`` -- sampling metrics (docs/protocol.md §4.7 temperature rows): unbiased
   pass@k (Chen et al. 2021) from n >= k samples per item, majority vote over the first k extracted answers, and
   mean accuracy over the first k samples.
 
 ``critique_scores`` -- how well a model's critique verdicts ("Conclusion: wrong" = True, "right" = False,
   unparsed = None) detect responses that were actually wrong. Precision/recall/F1 of the "wrong" class and
-  accuracy over parsed verdicts, with the unparsed count and rate reported beside them (PITFALLS: count what the
-  parser could not parse), plus a strict accuracy that counts unparsed verdicts as errors.
+  accuracy over parsed verdicts, with the unparsed count and rate reported beside them
+  (docs/pitfalls.md#data-and-teacher: count what the parser could not parse), plus a strict accuracy that counts
+  unparsed verdicts as errors.
 """
 
 from __future__ import annotations
@@ -58,8 +59,19 @@ from collections.abc import Sequence
 import numpy as np
 
 __all__ = [
-    "Z95", "wilson", "score", "score_items", "bootstrap_ci", "paired_test", "mcnemar_exact_p", "average_columns",
-    "pass_at_k", "mean_pass_at_k", "maj_at_k", "avg_at_k", "critique_scores",
+    "Z95",
+    "wilson",
+    "score",
+    "score_items",
+    "bootstrap_ci",
+    "paired_test",
+    "mcnemar_exact_p",
+    "average_columns",
+    "pass_at_k",
+    "mean_pass_at_k",
+    "maj_at_k",
+    "avg_at_k",
+    "critique_scores",
 ]
 
 Z95 = 1.959963984540054
@@ -73,6 +85,7 @@ _MAX_DISTINCT_FOR_COUNTS = 64
 # --------------------------------------------------------------------------------------------------------------
 # Single accuracy
 # --------------------------------------------------------------------------------------------------------------
+
 
 def wilson(correct: int, n: int, z: float = Z95) -> tuple[float, float]:
     """Wilson score interval of ``correct / n``, as fractions.
@@ -98,8 +111,13 @@ def wilson(correct: int, n: int, z: float = Z95) -> tuple[float, float]:
 def score(correct: int, n: int) -> dict:
     """Accuracy and its 95% CI in percent."""
     lo, hi = wilson(correct, n)
-    return {"correct": correct, "n": n, "accuracy": 100.0 * correct / n if n else float("nan"),
-            "ci_low": 100.0 * lo, "ci_high": 100.0 * hi}
+    return {
+        "correct": correct,
+        "n": n,
+        "accuracy": 100.0 * correct / n if n else float("nan"),
+        "ci_low": 100.0 * lo,
+        "ci_high": 100.0 * hi,
+    }
 
 
 def _flags(values: Sequence, name: str) -> np.ndarray:
@@ -136,8 +154,9 @@ def _resampled_means(x: np.ndarray, n_boot: int, rng: np.random.Generator) -> np
     return out
 
 
-def bootstrap_ci(correct: Sequence[bool | float], *, n_boot: int = 10000, seed: int | None = 0,
-                 alpha: float = 0.05) -> tuple[float, float]:
+def bootstrap_ci(
+    correct: Sequence[bool | float], *, n_boot: int = 10000, seed: int | None = 0, alpha: float = 0.05
+) -> tuple[float, float]:
     """Percentile bootstrap (1 - alpha) CI of the mean of per-item scores, in the units of the input (fractions).
 
     Seeded: the same data, ``n_boot`` and ``seed`` give the same interval.
@@ -188,6 +207,7 @@ def score_items(correct: Sequence[bool], *, n_boot: int = 10000, seed: int | Non
 # Paired comparison and averages
 # --------------------------------------------------------------------------------------------------------------
 
+
 def mcnemar_exact_p(b01: int, b10: int) -> float:
     """Exact two-sided McNemar p-value: min(1, 2 P(X <= min(b01, b10))), X ~ Bin(b01 + b10, 1/2).
 
@@ -208,8 +228,9 @@ def mcnemar_exact_p(b01: int, b10: int) -> float:
     return min(1.0, 2 * tail / 2**m)  # int / int: correctly rounded, no overflow
 
 
-def paired_test(a: Sequence[bool], b: Sequence[bool], *, n_boot: int = 10000, seed: int | None = 0,
-                alpha: float = 0.05) -> dict:
+def paired_test(
+    a: Sequence[bool], b: Sequence[bool], *, n_boot: int = 10000, seed: int | None = 0, alpha: float = 0.05
+) -> dict:
     """Compare two runs graded on the SAME items in the same order (``a`` e.g. SFT, ``b`` e.g. CFT).
 
     Returns ``n``; ``accuracy_a``, ``accuracy_b`` (percent); ``b01`` = items ``a`` got wrong and ``b`` right,
@@ -230,13 +251,21 @@ def paired_test(a: Sequence[bool], b: Sequence[bool], *, n_boot: int = 10000, se
     b01 = int((~fa & fb).sum())
     b10 = int((fa & ~fb).sum())
     lo, hi = bootstrap_ci(fb.astype(float) - fa.astype(float), n_boot=n_boot, seed=seed, alpha=alpha)
-    return {"n": n, "accuracy_a": 100.0 * fa.sum() / n, "accuracy_b": 100.0 * fb.sum() / n,
-            "b01": b01, "b10": b10, "p_value": mcnemar_exact_p(b01, b10),
-            "diff": 100.0 * (b01 - b10) / n, "diff_low": 100.0 * lo, "diff_high": 100.0 * hi}
+    return {
+        "n": n,
+        "accuracy_a": 100.0 * fa.sum() / n,
+        "accuracy_b": 100.0 * fb.sum() / n,
+        "b01": b01,
+        "b10": b10,
+        "p_value": mcnemar_exact_p(b01, b10),
+        "diff": 100.0 * (b01 - b10) / n,
+        "diff_low": 100.0 * lo,
+        "diff_high": 100.0 * hi,
+    }
 
 
 def average_columns(scores: Sequence[float]) -> float:
-    """The paper's AVG (PROTOCOL §4.1): the plain mean of the listed columns, unrounded.
+    """The paper's AVG (docs/protocol.md §4.1): the plain mean of the listed columns, unrounded.
 
     Every column must be present: a missing (None) or NaN cell is an error, since averaging fewer columns gives a
     different AVG. Round only for display, and compute a Δ between rows from the unrounded averages:
@@ -249,8 +278,12 @@ def average_columns(scores: Sequence[float]) -> float:
     if not cols:
         raise ValueError("average_columns needs at least one column")
     for i, s in enumerate(cols):
-        if s is None or isinstance(s, bool) or not isinstance(s, (int, float, np.integer, np.floating)) \
-                or not math.isfinite(s):
+        if (
+            s is None
+            or isinstance(s, bool)
+            or not isinstance(s, (int, float, np.integer, np.floating))
+            or not math.isfinite(s)
+        ):
             raise ValueError(f"column {i} is {s!r}: every listed column needs a finite score")
     return math.fsum(float(s) for s in cols) / len(cols)
 
@@ -258,6 +291,7 @@ def average_columns(scores: Sequence[float]) -> float:
 # --------------------------------------------------------------------------------------------------------------
 # Sampling metrics (several samples per item)
 # --------------------------------------------------------------------------------------------------------------
+
 
 def pass_at_k(n: int, c: int, k: int) -> float:
     """Unbiased pass@k of Chen et al. 2021 from ``n`` samples of which ``c`` are correct: 1 - C(n-c, k) / C(n, k).
@@ -352,6 +386,7 @@ def avg_at_k(correct: Sequence[Sequence[bool]], k: int) -> float:
 # Critique ability
 # --------------------------------------------------------------------------------------------------------------
 
+
 def critique_scores(pred_wrong: Sequence[bool | None], truly_wrong: Sequence[bool]) -> dict:
     """How well parsed critique verdicts detect wrong responses; "wrong" is the positive class.
 
@@ -395,8 +430,14 @@ def critique_scores(pred_wrong: Sequence[bool | None], truly_wrong: Sequence[boo
     n = len(preds)
     parsed = n - unparsed
     return {
-        "n": n, "parsed": parsed, "unparsed": unparsed, "unparsed_rate": unparsed / n if n else None,
-        "tp": tp, "fp": fp, "fn": fn, "tn": tn,
+        "n": n,
+        "parsed": parsed,
+        "unparsed": unparsed,
+        "unparsed_rate": unparsed / n if n else None,
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "tn": tn,
         "precision": tp / (tp + fp) if tp + fp else None,
         "recall": tp / (tp + fn) if tp + fn else None,
         "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else None,

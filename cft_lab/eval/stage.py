@@ -14,7 +14,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from cft_lab.config import Config, as_dict
 from cft_lab.eval import benchmarks, engine
@@ -35,7 +35,7 @@ class SelectResult:
     selection: dict
 
     @classmethod
-    def read(cls, store: Store, path: Path) -> "SelectResult":
+    def read(cls, store: Store, path: Path) -> SelectResult:
         selection = json.loads((path / "selection.json").read_text(encoding="utf-8"))
         return cls(path=path, model_dir=store.absolute(selection["selected"]["path"]), selection=selection)
 
@@ -53,10 +53,13 @@ class GradeResult:
     critique: Optional[dict] = None
 
     @classmethod
-    def read(cls, path: Path) -> "GradeResult":
+    def read(cls, path: Path) -> GradeResult:
         critique = path / "critique.json"
-        return cls(path=path, scores=json.loads((path / "scores.json").read_text(encoding="utf-8")),
-                   critique=json.loads(critique.read_text(encoding="utf-8")) if critique.is_file() else None)
+        return cls(
+            path=path,
+            scores=json.loads((path / "scores.json").read_text(encoding="utf-8")),
+            critique=json.loads(critique.read_text(encoding="utf-8")) if critique.is_file() else None,
+        )
 
 
 def run_select(cfg: Config, store: Store, key: str, train_dir: Path, logger: Logger) -> SelectResult:
@@ -73,7 +76,7 @@ def run_select(cfg: Config, store: Store, key: str, train_dir: Path, logger: Log
             sel = cfg.eval.select
             template = benchmarks.template_for(sel.benchmark, cfg.model.eval_template)
             modes = list(cfg.eval.modes)
-            scored = []
+            scored: list[dict[str, Any]] = []
             for ckpt in checkpoints(train_dir):
                 step = int(ckpt.name.split("-")[1])
                 acc = None
@@ -84,13 +87,25 @@ def run_select(cfg: Config, store: Store, key: str, train_dir: Path, logger: Log
                         gen_dir.mkdir(parents=True, exist_ok=True)
                         generator = make_generator(str(ckpt), cfg.model, cfg.inference)  # one load per checkpoint
                         try:
-                            path = engine.generate_benchmark(generator, sel.benchmark, template, gen_dir,
-                                                             limit=sel.limit, seed=cfg.inference.seed,
-                                                             n=cfg.inference.n, desc=f"select {ckpt.name}")
+                            path = engine.generate_benchmark(
+                                generator,
+                                sel.benchmark,
+                                template,
+                                gen_dir,
+                                limit=sel.limit,
+                                seed=cfg.inference.seed,
+                                n=cfg.inference.n,
+                                desc=f"select {ckpt.name}",
+                            )
                         finally:
                             generator.close()
-                        graded = engine.grade_benchmark(sel.benchmark, list(read_jsonl(path)), modes,
-                                                        timeout=cfg.eval.grade_timeout, workers=cfg.eval.grade_workers)
+                        graded = engine.grade_benchmark(
+                            sel.benchmark,
+                            list(read_jsonl(path)),
+                            modes,
+                            timeout=cfg.eval.grade_timeout,
+                            workers=cfg.eval.grade_workers,
+                        )
                         write_jsonl(target, graded)
                     graded = list(read_jsonl(target))
                     acc = score(sum(bool(g["correct"]) for g in graded), len(graded))["accuracy"]
@@ -101,13 +116,25 @@ def run_select(cfg: Config, store: Store, key: str, train_dir: Path, logger: Log
             last = sel.strategy == SelectStrategy.last
             best = scored[-1] if last else max(scored, key=lambda s: (s["accuracy"], -s["step"]))
             overlap = {b: benchmarks.overlap(sel.benchmark, b) for b in cfg.eval.benchmarks}
-            write_json(out / "selection.json", {
-                "benchmark": sel.benchmark, "strategy": str(sel.strategy), "mode": str(modes[0]), "checkpoints": scored,
-                "selected": best, "last": scored[-1], "validation_test_overlap": overlap})
+            write_json(
+                out / "selection.json",
+                {
+                    "benchmark": sel.benchmark,
+                    "strategy": str(sel.strategy),
+                    "mode": str(modes[0]),
+                    "checkpoints": scored,
+                    "selected": best,
+                    "last": scored[-1],
+                    "validation_test_overlap": overlap,
+                },
+            )
             if any(overlap.values()):
-                log.warning("selection set %s shares questions with test sets: %s (the paper's MATH-500 lies inside "
-                            "MATH; eval.select.benchmark=math_val500 is disjoint)", sel.benchmark,
-                            {b: n for b, n in overlap.items() if n})
+                log.warning(
+                    "selection set %s shares questions with test sets: %s (the paper's MATH-500 lies inside "
+                    "MATH; eval.select.benchmark=math_val500 is disjoint)",
+                    sel.benchmark,
+                    {b: n for b, n in overlap.items() if n},
+                )
             art.meta["selected_step"] = best["step"]
     return SelectResult.read(store, art.path)
 
@@ -125,16 +152,25 @@ def run_infer(cfg: Config, store: Store, key: str, model_dir: str) -> Path:
             need_critique = cfg.eval.critique.enabled and not (out / "critique.jsonl").is_file()
             # a hub base row is loaded at its pinned revision; a trained checkpoint is a local folder
             revision = cfg.model.hub_revision() if model_dir == model_path(cfg.model) else None
-            generator = (make_generator(model_dir, cfg.model, cfg.inference, revision)
-                         if (todo or need_critique) else None)
+            generator = (
+                make_generator(model_dir, cfg.model, cfg.inference, revision) if (todo or need_critique) else None
+            )
             try:
                 if generator is not None:
                     write_json(out / "generator.json", generator.describe())
                 for name in todo:
                     t0 = time.time()
                     template = benchmarks.template_for(name, cfg.model.eval_template)
-                    engine.generate_benchmark(generator, name, template, out, limit=cfg.eval.limit,
-                                              seed=cfg.inference.seed, n=cfg.inference.n, desc=f"infer {name}")
+                    engine.generate_benchmark(
+                        generator,
+                        name,
+                        template,
+                        out,
+                        limit=cfg.eval.limit,
+                        seed=cfg.inference.seed,
+                        n=cfg.inference.n,
+                        desc=f"infer {name}",
+                    )
                     log.info("infer %s %s: done in %.1f s", key, name, time.time() - t0)
                 if need_critique:
                     from cft_lab.eval import critique_probe
@@ -156,21 +192,42 @@ def run_grade(cfg: Config, store: Store, key: str, infer_dir: Path) -> GradeResu
             for name in cfg.eval.benchmarks:
                 target = out / f"{name}.jsonl"
                 if not target.is_file():
-                    graded = engine.grade_benchmark(name, list(read_jsonl(infer_dir / f"{name}.jsonl")), modes,
-                                                    timeout=cfg.eval.grade_timeout, workers=cfg.eval.grade_workers)
+                    graded = engine.grade_benchmark(
+                        name,
+                        list(read_jsonl(infer_dir / f"{name}.jsonl")),
+                        modes,
+                        timeout=cfg.eval.grade_timeout,
+                        workers=cfg.eval.grade_workers,
+                    )
                     write_jsonl(target, graded)
                 graded = list(read_jsonl(target))
                 scores[name] = s = engine.aggregate(name, graded, modes, n_boot=cfg.eval.n_boot)
-                log.info("grade %s: %.1f%% [%.1f, %.1f] (%s; %s); %d disagreements, quirks %s", name,
-                         s["accuracy"], s["ci_low"], s["ci_high"], s["mode"],
-                         ", ".join(f"{m} {a:.1f}" for m, a in s["modes"].items()), s["disagreements"], s["quirks"])
+                log.info(
+                    "grade %s: %.1f%% [%.1f, %.1f] (%s; %s); %d disagreements, quirks %s",
+                    name,
+                    s["accuracy"],
+                    s["ci_low"],
+                    s["ci_high"],
+                    s["mode"],
+                    ", ".join(f"{m} {a:.1f}" for m, a in s["modes"].items()),
+                    s["disagreements"],
+                    s["quirks"],
+                )
             if cfg.eval.critique.enabled:
                 from cft_lab.eval import critique_probe
 
                 write_json(out / "critique.json", critique_probe.score(infer_dir))
             gen_info = infer_dir / "generator.json"
-            write_json(out / "eval.json", engine.provenance(
-                list(cfg.eval.benchmarks), cfg.model.eval_template, as_dict(cfg.inference),
-                json.loads(gen_info.read_text()) if gen_info.is_file() else None, modes, cfg.eval.grade_timeout))
+            write_json(
+                out / "eval.json",
+                engine.provenance(
+                    list(cfg.eval.benchmarks),
+                    cfg.model.eval_template,
+                    as_dict(cfg.inference),
+                    json.loads(gen_info.read_text()) if gen_info.is_file() else None,
+                    modes,
+                    cfg.eval.grade_timeout,
+                ),
+            )
             write_json(out / "scores.json", scores)
     return GradeResult.read(art.path)

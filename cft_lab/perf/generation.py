@@ -40,19 +40,24 @@ def _configs(model: str, backend: str, max_new_tokens: int, batch_size: int):
     from cft_lab.config import InferenceConfig, ModelConfig
     from cft_lab.paths import CONF_DIR
 
-    model_cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ModelConfig),
-                                                    OmegaConf.load(CONF_DIR / "model" / f"{model}.yaml")))
+    model_cfg = OmegaConf.to_object(
+        OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.load(CONF_DIR / "model" / f"{model}.yaml"))
+    )
     name = {"hf": "greedy_tiny", "vllm": "vllm_tiny"}[backend]
-    inference = OmegaConf.to_object(OmegaConf.merge(
-        OmegaConf.structured(InferenceConfig), OmegaConf.load(CONF_DIR / "inference" / f"{name}.yaml"),
-        {"max_new_tokens": max_new_tokens, "batch_size": batch_size}))
+    inference = OmegaConf.to_object(
+        OmegaConf.merge(
+            OmegaConf.structured(InferenceConfig),
+            OmegaConf.load(CONF_DIR / "inference" / f"{name}.yaml"),
+            {"max_new_tokens": max_new_tokens, "batch_size": batch_size},
+        )
+    )
     return model_cfg, inference
 
 
 def run_backend(backend: str, model: str, prompts: list[str], max_new_tokens: int, batch_size: int) -> dict:
     from cft_lab.eval.generation import make_generator
-    from cft_lab.train.modeling import model_path
     from cft_lab.prompts import MATH_STOP_STRINGS
+    from cft_lab.train.modeling import model_path
 
     model_cfg, inference = _configs(model, backend, max_new_tokens, batch_size)
     t0 = time.perf_counter()
@@ -67,11 +72,18 @@ def run_backend(backend: str, model: str, prompts: list[str], max_new_tokens: in
     finally:
         gen.close()
     tokens = sum(c[0].tokens for c in out)
-    return {"backend": backend, "start_s": round(start_s, 2), "generate_s": round(gen_s, 3),
-            "prompts": len(prompts), "tokens": tokens, "tokens_per_s": round(tokens / gen_s, 1),
-            "prompts_per_s": round(len(prompts) / gen_s, 2),
-            "finish": {r: sum(c[0].finish_reason == r for c in out) for r in ("stop", "length")},
-            "describe": described, "completions": [c[0].text for c in out]}
+    return {
+        "backend": backend,
+        "start_s": round(start_s, 2),
+        "generate_s": round(gen_s, 3),
+        "prompts": len(prompts),
+        "tokens": tokens,
+        "tokens_per_s": round(tokens / gen_s, 1),
+        "prompts_per_s": round(len(prompts) / gen_s, 2),
+        "finish": {r: sum(c[0].finish_reason == r for c in out) for r in ("stop", "length")},
+        "describe": described,
+        "completions": [c[0].text for c in out],
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -89,20 +101,29 @@ def main(argv: list[str] | None = None) -> dict:
 
     prompts = bench_prompts(args.n_prompts, _configs(args.model, "hf", 1, 1)[0].eval_template)
     load_before = os.getloadavg()
-    results = {b: run_backend(b, args.model, prompts, args.max_new_tokens, args.batch_size)
-               for b in args.backends.split(",")}
+    results = {
+        b: run_backend(b, args.model, prompts, args.max_new_tokens, args.batch_size) for b in args.backends.split(",")
+    }
     load_after = os.getloadavg()
 
-    print(f"\n{len(prompts)} prompts, model {args.model}, greedy, max {args.max_new_tokens} new tokens; "
-          f"cpus {os.cpu_count()}, torch threads {torch.get_num_threads()}, "
-          f"load average {load_before[0]:.2f} before / {load_after[0]:.2f} after")
+    print(
+        f"\n{len(prompts)} prompts, model {args.model}, greedy, max {args.max_new_tokens} new tokens; "
+        f"cpus {os.cpu_count()}, torch threads {torch.get_num_threads()}, "
+        f"load average {load_before[0]:.2f} before / {load_after[0]:.2f} after"
+    )
     print(f"{'backend':8} {'start s':>8} {'gen s':>8} {'tokens':>8} {'tokens/s':>10} {'prompts/s':>10}  finish")
     for r in results.values():
-        print(f"{r['backend']:8} {r['start_s']:8.1f} {r['generate_s']:8.2f} {r['tokens']:8d} {r['tokens_per_s']:10.1f} "
-              f"{r['prompts_per_s']:10.2f}  {r['finish']}")
-    summary = {"n_prompts": len(prompts), "max_new_tokens": args.max_new_tokens, "model": args.model,
-               "load_avg": [round(load_before[0], 2), round(load_after[0], 2)],
-               "results": {b: {k: v for k, v in r.items() if k != "completions"} for b, r in results.items()}}
+        print(
+            f"{r['backend']:8} {r['start_s']:8.1f} {r['generate_s']:8.2f} {r['tokens']:8d} {r['tokens_per_s']:10.1f} "
+            f"{r['prompts_per_s']:10.2f}  {r['finish']}"
+        )
+    summary = {
+        "n_prompts": len(prompts),
+        "max_new_tokens": args.max_new_tokens,
+        "model": args.model,
+        "load_avg": [round(load_before[0], 2), round(load_after[0], 2)],
+        "results": {b: {k: v for k, v in r.items() if k != "completions"} for b, r in results.items()},
+    }
     if {"hf", "vllm"} <= results.keys():
         ratio = results["vllm"]["tokens_per_s"] / results["hf"]["tokens_per_s"]
         same = sum(a == b for a, b in zip(results["hf"]["completions"], results["vllm"]["completions"]))

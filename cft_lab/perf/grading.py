@@ -66,8 +66,13 @@ def math_outputs(raw: str) -> list[str]:
 
 def choice_outputs(letter: str, letters: str, rng: random.Random) -> list[str]:
     other = rng.choice([c for c in letters if c != letter])
-    return [f"{PROSE}The answer is ({letter}).", f"{PROSE}Answer: {letter}", f"{PROSE}so the answer is {other}.",
-            f"{PROSE}the answer is a subtle one, but ({letter}) fits best.", f"{PROSE}I cannot decide."]
+    return [
+        f"{PROSE}The answer is ({letter}).",
+        f"{PROSE}Answer: {letter}",
+        f"{PROSE}so the answer is {other}.",
+        f"{PROSE}the answer is a subtle one, but ({letter}) fits best.",
+        f"{PROSE}I cannot decide.",
+    ]
 
 
 def adversarial() -> list[tuple[str, dict, str]]:
@@ -98,7 +103,7 @@ def build(per_benchmark: int, seed: int = 0) -> list[tuple]:
     for bench in ("gpqa", "mmlu_pro"):
         letters = CHOICE_LETTERS[bench]
         n = len(load(bench)) if bench == "mmlu_pro" else 198  # never load GPQA's text just to count it
-        for i in range(min(per_benchmark, n)):
+        for _ in range(min(per_benchmark, n)):
             k = len(letters)
             letter = letters[rng.randrange(k)]
             rows += [(out, {m: letter for m in MODES}, bench, k) for out in choice_outputs(letter, letters, rng)]
@@ -115,8 +120,14 @@ def run_single(rows, mode: str, timeout: float) -> dict:
         statuses[v.status] += 1
         correct += v.correct
     wall = time.perf_counter() - start
-    return {"items": len(rows), "wall_s": wall, "items_per_s": len(rows) / wall, "max_latency_s": max(latencies),
-            "correct": correct, **statuses}
+    return {
+        "items": len(rows),
+        "wall_s": wall,
+        "items_per_s": len(rows) / wall,
+        "max_latency_s": max(latencies),
+        "correct": correct,
+        **statuses,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,21 +145,27 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(realistic)} realistic + {n_adv} adversarial synthetic items, timeout {args.timeout:g}s")
     default_worker().call("ping", (), 60)  # start this process's worker outside the timed loops
     worst = 0.0
-    print(f"{'one process':12s} {'items/s':>9s} {'wall s':>8s} {'correct':>8s} {'timeout':>8s} {'error':>6s} "
-          f"{'max item s':>11s}")
+    print(
+        f"{'one process':12s} {'items/s':>9s} {'wall s':>8s} {'correct':>8s} {'timeout':>8s} {'error':>6s} "
+        f"{'max item s':>11s}"
+    )
     for mode in args.modes:
         for label, part in (("realistic", realistic), ("adversarial", hostile)):
             r = run_single(part, mode, args.timeout)
             worst = max(worst, r["max_latency_s"])
-            print(f"{mode:12s} {r['items_per_s']:9.1f} {r['wall_s']:8.1f} {r['correct']:8d} {r['timeout']:8d} "
-                  f"{r['error']:6d} {r['max_latency_s']:11.2f}   {label}")
-    for label, part in (() if args.no_batch else (("realistic", realistic), ("all", rows))):
+            print(
+                f"{mode:12s} {r['items_per_s']:9.1f} {r['wall_s']:8.1f} {r['correct']:8d} {r['timeout']:8d} "
+                f"{r['error']:6d} {r['max_latency_s']:11.2f}   {label}"
+            )
+    for label, part in () if args.no_batch else (("realistic", realistic), ("all", rows)):
         start = time.perf_counter()
         results = grade_batch(part, modes=args.modes, timeout=args.timeout, workers=args.workers, progress=False)
         wall = time.perf_counter() - start
         graded = len(part) * len(args.modes)
-        print(f"grade_batch, {label} ({len(part)} items x {len(args.modes)} modes, {args.workers or _cpus()} workers):"
-              f" {wall:.1f}s = {graded / wall:.1f} verdicts/s = {len(part) / wall:.1f} items/s (all modes)")
+        print(
+            f"grade_batch, {label} ({len(part)} items x {len(args.modes)} modes, {args.workers or _cpus()} workers):"
+            f" {wall:.1f}s = {graded / wall:.1f} verdicts/s = {len(part) / wall:.1f} items/s (all modes)"
+        )
         for mode, c in status_counts(results).items():
             print(f"  {mode:12s} correct {c['correct']:6d}  timeout {c['timeout']:4d}  error {c['error']:4d}")
     # a paper item may need two worker calls (its verdict, then upstream's check of a CFT-only leniency)

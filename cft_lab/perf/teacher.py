@@ -28,9 +28,22 @@ from cft_lab.teachers.openai_teacher import OpenAITeacher
 
 
 def start_server(latency: float, capacity: int) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "cft_lab.testing.chat_server", "--port", "0",
-                             "--latency", str(latency), "--capacity", str(capacity)],
-                            stdout=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cft_lab.testing.chat_server",
+            "--port",
+            "0",
+            "--latency",
+            str(latency),
+            "--capacity",
+            str(capacity),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     line = proc.stdout.readline()
     if "listening on " not in line:
         proc.kill()
@@ -45,8 +58,14 @@ def bare_sdk_rate(url: str, tasks: list[TeacherTask], concurrency: int) -> float
 
     from cft_lab.prompts.teacher import default_sampling, render_messages
 
-    bodies = [{"model": "gpt-4o-2024-11-20", "messages": render_messages(t.kind, t.question, t.response),
-               **default_sampling()} for t in tasks]
+    bodies = [
+        {
+            "model": "gpt-4o-2024-11-20",
+            "messages": render_messages(t.kind, t.question, t.response),
+            **default_sampling(),
+        }
+        for t in tasks
+    ]
 
     async def go() -> float:
         client = openai.AsyncOpenAI(base_url=url, api_key="EMPTY", max_retries=0, timeout=30.0)
@@ -55,18 +74,24 @@ def bare_sdk_rate(url: str, tasks: list[TeacherTask], concurrency: int) -> float
         async def worker():
             for body in todo:
                 await client.post("/chat/completions", cast_to=ChatCompletion, body=body)
+
         t0 = time.perf_counter()
         await asyncio.gather(*[worker() for _ in range(concurrency)])
         wall = time.perf_counter() - t0
         await client.close()
         return len(bodies) / wall
+
     return asyncio.run(go())
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m cft_lab.perf.teacher", description=__doc__.split("\n")[0])
-    p.add_argument("--requests", type=int, default=5000,
-                   help="5000 (16 s at capacity) so that connecting 64 clients and the last partial round weigh little")
+    p.add_argument(
+        "--requests",
+        type=int,
+        default=5000,
+        help="5000 (16 s at capacity) so that connecting 64 clients and the last partial round weigh little",
+    )
     p.add_argument("--latency", type=float, default=0.2, help="server seconds per request")
     p.add_argument("--capacity", type=int, default=64, help="server requests in flight")
     p.add_argument("--concurrency", type=int, default=64, help="teacher requests in flight")
@@ -74,11 +99,25 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     proc, url = start_server(a.latency, a.capacity)
     try:
-        tasks = [TeacherTask(f"b{i:06d}", "critique", f"Question {i}: what is {i} * 7? " + "x" * 400,
-                             f"Step 1: {i} * 7 = {i * 7}. The answer is {i * 7}.") for i in range(a.requests)]
+        tasks = [
+            TeacherTask(
+                f"b{i:06d}",
+                "critique",
+                f"Question {i}: what is {i} * 7? " + "x" * 400,
+                f"Step 1: {i} * 7 = {i * 7}. The answer is {i * 7}.",
+            )
+            for i in range(a.requests)
+        ]
         with tempfile.TemporaryDirectory() as tmp:
-            teacher = OpenAITeacher("bench", "gpt-4o-2024-11-20", cache_path=Path(tmp) / "cache.sqlite",
-                                    base_url=url, api_key_env=None, concurrency=a.concurrency, timeout_s=30.0)
+            teacher = OpenAITeacher(
+                "bench",
+                "gpt-4o-2024-11-20",
+                cache_path=Path(tmp) / "cache.sqlite",
+                base_url=url,
+                api_key_env=None,
+                concurrency=a.concurrency,
+                timeout_s=30.0,
+            )
             t0 = time.perf_counter()
             results = teacher.run(tasks, progress=False)
             wall = time.perf_counter() - t0
@@ -94,15 +133,19 @@ def main(argv: list[str] | None = None) -> int:
     s = summarize(results)
     rate, capacity_rate = a.requests / wall, a.capacity / a.latency
     bound = min(a.capacity, a.concurrency) / a.latency
-    print(f"requests            {a.requests} (ok {s['ok']}, failed {s['failed']}); server saw {stats['total']}, "
-          f"max in flight {stats['max_in_flight']}")
+    print(
+        f"requests            {a.requests} (ok {s['ok']}, failed {s['failed']}); server saw {stats['total']}, "
+        f"max in flight {stats['max_in_flight']}"
+    )
     print(f"wall                {wall:.2f} s (ideal {a.requests / bound:.2f} s)")
     print(f"achieved            {rate:.1f} req/s")
     print(f"server capacity     {capacity_rate:.1f} req/s ({a.capacity} in flight / {a.latency} s)")
     print(f"efficiency          {100 * rate / capacity_rate:.1f}% of capacity (goal >= 95%)")
     if baseline is not None:
-        print(f"bare SDK loop       {baseline:.1f} req/s = {100 * baseline / capacity_rate:.1f}% of capacity "
-              f"(teacher / bare SDK: {100 * rate / baseline:.1f}%)")
+        print(
+            f"bare SDK loop       {baseline:.1f} req/s = {100 * baseline / capacity_rate:.1f}% of capacity "
+            f"(teacher / bare SDK: {100 * rate / baseline:.1f}%)"
+        )
     print(f"cached rerun        {cached_wall:.2f} s for {sum(r.cached for r in again)} cached results")
     return 0
 

@@ -19,12 +19,13 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from cft_lab.config import Config, as_dict
 from cft_lab.pipeline.plan import CellPlan, format_plan, plan_cell
 from cft_lab.pipeline.store import Store
-from cft_lab.report.tracking import NoOpLogger, make_logger, sanitize
+from cft_lab.report.tracking import Logger, NoOpLogger, make_logger, sanitize
 from cft_lab.train.modeling import model_path
 from cft_lab.train.objectives import OBJECTIVES
 
@@ -34,8 +35,13 @@ log = logging.getLogger(__name__)
 def _identity(cfg: Config, plan: CellPlan) -> dict:
     uses_teacher = OBJECTIVES[cfg.objective.name].teacher_work is not None
     return {
-        "cell": plan.name, "key": plan.key, "table": cfg.run.table, "method": cfg.run.method or cfg.objective.name,
-        "model": cfg.model.label, "model_name": cfg.model.name, "objective": cfg.objective.name,
+        "cell": plan.name,
+        "key": plan.key,
+        "table": cfg.run.table,
+        "method": cfg.run.method or cfg.objective.name,
+        "model": cfg.model.label,
+        "model_name": cfg.model.name,
+        "objective": cfg.objective.name,
         "teacher": (cfg.teacher.label or cfg.teacher.name) if uses_teacher else None,
         "stages": {s.stage: s.key for s in plan.stages},
     }
@@ -51,14 +57,18 @@ def preflight(cfg: Config) -> None:
     for b in [*cfg.eval.benchmarks, cfg.eval.select.benchmark]:
         benchmarks.get(b)  # raises with the known names
     if cfg.eval.critique.enabled and cfg.eval.critique.benchmark not in benchmarks.TESTBED_SPECS:
-        raise ValueError(f"eval.critique.benchmark={cfg.eval.critique.benchmark}: the critique probe needs a testbed "
-                         f"benchmark ({', '.join(benchmarks.TESTBED_SPECS)}), whose responses' correctness is known")
+        raise ValueError(
+            f"eval.critique.benchmark={cfg.eval.critique.benchmark}: the critique probe needs a testbed "
+            f"benchmark ({', '.join(benchmarks.TESTBED_SPECS)}), whose responses' correctness is known"
+        )
     if "math_verify" in cfg.eval.modes:
         import importlib.util
 
         if importlib.util.find_spec("math_verify") is None:
-            raise ImportError("eval.modes includes math_verify but the math-verify package is not installed: "
-                              "pip install 'math-verify[antlr4_9_3]' or drop the mode (eval.modes=[paper,strict])")
+            raise ImportError(
+                "eval.modes includes math_verify but the math-verify package is not installed: "
+                "pip install 'math-verify[antlr4_9_3]' or drop the mode (eval.modes=[paper,strict])"
+            )
 
 
 def execute(cfg: Config, plan: CellPlan, store: Store, logger) -> dict:
@@ -88,20 +98,29 @@ def execute(cfg: Config, plan: CellPlan, store: Store, logger) -> dict:
         extra["selected"] = store.relative(sel.model_dir)  # relative to the store: portable across mounts
         extra["selection"] = sel.summary()
         selection = sel.selection
-        logger.summary({"select/selected_step": selection["selected"]["step"],
-                        "select/selected_accuracy": selection["selected"]["accuracy"],
-                        "select/last_step": selection["last"]["step"],
-                        "select/last_accuracy": selection["last"]["accuracy"],
-                        **{f"select/overlap/{b}": n for b, n in selection["validation_test_overlap"].items()}})
+        logger.summary(
+            {
+                "select/selected_step": selection["selected"]["step"],
+                "select/selected_accuracy": selection["selected"]["accuracy"],
+                "select/last_step": selection["last"]["step"],
+                "select/last_accuracy": selection["last"]["accuracy"],
+                **{f"select/overlap/{b}": n for b, n in selection["validation_test_overlap"].items()},
+            }
+        )
         extra["data_card"] = data.card
         extra["train_examples"] = train.pairs  # truncated / dropped per arm
     infer_dir = timed("infer", run_infer, evaluated)
     grade = timed("grade", run_grade, infer_dir)
     for name, s in grade.scores.items():
-        logger.summary({f"test/{name}/accuracy": s["accuracy"], f"test/{name}/ci_low": s["ci_low"],
-                        f"test/{name}/ci_high": s["ci_high"],
-                        **{f"test/{name}/{m}": a for m, a in s.get("modes", {}).items()},
-                        f"test/{name}/disagreements": s.get("disagreements", 0)})
+        logger.summary(
+            {
+                f"test/{name}/accuracy": s["accuracy"],
+                f"test/{name}/ci_low": s["ci_low"],
+                f"test/{name}/ci_high": s["ci_high"],
+                **{f"test/{name}/{m}": a for m, a in s.get("modes", {}).items()},
+                f"test/{name}/disagreements": s.get("disagreements", 0),
+            }
+        )
     if grade.critique is not None:
         extra["critique"] = grade.critique
         logger.summary({f"critique/{k}": v for k, v in grade.critique.items() if isinstance(v, (int, float))})
@@ -119,20 +138,30 @@ def run_cell(cfg: Config) -> dict:
     if cached and cached.get("status") == "ok":
         log.info("[%s] finished before (cell %s): nothing to do", plan.name, plan.key)
         return cached
-    logger = NoOpLogger()
+    logger: Logger = NoOpLogger()
     failed = True
     t0 = time.time()
     try:
-        logger = make_logger(cfg.logger, name=plan.name, group=cfg.run.table, outputs=store.root.parent,
-                             config=sanitize({**as_dict(cfg), "cell_key": plan.key, "stage_keys": ident["stages"]}))
+        logger = make_logger(
+            cfg.logger,
+            name=plan.name,
+            group=cfg.run.table,
+            outputs=store.root.parent,
+            config=sanitize({**as_dict(cfg), "cell_key": plan.key, "stage_keys": ident["stages"]}),
+        )
         result = {"status": "ok", **ident, **execute(cfg, plan, store, logger), "error": None}
         failed = False
     except Exception as e:  # a failing cell is recorded, not fatal
         if cfg.run.strict:
             raise
         log.error("[%s] failed: %s: %s", plan.name, type(e).__name__, e)
-        result = {"status": "failed", **ident, "scores": {}, "error": f"{type(e).__name__}: {e}",
-                  "traceback": traceback.format_exc()}
+        result = {
+            "status": "failed",
+            **ident,
+            "scores": {},
+            "error": f"{type(e).__name__}: {e}",
+            "traceback": traceback.format_exc(),
+        }
     finally:
         try:
             logger.finish(failed=failed)

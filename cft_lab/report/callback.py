@@ -44,8 +44,14 @@ def _log_table(config: DictConfig, table: str, result: dict) -> None:
     from cft_lab.report.tracking import make_logger
 
     cfg = result["configs"][0]
-    logger = make_logger(cfg.logger, name=table, group=cfg.run.table, config={"table": table},
-                         outputs=Path(cfg.paths.outputs).resolve(), job_type="table")
+    logger = make_logger(
+        cfg.logger,
+        name=table,
+        group=cfg.run.table,
+        config={"table": table},
+        outputs=Path(cfg.paths.outputs).resolve(),
+        job_type="table",
+    )
     try:
         logger.log_table(table, result["frame"], image=result["paths"].get("png"))
     finally:

@@ -51,9 +51,10 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Hashable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -74,8 +75,20 @@ DELTA_LABEL = "Δ = CFT − SFT_best"
 SFT_VERIFIED_COLUMN = "SFT-verified"
 PAPER_TABLES = ASSETS_DIR / "paper_tables.json"
 PAPER_VERSIONS = {"v1": "rows", "v3_v4": "rows_v3_v4"}
-CSV_COLUMNS = ["model", "method", "teacher", "benchmark", "accuracy", "ci_low", "ci_high", "n",
-               "status", "note", "key", "paper"]
+CSV_COLUMNS = [
+    "model",
+    "method",
+    "teacher",
+    "benchmark",
+    "accuracy",
+    "ci_low",
+    "ci_high",
+    "n",
+    "status",
+    "note",
+    "key",
+    "paper",
+]
 
 _PAPER_DELTA = "Delta = CFT - SFT_best"
 _STATUSES = ("ok", "failed", "missing")
@@ -167,12 +180,18 @@ def _measure(cell: CellResult, benchmarks: Sequence[str], meta: dict[str, Any]) 
 def _cell_meta(cell: CellResult | None, model: str, method_label: str) -> dict[str, Any]:
     if cell is None:
         return {"model": model, "method": method_label, "teacher": None, "status": "missing", "key": None}
-    return {"model": cell.model, "method": method_label, "teacher": cell.teacher,
-            "status": cell.status, "key": cell.key}
+    return {
+        "model": cell.model,
+        "method": method_label,
+        "teacher": cell.teacher,
+        "status": cell.status,
+        "key": cell.key,
+    }
 
 
-def _select(cands: list[CellResult], teacher: str | None, what: str,
-            hint: str = "pass teacher= to pick one") -> CellResult | None:
+def _select(
+    cands: list[CellResult], teacher: str | None, what: str, hint: str = "pass teacher= to pick one"
+) -> CellResult | None:
     """The single cell for one table slot; ambiguity is an error unless ``teacher`` resolves it."""
     if len(cands) <= 1:
         return cands[0] if cands else None
@@ -196,8 +215,10 @@ def _assemble(runs: dict[Hashable, _Run], benchmarks: Sequence[str], layout: str
     labels = list(runs)
     values = pd.DataFrame(
         [[runs[r].values.get(b, np.nan) for b in benchmarks] + [np.nan] for r in labels],
-        index=pd.MultiIndex.from_tuples(labels, names=["model", "method"]) if layout == "table2"
-        else pd.Index(labels), columns=[*benchmarks, AVG], dtype=float)
+        index=pd.MultiIndex.from_tuples(labels, names=["model", "method"]) if layout == "table2" else pd.Index(labels),
+        columns=[*benchmarks, AVG],
+        dtype=float,
+    )
     axis = 0 if layout == "table2" else 1
     frame = values if axis == 0 else values.T.rename_axis("benchmark")
 
@@ -275,8 +296,7 @@ def recompute(frame: pd.DataFrame) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------- public builders
 
 
-def table2_frame(cells: Sequence[CellResult], benchmarks: Sequence[str], *,
-                 teacher: str | None = None) -> pd.DataFrame:
+def table2_frame(cells: Sequence[CellResult], benchmarks: Sequence[str], *, teacher: str | None = None) -> pd.DataFrame:
     """Table 2 (SFT vs CFT per base model); see the module docstring for the layout and attrs.
 
     ``teacher`` picks among several cells of one (model, method), e.g. CFT cells of a teacher ablation;
@@ -292,10 +312,14 @@ def table2_frame(cells: Sequence[CellResult], benchmarks: Sequence[str], *,
             cands = [c for c in cells if c.model == model and c.method == method]
             cell = _select(cands, teacher, f"{model} / {label}")
             meta = _cell_meta(cell, model, label)
-            runs[(model, label)] = (_measure(cell, benchmarks, meta) if cell is not None
-                                    else _Run(meta=meta, note="not run (no cell in the sweep)"))
-        runs[(model, DELTA_LABEL)] = _Run(meta={"model": model, "method": DELTA_LABEL, "teacher": None,
-                                                "status": "derived", "key": None})
+            runs[(model, label)] = (
+                _measure(cell, benchmarks, meta)
+                if cell is not None
+                else _Run(meta=meta, note="not run (no cell in the sweep)")
+            )
+        runs[(model, DELTA_LABEL)] = _Run(
+            meta={"model": model, "method": DELTA_LABEL, "teacher": None, "status": "derived", "key": None}
+        )
     frame = recompute(_assemble(runs, benchmarks, "table2"))
     holes = {r: n for r, n in frame.attrs["notes"].items() if r[1] != DELTA_LABEL}
     log.info("table2: %d models, %d runs with holes", len(runs) // 6, len(holes))
@@ -307,29 +331,37 @@ def _table7_model(cells: Sequence[CellResult], model: str | None) -> str:
     if model is not None:
         return model
     if len(models) != 1:
-        raise ValueError(f"table7 needs sft_verified/cft cells of exactly one model, found {models}; "
-                         "pass model=")
+        raise ValueError(f"table7 needs sft_verified/cft cells of exactly one model, found {models}; pass model=")
     return models[0]
 
 
-def table7_frame(cells: Sequence[CellResult], benchmarks: Sequence[str], *,
-                 model: str | None = None) -> pd.DataFrame:
+def table7_frame(cells: Sequence[CellResult], benchmarks: Sequence[str], *, model: str | None = None) -> pd.DataFrame:
     """Table 7 (CFT teacher ablation): rows = benchmarks + AVG; columns = SFT-verified, one per teacher.
 
     ``model`` is required only when the cells hold sft_verified/cft cells of more than one model.
     """
     model = _table7_model(cells, model)
     mine = [c for c in cells if c.model == model]
-    sft_cell = _select([c for c in mine if c.method == "sft_verified"], None, f"{model} / SFT-verified",
-                       "expected one sft_verified cell")
+    sft_cell = _select(
+        [c for c in mine if c.method == "sft_verified"],
+        None,
+        f"{model} / SFT-verified",
+        "expected one sft_verified cell",
+    )
     sft_meta = _cell_meta(sft_cell, model, METHOD_LABELS["sft_verified"])
     runs: dict[Hashable, _Run] = {
-        SFT_VERIFIED_COLUMN: _measure(sft_cell, benchmarks, sft_meta) if sft_cell is not None
-        else _Run(meta=sft_meta, note="not run (no cell in the sweep)")}
+        SFT_VERIFIED_COLUMN: _measure(sft_cell, benchmarks, sft_meta)
+        if sft_cell is not None
+        else _Run(meta=sft_meta, note="not run (no cell in the sweep)")
+    }
     cft_cells = [c for c in mine if c.method == "cft"]
     for teacher in _unique([c.teacher for c in cft_cells]):
-        cell = _select([c for c in cft_cells if c.teacher == teacher], None, f"{model} / CFT / {teacher}",
-                       "expected one cft cell per teacher")
+        cell = _select(
+            [c for c in cft_cells if c.teacher == teacher],
+            None,
+            f"{model} / CFT / {teacher}",
+            "expected one cft cell per teacher",
+        )
         label = teacher if teacher is not None else "CFT"
         runs[label] = _measure(cell, benchmarks, _cell_meta(cell, model, METHOD_LABELS["cft"]))
     frame = recompute(_assemble(runs, benchmarks, "table7"))
@@ -342,8 +374,7 @@ BASE_COLUMN, SELF_COLUMN, REFERENCE_COLUMN = "Base", "Self-generated", "Referenc
 TABLE6_COLUMNS = [BASE_COLUMN, SELF_COLUMN, REFERENCE_COLUMN]
 
 
-def table6_frame(cells: Sequence[CellResult], benchmarks: Sequence[str], *,
-                 model: str | None = None) -> pd.DataFrame:
+def table6_frame(cells: Sequence[CellResult], benchmarks: Sequence[str], *, model: str | None = None) -> pd.DataFrame:
     """Table 6 (who wrote the critiqued responses): rows = benchmarks + AVG; columns = Base, CFT on critiques of
     self-generated responses, CFT on critiques of the dataset's reference responses. Laid out like Table 7 (runs as
     columns)."""
@@ -354,8 +385,11 @@ def table6_frame(cells: Sequence[CellResult], benchmarks: Sequence[str], *,
         model = models[0]
     mine = [c for c in cells if c.model == model]
     runs: dict[Hashable, _Run] = {}
-    for column, method, source in ((BASE_COLUMN, "base", None), (SELF_COLUMN, "cft", "self_generated"),
-                                   (REFERENCE_COLUMN, "cft", "reference")):
+    for column, method, source in (
+        (BASE_COLUMN, "base", None),
+        (SELF_COLUMN, "cft", "self_generated"),
+        (REFERENCE_COLUMN, "cft", "reference"),
+    ):
         cands = [c for c in mine if c.method == method and (source is None or c.response_source == source)]
         cell = _select(cands, None, f"{model} / {column}", f"expected one {method} cell ({column})")
         meta = _cell_meta(cell, model, METHOD_LABELS[method])
@@ -380,8 +414,16 @@ def paper_frame(table: str, version: str = "v1", path: Path = PAPER_TABLES) -> p
         frame = rows.set_index("task").rename_axis("benchmark")[TABLE6_COLUMNS].astype(float)
     else:
         frame = rows.set_index("task").rename_axis("benchmark")[spec["columns"][1:]].astype(float)
-    frame.attrs = {"layout": "table2" if table == "table2" else "table7", "run_axis": 0 if table == "table2" else 1,
-                   "version": version, "title": spec.get("title", ""), "notes": {}, "runs": {}, "ci": {}, "n": {}}
+    frame.attrs = {
+        "layout": "table2" if table == "table2" else "table7",
+        "run_axis": 0 if table == "table2" else 1,
+        "version": version,
+        "title": spec.get("title", ""),
+        "notes": {},
+        "runs": {},
+        "ci": {},
+        "n": {},
+    }
     if table in ("table6", "table7"):
         frame.attrs["model"] = "Qwen2.5-Math-7B"
     return frame

@@ -10,15 +10,25 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Hashable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from cft_lab.report.frames import (AVG, CSV_COLUMNS, DELTA_LABEL, _HOLE, _benchmark_labels, _one_line, _unique,
-                                   align_paper, ci_bounds)
+from cft_lab.report.frames import (
+    _HOLE,
+    AVG,
+    CSV_COLUMNS,
+    DELTA_LABEL,
+    _benchmark_labels,
+    _one_line,
+    _unique,
+    align_paper,
+    ci_bounds,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +59,7 @@ def _fmt_ci(value: float, lo: float, hi: float, style: str) -> str:
     return f"{value:.1f} [{lo:.1f}, {hi:.1f}]"
 
 
-def _fmt_cell(value: float, ci: tuple[float, float] | None, paper: float, signed: bool,
-              style: str) -> str:
+def _fmt_cell(value: float, ci: tuple[float, float] | None, paper: float, signed: bool, style: str) -> str:
     if pd.isna(value):
         text = _HOLE
     elif ci is not None and style != "none":
@@ -75,8 +84,11 @@ def _footnotes(frame: pd.DataFrame) -> tuple[dict[Hashable, str], list[str]]:
     return markers, lines
 
 
-_CI_LEGEND = {"auto": "x ± h = value ± half-width of the 95% CI ([lo, hi] where the CI is asymmetric)",
-              "pm": "x ± h = value ± half-width of the 95% CI", "bracket": "x [lo, hi] = value [95% CI]"}
+_CI_LEGEND = {
+    "auto": "x ± h = value ± half-width of the 95% CI ([lo, hi] where the CI is asymmetric)",
+    "pm": "x ± h = value ± half-width of the 95% CI",
+    "bracket": "x [lo, hi] = value [95% CI]",
+}
 
 
 def _legend(frame: pd.DataFrame, paper: pd.DataFrame | None, style: str) -> str:
@@ -85,8 +97,9 @@ def _legend(frame: pd.DataFrame, paper: pd.DataFrame | None, style: str) -> str:
     if style != "none" and frame.attrs.get("ci"):
         parts.append(_CI_LEGEND[style])
     if frame.attrs.get("layout") == "table2":
-        parts.append("AVG = mean of the benchmark columns; Δ = WebInstruct-CFT − the best of the three "
-                     "SFT rows, per column")
+        parts.append(
+            "AVG = mean of the benchmark columns; Δ = WebInstruct-CFT − the best of the three SFT rows, per column"
+        )
     if paper is not None:
         parts.append(f"(paper x) = the paper's number ({paper.attrs.get('version', 'paper')})")
     return "; ".join(parts) + "."
@@ -119,9 +132,16 @@ def _grid(frame: pd.DataFrame, paper: pd.DataFrame | None, style: str) -> _Grid:
         if runs_are_rows:
             row_labels[-1] += markers.get(row, "")
         signed = isinstance(row, tuple) and row[-1] == DELTA_LABEL
-        cells = [_fmt_cell(frame.at[row, col], ci.get((row, col)),
-                           np.nan if aligned is None else aligned.at[row, col], signed, style)
-                 for col in frame.columns]
+        cells = [
+            _fmt_cell(
+                frame.at[row, col],
+                ci.get((row, col)),
+                np.nan if aligned is None else aligned.at[row, col],
+                signed,
+                style,
+            )
+            for col in frame.columns
+        ]
         rows.append(row_labels + cells)
     return _Grid(header, rows, len(names), breaks, footnotes, _legend(frame, paper, style))
 
@@ -142,8 +162,18 @@ def _render_md(grid: _Grid, title: str) -> str:
     return "\n".join(out)
 
 
-_TEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
-                "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+_TEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
 _TEX_UNICODE = {"±": r"$\pm$", "—": "---", "Δ": r"$\Delta$", "−": "$-$", "≈": r"$\approx$"}
 
 
@@ -158,9 +188,15 @@ def _tex_escape(text: str) -> str:
 def _render_tex(grid: _Grid, title: str) -> str:
     ncols = len(grid.header)
     spec = "l" * grid.n_label_cols + "r" * (ncols - grid.n_label_cols)
-    out = [f"% {_one_line(title)}", f"% {grid.legend}", "% requires \\usepackage{booktabs}",
-           f"\\begin{{tabular}}{{{spec}}}", r"\toprule",
-           " & ".join(_tex_escape(h) for h in grid.header) + r" \\", r"\midrule"]
+    out = [
+        f"% {_one_line(title)}",
+        f"% {grid.legend}",
+        "% requires \\usepackage{booktabs}",
+        f"\\begin{{tabular}}{{{spec}}}",
+        r"\toprule",
+        " & ".join(_tex_escape(h) for h in grid.header) + r" \\",
+        r"\midrule",
+    ]
     for i, row in enumerate(grid.rows):
         if i in grid.breaks:
             out.append(r"\midrule")
@@ -184,12 +220,18 @@ def _long_table(frame: pd.DataFrame, paper: pd.DataFrame | None) -> pd.DataFrame
             pos = (run, bench) if axis == 0 else (bench, run)
             value = frame.at[pos]
             lo, hi = attrs.get("ci", {}).get(pos, (np.nan, np.nan))
-            records.append({
-                **{k: meta.get(k) for k in ("model", "method", "teacher", "status", "key")},
-                "benchmark": bench, "accuracy": value, "ci_low": lo, "ci_high": hi,
-                "n": attrs.get("n", {}).get(pos, np.nan),
-                "note": attrs.get("notes", {}).get(run) if pd.isna(value) else None,
-                "paper": np.nan if aligned is None else aligned.at[pos]})
+            records.append(
+                {
+                    **{k: meta.get(k) for k in ("model", "method", "teacher", "status", "key")},
+                    "benchmark": bench,
+                    "accuracy": value,
+                    "ci_low": lo,
+                    "ci_high": hi,
+                    "n": attrs.get("n", {}).get(pos, np.nan),
+                    "note": attrs.get("notes", {}).get(run) if pd.isna(value) else None,
+                    "paper": np.nan if aligned is None else aligned.at[pos],
+                }
+            )
     return pd.DataFrame.from_records(records, columns=CSV_COLUMNS)
 
 
@@ -212,8 +254,7 @@ def _panels(frame: pd.DataFrame, paper: pd.DataFrame | None) -> list[_Panel]:
     ref = align_paper(frame, paper) if paper is not None else frame * np.nan
     benches = _benchmark_labels(frame)
     if frame.attrs.get("layout") == "table7":
-        return [(str(frame.attrs.get("model", "")),
-                 *(f.loc[benches].T for f in (frame, low, high, ref)))]
+        return [(str(frame.attrs.get("model", "")), *(f.loc[benches].T for f in (frame, low, high, ref)))]
     panels = []
     for model in _unique(list(frame.index.get_level_values(0))):
         rows = [r for r in frame.loc[model].index if r != DELTA_LABEL]
@@ -221,8 +262,9 @@ def _panels(frame: pd.DataFrame, paper: pd.DataFrame | None) -> list[_Panel]:
     return panels
 
 
-def _bar_panel(ax: Any, title: str, values: pd.DataFrame, low: pd.DataFrame, high: pd.DataFrame,
-               ref: pd.DataFrame) -> None:
+def _bar_panel(
+    ax: Any, title: str, values: pd.DataFrame, low: pd.DataFrame, high: pd.DataFrame, ref: pd.DataFrame
+) -> None:
     """Grouped bars (one group per benchmark), CI whiskers where known, ``×`` for holes, ``—`` paper."""
     x = np.arange(values.shape[1])
     width = 0.8 / max(len(values), 1)
@@ -233,14 +275,20 @@ def _bar_panel(ax: Any, title: str, values: pd.DataFrame, low: pd.DataFrame, hig
         ax.bar(pos, np.nan_to_num(h), width, label=str(series))
         known = ~(np.isnan(h) | np.isnan(lo) | np.isnan(hi))
         if known.any():
-            ax.errorbar(pos[known], h[known], yerr=np.vstack([h - lo, hi - h])[:, known], fmt="none",
-                        ecolor="black", elinewidth=0.8, capsize=2)
+            ax.errorbar(
+                pos[known],
+                h[known],
+                yerr=np.vstack([h - lo, hi - h])[:, known],
+                fmt="none",
+                ecolor="black",
+                elinewidth=0.8,
+                capsize=2,
+            )
         for p in pos[np.isnan(h)]:
             ax.text(p, 1, "×", ha="center", va="bottom", fontsize=8, color="red")
         ref_h = ref.loc[series].to_numpy(dtype=float)
         if not np.isnan(ref_h).all():
-            ax.scatter(pos, ref_h, marker="_", s=120, color="black", zorder=3,
-                       label="paper" if i == 0 else None)
+            ax.scatter(pos, ref_h, marker="_", s=120, color="black", zorder=3, label="paper" if i == 0 else None)
     ax.set_xticks(x, [str(c) for c in values.columns], fontsize=8)
     ax.set_ylim(0, 100)
     ax.set_ylabel("accuracy (%)")
@@ -266,8 +314,15 @@ def _plot(frame: pd.DataFrame, paper: pd.DataFrame | None, path: Path, title: st
 # -------------------------------------------------------------------------------------------- write
 
 
-def write_table(frame: pd.DataFrame, out_dir: Path, stem: str, title: str,
-                paper: pd.DataFrame | None = None, *, ci_style: str = "auto") -> dict[str, Path]:
+def write_table(
+    frame: pd.DataFrame,
+    out_dir: Path,
+    stem: str,
+    title: str,
+    paper: pd.DataFrame | None = None,
+    *,
+    ci_style: str = "auto",
+) -> dict[str, Path]:
     """Write ``{stem}.md``, ``.csv``, ``.tex`` and ``.png`` under ``out_dir``; return them by suffix.
 
     ``paper`` (e.g. ``paper_frame("table2")``) adds "(paper x)" to each cell, a ``paper`` CSV column and

@@ -2,8 +2,8 @@
 
 The table is a view of the store, never a separate record: the table's sweep (``experiments/table/<name>.yaml``)
 is expanded exactly as Hydra's basic sweeper does, every cell's config is composed and keyed
-(``cft_lab.pipeline.plan``), and its ``store/cells/<key>/result.json`` is read. A cell that failed shows its error, one that
-never ran shows "not run". Output: ``<outputs>/tables/<name>.{md,csv,tex,png}``; the Markdown is also printed.
+(``cft_lab.pipeline.plan``), and its ``store/cells/<key>/result.json`` is read. A cell that failed shows its error, one
+that never ran shows "not run". Output: ``<outputs>/tables/<name>.{md,csv,tex,png}``; the Markdown is also printed.
 At paper scale (every model from the hub) the paper's own numbers (``assets/paper_tables.json``) appear beside ours.
 
 ``--plan`` prints the planned cells, their keys and recipes instead (what ``dry_run=true`` shows for a sweep).
@@ -20,8 +20,8 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from cft_lab.eval import benchmarks
 from cft_lab.config import Config, register, to_config
+from cft_lab.eval import benchmarks
 from cft_lab.paths import CONF_DIR
 from cft_lab.pipeline.plan import format_plan, plan_cell
 from cft_lab.pipeline.store import Store
@@ -64,12 +64,23 @@ def collect(configs: list[Config]):
     for cfg in configs:
         plan = plan_cell(cfg)
         res = Store(cfg.paths.outputs).cell_result(plan.key) or {"status": "missing", "error": "not run", "scores": {}}
-        scores = {s.get("label", benchmarks.label(name)): BenchScore(s["correct"], s["n"], s["ci_low"], s["ci_high"])
-                  for name, s in res.get("scores", {}).items()}
+        scores = {
+            s.get("label", benchmarks.label(name)): BenchScore(s["correct"], s["n"], s["ci_low"], s["ci_high"])
+            for name, s in res.get("scores", {}).items()
+        }
         teacher = (cfg.teacher.label or cfg.teacher.name) if teacher_work(cfg.objective.name) else None
-        cells.append(CellResult(model=cfg.model.label, method=cfg.objective.name, teacher=teacher,
-                                status=res["status"], error=res.get("error"), scores=scores, key=plan.key,
-                                response_source=cfg.response_source.kind))
+        cells.append(
+            CellResult(
+                model=cfg.model.label,
+                method=cfg.objective.name,
+                teacher=teacher,
+                status=res["status"],
+                error=res.get("error"),
+                scores=scores,
+                key=plan.key,
+                response_source=cfg.response_source.kind,
+            )
+        )
     return cells
 
 
@@ -106,15 +117,20 @@ def plan_text(table: str, overrides: list[str] = (), show_config: bool = False) 
     configs = expand(table, overrides)
     lines = []
     if show_config:
-        lines += [f"# resolved config of the first cell ({plan_cell(configs[0]).name}); the others differ only in "
-                  "the swept choices", OmegaConf.to_yaml(OmegaConf.create(sanitize(as_dict(configs[0]))))]
+        lines += [
+            f"# resolved config of the first cell ({plan_cell(configs[0]).name}); the others differ only in "
+            "the swept choices",
+            OmegaConf.to_yaml(OmegaConf.create(sanitize(as_dict(configs[0])))),
+        ]
     lines.append(f"{table}: {len(configs)} cells")
     lines += [format_plan(plan_cell(c)) for c in configs]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Render a paper table from the cft-lab run store.")
+    parser = argparse.ArgumentParser(
+        prog="python -m cft_lab tables", description="Render a paper table from the cft-lab run store."
+    )
     parser.add_argument("table", help="an experiments/table option, e.g. table2_tiny, table7, demo")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides applied to every cell (as on the sweep)")
     parser.add_argument("--plan", action="store_true", help="print the planned cells and keys instead")

@@ -26,8 +26,9 @@ def sanitize(obj: Any) -> Any:
     {'api_key': '<redacted>', 'api_key_env': 'OPENAI_API_KEY', 'n': {'token': '<redacted>'}}
     """
     if isinstance(obj, dict):
-        return {k: ("<redacted>" if _SECRET_KEY.search(str(k)) and v is not None else sanitize(v))
-                for k, v in obj.items()}
+        return {
+            k: ("<redacted>" if _SECRET_KEY.search(str(k)) and v is not None else sanitize(v)) for k, v in obj.items()
+        }
     if isinstance(obj, list):
         return [sanitize(v) for v in obj]
     return obj
@@ -63,9 +64,18 @@ class WandbLogger:
         for var, sub in (("WANDB_CONFIG_DIR", "config"), ("WANDB_CACHE_DIR", "cache"), ("WANDB_DATA_DIR", "data")):
             os.environ.setdefault(var, str(wdir / f".{sub}"))  # keep W&B out of the home directory
         self._wandb = wandb
-        self.run = wandb.init(project=cfg.project, entity=cfg.entity, mode=cfg.mode, dir=str(wdir), name=name,
-                              group=group, job_type=job_type, config=sanitize(config), reinit="finish_previous",
-                              settings=wandb.Settings(console="off", x_disable_stats=True, silent=True))
+        self.run = wandb.init(
+            project=cfg.project,
+            entity=cfg.entity,
+            mode=cfg.mode,
+            dir=str(wdir),
+            name=name,
+            group=group,
+            job_type=job_type,
+            config=sanitize(config),
+            reinit="finish_previous",
+            settings=wandb.Settings(console="off", x_disable_stats=True, silent=True),
+        )
         # checkpoint selection is logged after training reached its last step: give it its own x-axis
         self.run.define_metric("select/step")
         self.run.define_metric("select/*", step_metric="select/step")
@@ -78,8 +88,10 @@ class WandbLogger:
 
     def log_table(self, name: str, frame, image: Path | None = None) -> None:
         flat = frame.reset_index()
-        table = self._wandb.Table(columns=[str(c) for c in flat.columns],
-                                  data=[[None if v != v else v for v in row] for row in flat.itertuples(index=False)])
+        table = self._wandb.Table(
+            columns=[str(c) for c in flat.columns],
+            data=[[None if v != v else v for v in row] for row in flat.itertuples(index=False)],
+        )
         payload = {name: table}
         if image is not None and image.is_file():
             payload[f"{name}_plot"] = self._wandb.Image(str(image))

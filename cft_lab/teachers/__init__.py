@@ -21,8 +21,9 @@ without loading the OpenAI SDK). Prompts are pinned in :mod:`cft_lab.prompts.tea
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Optional
 
 from cft_lab.options import ResponseKind, TeacherKind
 from cft_lab.teachers.base import Teacher, TeacherResult, TeacherTask, summarize
@@ -41,8 +42,12 @@ def _testbed(cfg: Config, records: list[Record], extra: dict, cache_dir: Path) -
     from cft_lab.testbed.teacher import TeacherStrength
 
     t = cfg.teacher
-    strength = TeacherStrength(miss_rate=t.miss_rate, false_alarm_rate=t.false_alarm_rate, vague_rate=t.vague_rate,
-                               solution_error_rate=t.solution_error_rate)
+    strength = TeacherStrength(
+        miss_rate=t.miss_rate,
+        false_alarm_rate=t.false_alarm_rate,
+        vague_rate=t.vague_rate,
+        solution_error_rate=t.solution_error_rate,
+    )
     return TestbedTeacher(extra["problems"], name=t.name, strength=strength, seed=t.seed)
 
 
@@ -53,8 +58,13 @@ def _replay(cfg: Config, records: list[Record], extra: dict, cache_dir: Path) ->
     released = {r.id: r.meta["released_critique"] for r in records if r.meta.get("released_critique")}
     if not released:
         raise ValueError(f"teacher={t.name} replays released critiques, but data={cfg.data.name} has none")
-    return ReplayTeacher(released, name=t.name, model=t.model or "unknown", prompt_version=t.prompt_version,
-                         source=str(extra["provenance"].get("path", cfg.data.name)))
+    return ReplayTeacher(
+        released,
+        name=t.name,
+        model=t.model or "unknown",
+        prompt_version=t.prompt_version,
+        source=str(extra["provenance"].get("path", cfg.data.name)),
+    )
 
 
 def _sampling(cfg: Config) -> dict:
@@ -67,15 +77,26 @@ def _openai(cfg: Config, records: list[Record], extra: dict, cache_dir: Path) ->
     from cft_lab.teachers.pricing import PriceTable
 
     t = cfg.teacher
+    assert t.model, "an openai teacher names its model (cft_lab.config.check_combination)"
     prices = PriceTable()
     if t.price_input is not None or t.price_output is not None:
         if t.price_input is None or t.price_output is None:
             raise ValueError(f"teacher={t.name}: set both price_input and price_output (USD per 1M tokens)")
         prices = prices.with_overrides({t.model: {"input": t.price_input, "output": t.price_output}})
-    return OpenAITeacher(t.name, t.model, cache_path=t.cache or cache_dir / "teacher_cache.sqlite",
-                         base_url=t.base_url, api_key_env=t.api_key_env, prompt_version=t.prompt_version,
-                         sampling=_sampling(cfg), concurrency=t.concurrency, timeout_s=t.timeout_s,
-                         max_attempts=t.max_attempts, budget_usd=t.budget_usd, prices=prices)
+    return OpenAITeacher(
+        t.name,
+        t.model,
+        cache_path=t.cache or cache_dir / "teacher_cache.sqlite",
+        base_url=t.base_url,
+        api_key_env=t.api_key_env,
+        prompt_version=t.prompt_version,
+        sampling=_sampling(cfg),
+        concurrency=t.concurrency,
+        timeout_s=t.timeout_s,
+        max_attempts=t.max_attempts,
+        budget_usd=t.budget_usd,
+        prices=prices,
+    )
 
 
 def _local(cfg: Config, records: list[Record], extra: dict, cache_dir: Path) -> Teacher:
@@ -105,8 +126,13 @@ def replays_released(cfg: Config) -> bool:
     t, by = cfg.teacher, cfg.data.released_critiques_by
     if t.kind == TeacherKind.replay:
         return True
-    return (bool(by) and t.kind == TeacherKind.openai and by == f"{t.model}/{t.prompt_version}"
-            and cfg.response_source.kind == ResponseKind.reference and teacher_work(cfg.objective.name) == ["critique"])
+    return (
+        bool(by)
+        and t.kind == TeacherKind.openai
+        and by == f"{t.model}/{t.prompt_version}"
+        and cfg.response_source.kind == ResponseKind.reference
+        and teacher_work(cfg.objective.name) == ["critique"]
+    )
 
 
 def make_teacher(cfg: Config, records: list[Record], extra: dict, cache_dir: Path) -> Teacher:
@@ -124,8 +150,10 @@ def describe(cfg: Config) -> str:
     t = cfg.teacher
     kinds = "+".join(teacher_work(cfg.objective.name))
     if t.kind in (TeacherKind.openai, TeacherKind.vllm, TeacherKind.hf):
-        how = (f"{t.kind} {t.model}, prompt {t.prompt_version}, T={t.temperature:g} top_p={t.top_p:g} "
-               f"max_tokens={t.max_tokens}")
+        how = (
+            f"{t.kind} {t.model}, prompt {t.prompt_version}, T={t.temperature:g} top_p={t.top_p:g} "
+            f"max_tokens={t.max_tokens}"
+        )
         if replays_released(cfg):
             how = f"replays the released critiques of {t.model} (prompt {t.prompt_version}), no request"
         elif t.kind == TeacherKind.openai:
@@ -135,5 +163,14 @@ def describe(cfg: Config) -> str:
     return f"teacher {t.name} ({kinds}: {how})"
 
 
-__all__ = ["TEACHER_KINDS", "Builder", "Teacher", "TeacherResult", "TeacherTask", "describe", "make_teacher",
-           "replays_released", "summarize"]
+__all__ = [
+    "TEACHER_KINDS",
+    "Builder",
+    "Teacher",
+    "TeacherResult",
+    "TeacherTask",
+    "describe",
+    "make_teacher",
+    "replays_released",
+    "summarize",
+]

@@ -32,7 +32,7 @@ class TeacherTask:
     """One thing to ask the teacher about one record."""
 
     record_id: str
-    kind: str  # "critique" (PROTOCOL §1.2) | "answer" (the teacher's own solution, GPT-4o-SFT, §2)
+    kind: str  # "critique" (docs/protocol.md §1.2) | "answer" (the teacher's own solution, GPT-4o-SFT, §2)
     question: str
     response: str | None  # the noisy response to critique; None for "answer"
     gold: str | None = None
@@ -69,17 +69,41 @@ class TeacherResult:
 class Teacher(Protocol):
     name: str
 
-    def run(self, tasks: list[TeacherTask], *, retry_failed: bool = False,
-            progress: bool = True) -> list[TeacherResult]: ...
+    def run(
+        self, tasks: list[TeacherTask], *, retry_failed: bool = False, progress: bool = True
+    ) -> list[TeacherResult]: ...
 
     def describe(self) -> dict: ...
 
 
-def failed_result(task: TeacherTask, error: str, *, prompt_version: str, sampling: dict, cache_key: str,
-                  model: str | None = None, attempts: int = 0, status: str = "failed") -> TeacherResult:
+def failed_result(
+    task: TeacherTask,
+    error: str,
+    *,
+    prompt_version: str,
+    sampling: dict,
+    cache_key: str,
+    model: str | None = None,
+    attempts: int = 0,
+    status: str = "failed",
+) -> TeacherResult:
     """A result with no text: a failure (default) or ``status="budget_exhausted"``."""
-    return TeacherResult(task.record_id, task.kind, status, None, error, model, prompt_version, dict(sampling),
-                         0, 0, 0.0, cache_key, attempts, False)
+    return TeacherResult(
+        task.record_id,
+        task.kind,
+        status,
+        None,
+        error,
+        model,
+        prompt_version,
+        dict(sampling),
+        0,
+        0,
+        0.0,
+        cache_key,
+        attempts,
+        False,
+    )
 
 
 def summarize(results: list[TeacherResult]) -> dict:
@@ -93,8 +117,11 @@ def summarize(results: list[TeacherResult]) -> dict:
     out["completion_tokens"] = sum(r.completion_tokens for r in ok)
     costs = [r.cost_usd for r in ok]
     out["cost_usd"] = None if any(c is None for c in costs) else round(sum(costs), 6)
-    out["cost_usd_this_run"] = (None if any(r.cost_usd is None for r in ok if not r.cached)
-                                else round(sum(r.cost_usd for r in ok if not r.cached), 6))
+    out["cost_usd_this_run"] = (
+        None
+        if any(r.cost_usd is None for r in ok if not r.cached)
+        else round(sum(r.cost_usd for r in ok if not r.cached), 6)
+    )
     out["truncated"] = sum(r.finish_reason == "length" for r in ok)
     return out
 

@@ -51,8 +51,19 @@ from pathlib import Path
 SCHEMA_VERSION = 1
 
 #: Request body fields that change what a chat-completions server returns (besides model and messages).
-SAMPLING_FIELDS = ("temperature", "top_p", "max_tokens", "max_completion_tokens", "n", "seed", "stop",
-                   "frequency_penalty", "presence_penalty", "logit_bias", "response_format")
+SAMPLING_FIELDS = (
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "max_completion_tokens",
+    "n",
+    "seed",
+    "stop",
+    "frequency_penalty",
+    "presence_penalty",
+    "logit_bias",
+    "response_format",
+)
 
 
 def canonical_json(obj) -> str:
@@ -137,8 +148,9 @@ class RequestCache:
             raise RuntimeError(f"{self.path}: could not switch the cache to WAL mode (got {mode!r})")
         self._db.execute(f"PRAGMA synchronous = {'FULL' if fsync else 'NORMAL'}")
         self._db.executescript(_SCHEMA)
-        self._db.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('schema_version', ?)",
-                         (str(SCHEMA_VERSION),))
+        self._db.execute(
+            "INSERT OR IGNORE INTO meta (name, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+        )
         found = self._db.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()[0]
         if found != str(SCHEMA_VERSION):
             raise RuntimeError(f"{self.path}: cache schema version {found}, this code reads {SCHEMA_VERSION}")
@@ -160,7 +172,7 @@ class RequestCache:
         out: dict[str, CacheRow] = {}
         uniq = list(dict.fromkeys(keys))
         for i in range(0, len(uniq), 500):  # stay under SQLite's bound-parameter limit
-            chunk = uniq[i:i + 500]
+            chunk = uniq[i : i + 500]
             q = f"SELECT {', '.join(_COLUMNS)} FROM responses WHERE key IN ({', '.join('?' for _ in chunk)})"
             for values in self._db.execute(q, chunk):
                 row = CacheRow(*values)

@@ -49,12 +49,19 @@ import openai
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 from tqdm import tqdm
 
+from cft_lab.prompts.teacher import default_sampling, render_messages, template_hash
 from cft_lab.teachers.base import TeacherResult, TeacherTask, failed_result, redact
 from cft_lab.teachers.cache import CacheRow, RequestCache, dumps_sampling, loads_sampling, request_key
 from cft_lab.teachers.pricing import PriceTable
-from cft_lab.prompts.teacher import default_sampling, render_messages, template_hash
-from cft_lab.teachers.retry import (MalformedResponse, TeacherFatalError, describe_error, is_fatal, is_retryable,
-                                    retry_after_of, wait_retry_after_or_backoff)
+from cft_lab.teachers.retry import (
+    MalformedResponse,
+    TeacherFatalError,
+    describe_error,
+    is_fatal,
+    is_retryable,
+    retry_after_of,
+    wait_retry_after_or_backoff,
+)
 
 log = logging.getLogger(__name__)
 
@@ -93,15 +100,31 @@ class _Run:
 class OpenAITeacher:
     """Critiques and answers from an OpenAI-compatible server (see the module docstring)."""
 
-    def __init__(self, name: str, model: str, *, cache_path: str | Path, base_url: str | None = None,
-                 api_key_env: str | None = "OPENAI_API_KEY", prompt_version: str = "v1",
-                 sampling: dict | None = None, concurrency: int = 64, timeout_s: float = 120.0,
-                 max_attempts: int = 6, backoff_initial_s: float = 1.0, backoff_max_s: float = 60.0,
-                 max_retry_after_s: float = 600.0, budget_usd: float | None = None,
-                 prices: PriceTable | None = None, fsync: bool = False):
+    def __init__(
+        self,
+        name: str,
+        model: str,
+        *,
+        cache_path: str | Path,
+        base_url: str | None = None,
+        api_key_env: str | None = "OPENAI_API_KEY",
+        prompt_version: str = "v1",
+        sampling: dict | None = None,
+        concurrency: int = 64,
+        timeout_s: float = 120.0,
+        max_attempts: int = 6,
+        backoff_initial_s: float = 1.0,
+        backoff_max_s: float = 60.0,
+        max_retry_after_s: float = 600.0,
+        budget_usd: float | None = None,
+        prices: PriceTable | None = None,
+        fsync: bool = False,
+    ):
         if concurrency < 1 or max_attempts < 1 or timeout_s <= 0:
-            raise ValueError(f"need concurrency >= 1, max_attempts >= 1, timeout_s > 0; got {concurrency}, "
-                             f"{max_attempts}, {timeout_s}")
+            raise ValueError(
+                f"need concurrency >= 1, max_attempts >= 1, timeout_s > 0; got {concurrency}, "
+                f"{max_attempts}, {timeout_s}"
+            )
         self.name, self.model, self.base_url = name, model, base_url
         self.api_key_env, self.prompt_version = api_key_env, prompt_version
         self.sampling = default_sampling(prompt_version) if sampling is None else dict(sampling)
@@ -114,8 +137,10 @@ class OpenAITeacher:
         self.max_retry_after_s, self.budget_usd = max_retry_after_s, budget_usd
         self.prices = prices or PriceTable()
         if budget_usd is not None and not self.prices.known(model):
-            raise ValueError(f"teacher {name}: budget_usd={budget_usd} is set but model {model!r} has no price; "
-                             "add it to the teacher's prices so the budget can be enforced")
+            raise ValueError(
+                f"teacher {name}: budget_usd={budget_usd} is set but model {model!r} has no price; "
+                "add it to the teacher's prices so the budget can be enforced"
+            )
         if not self.prices.known(model):
             log.warning("teacher %s: model %r has no price; costs will be recorded as unknown (None)", name, model)
         if api_key_env is None:
@@ -138,13 +163,22 @@ class OpenAITeacher:
 
     def describe(self) -> dict:
         price = self.prices.get(self.model)
-        return {"name": self.name, "kind": "openai", "model": self.model, "prompt_version": self.prompt_version,
-                "template_hashes": {k: template_hash(k, self.prompt_version) for k in ("critique", "answer")},
-                "sampling": dict(self.sampling), "endpoint_host": self._host(), "api_key_env": self.api_key_env,
-                "concurrency": self.concurrency, "timeout_s": self.timeout_s, "max_attempts": self.max_attempts,
-                "budget_usd": self.budget_usd,
-                "price_usd_per_1m": None if price is None else {"input": price.input, "output": price.output},
-                "cache": str(self.cache_path)}
+        return {
+            "name": self.name,
+            "kind": "openai",
+            "model": self.model,
+            "prompt_version": self.prompt_version,
+            "template_hashes": {k: template_hash(k, self.prompt_version) for k in ("critique", "answer")},
+            "sampling": dict(self.sampling),
+            "endpoint_host": self._host(),
+            "api_key_env": self.api_key_env,
+            "concurrency": self.concurrency,
+            "timeout_s": self.timeout_s,
+            "max_attempts": self.max_attempts,
+            "budget_usd": self.budget_usd,
+            "price_usd_per_1m": None if price is None else {"input": price.input, "output": price.output},
+            "cache": str(self.cache_path),
+        }
 
     def request_for(self, task: TeacherTask) -> tuple[str, list[dict]]:
         """(cache key, messages) of one task."""
@@ -152,8 +186,9 @@ class OpenAITeacher:
         return request_key(self.model, messages, self.sampling), messages
 
     # ----------------------------------------------------------------- running
-    def run(self, tasks: list[TeacherTask], *, retry_failed: bool = False,
-            progress: bool = True) -> list[TeacherResult]:
+    def run(
+        self, tasks: list[TeacherTask], *, retry_failed: bool = False, progress: bool = True
+    ) -> list[TeacherResult]:
         """One result per task, in order (see the module docstring). Raises only :class:`TeacherFatalError`."""
         coro = self._run(list(tasks), retry_failed, progress)
         try:
@@ -167,6 +202,7 @@ class OpenAITeacher:
                 box["out"] = asyncio.run(coro)
             except BaseException as exc:  # re-raised in the caller's thread
                 box["err"] = exc
+
         t = threading.Thread(target=target)
         t.start()
         t.join()
@@ -186,11 +222,13 @@ class OpenAITeacher:
             to_ask = [k for k in first if k not in outcomes or (retry_failed and outcomes[k].status == "failed")]
             earlier = {k: outcomes.pop(k).attempts for k in to_ask if k in outcomes}  # attempts add up in the cache
             n_cached = len(first) - len(to_ask)
-            with tqdm(total=len(to_ask), desc=f"teacher {self.name}", unit="req", disable=not progress,
-                      mininterval=1.0) as bar:
+            with tqdm(
+                total=len(to_ask), desc=f"teacher {self.name}", unit="req", disable=not progress, mininterval=1.0
+            ) as bar:
                 bar.set_postfix(ok=0, failed=0, cached=n_cached, usd="0.00", refresh=False)
-                client = openai.AsyncOpenAI(api_key=self._api_key, base_url=self.base_url, max_retries=0,
-                                            timeout=self.timeout_s)
+                client = openai.AsyncOpenAI(
+                    api_key=self._api_key, base_url=self.base_url, max_retries=0, timeout=self.timeout_s
+                )
                 try:
                     pending = iter(to_ask)
                     run = _Run(client, cache, first, outcomes, earlier, state, bar, n_cached)
@@ -198,12 +236,20 @@ class OpenAITeacher:
                 finally:
                     await client.close()
         if state.fatal:
-            raise TeacherFatalError(f"teacher {self.name}: {state.fatal}; stopped after {state.ok} ok and "
-                                    f"{state.failed} failed answers (stored)")
+            raise TeacherFatalError(
+                f"teacher {self.name}: {state.fatal}; stopped after {state.ok} ok and "
+                f"{state.failed} failed answers (stored)"
+            )
         results = self._results(tasks, requests, outcomes, set(to_ask))
-        self.last_run = {"asked": state.ok + state.failed, "ok": state.ok, "failed": state.failed,
-                         "cached_keys": n_cached, "spent_usd": round(state.spent, 6),
-                         "budget_stopped": state.budget_stopped, "wall_s": round(time.monotonic() - t0, 3)}
+        self.last_run = {
+            "asked": state.ok + state.failed,
+            "ok": state.ok,
+            "failed": state.failed,
+            "cached_keys": n_cached,
+            "spent_usd": round(state.spent, 6),
+            "budget_stopped": state.budget_stopped,
+            "wall_s": round(time.monotonic() - t0, 3),
+        }
         log.info("teacher %s: %s", self.name, self.last_run)
         return results
 
@@ -227,8 +273,13 @@ class OpenAITeacher:
                 if state.budget_stopped or state.spent + state.inflight_est + est > self.budget_usd:
                     if not state.budget_stopped:
                         state.budget_stopped = True
-                        log.warning("teacher %s: budget $%.4f reached (spent $%.4f); the tasks not yet asked "
-                                    "are budget_exhausted", self.name, self.budget_usd, state.spent)
+                        log.warning(
+                            "teacher %s: budget $%.4f reached (spent $%.4f); the tasks not yet asked "
+                            "are budget_exhausted",
+                            self.name,
+                            self.budget_usd,
+                            state.spent,
+                        )
                     return  # this key stays unasked: budget_exhausted
             state.inflight += 1
             state.inflight_est += est
@@ -242,8 +293,9 @@ class OpenAITeacher:
                 state.changed.set()
                 run.bar.update(1)
                 if not run.bar.disable:
-                    run.bar.set_postfix(ok=state.ok, failed=state.failed, cached=run.n_cached,
-                                        usd=f"{state.spent:.2f}", refresh=False)
+                    run.bar.set_postfix(
+                        ok=state.ok, failed=state.failed, cached=run.n_cached, usd=f"{state.spent:.2f}", refresh=False
+                    )
 
     def _record(self, run: _Run, key: str, task: TeacherTask, messages: list[dict], row: CacheRow) -> None:
         run.cache.put(row)  # durable before anything else; adds row.attempts to a stored failure's
@@ -259,16 +311,18 @@ class OpenAITeacher:
             state.completion_tokens += row.completion_tokens
         else:
             state.failed += 1
-            log.warning("teacher %s: %s failed after %d attempts: %s", self.name, task.record_id, row.attempts,
-                        row.error)
+            log.warning(
+                "teacher %s: %s failed after %d attempts: %s", self.name, task.record_id, row.attempts, row.error
+            )
 
     def _estimate(self, messages: list[dict], state: _RunState) -> float:
         if self.budget_usd is None:
             return 0.0
         chars = sum(len(m["content"]) for m in messages)
         per_char = state.prompt_tokens / state.prompt_chars if state.prompt_chars else 1 / 3
-        completion = state.completion_tokens / state.answered if state.answered else self.sampling.get(
-            "max_tokens", 4096)
+        completion = (
+            state.completion_tokens / state.answered if state.answered else self.sampling.get("max_tokens", 4096)
+        )
         return self.prices.cost(self.model, int(chars * per_char) + 1, int(completion) + 1) or 0.0
 
     async def _ask(self, client, key, task, messages, state) -> CacheRow | None:
@@ -299,8 +353,15 @@ class OpenAITeacher:
             asked = retry_after_of(exc)
             return is_retryable(exc) and (asked is None or asked <= self.max_retry_after_s)
 
-        base = CacheRow(key, "failed", request_model=self.model, prompt_version=self.prompt_version,
-                        sampling=self._sampling_json, record_id=task.record_id, kind=task.kind)
+        base = CacheRow(
+            key,
+            "failed",
+            request_model=self.model,
+            prompt_version=self.prompt_version,
+            sampling=self._sampling_json,
+            record_id=task.record_id,
+            kind=task.kind,
+        )
         try:
             try:
                 parsed = await attempt()  # most requests succeed at once: they skip the retry machinery
@@ -309,8 +370,12 @@ class OpenAITeacher:
                     raise
                 wait = wait_retry_after_or_backoff(self.backoff_initial_s, self.backoff_max_s, pause_all, offset=1)
                 await asyncio.sleep(wait.seconds(first, 1))
-                async for tries in AsyncRetrying(stop=stop_after_attempt(self.max_attempts - 1), reraise=True,
-                                                 retry=retry_if_exception(retry), wait=wait):
+                async for tries in AsyncRetrying(
+                    stop=stop_after_attempt(self.max_attempts - 1),
+                    reraise=True,
+                    retry=retry_if_exception(retry),
+                    wait=wait,
+                ):
                     with tries:
                         if state.fatal:
                             return None
@@ -327,11 +392,18 @@ class OpenAITeacher:
             return base
         text, finish, usage, reported = parsed
         prompt_tokens, completion_tokens, cached_tokens = usage
-        cost = (None if usage == (0, 0, 0) else
-                self.prices.cost(reported, prompt_tokens, completion_tokens, cached_tokens, fallback=self.model))
+        cost = (
+            None
+            if usage == (0, 0, 0)
+            else self.prices.cost(reported, prompt_tokens, completion_tokens, cached_tokens, fallback=self.model)
+        )
         base.status, base.text, base.model, base.finish_reason = "ok", text, reported, finish
         base.prompt_tokens, base.completion_tokens, base.cost_usd, base.attempts = (
-            prompt_tokens, completion_tokens, cost, attempts)
+            prompt_tokens,
+            completion_tokens,
+            cost,
+            attempts,
+        )
         return base
 
     # ----------------------------------------------------------------- results
@@ -340,16 +412,38 @@ class OpenAITeacher:
         for task, (key, _) in zip(tasks, requests):
             row = outcomes.get(key)
             if row is None:
-                out.append(failed_result(task, "not asked: the USD budget would have been passed",
-                                         prompt_version=self.prompt_version, sampling=self.sampling,
-                                         cache_key=key, status="budget_exhausted"))
+                out.append(
+                    failed_result(
+                        task,
+                        "not asked: the USD budget would have been passed",
+                        prompt_version=self.prompt_version,
+                        sampling=self.sampling,
+                        cache_key=key,
+                        status="budget_exhausted",
+                    )
+                )
                 continue
             cached = key not in asked or key in seen
             seen.add(key)
-            out.append(TeacherResult(task.record_id, task.kind, row.status, row.text, row.error, row.model,
-                                     row.prompt_version or self.prompt_version, loads_sampling(row.sampling),
-                                     row.prompt_tokens, row.completion_tokens, row.cost_usd, key, row.attempts,
-                                     cached, row.finish_reason))
+            out.append(
+                TeacherResult(
+                    task.record_id,
+                    task.kind,
+                    row.status,
+                    row.text,
+                    row.error,
+                    row.model,
+                    row.prompt_version or self.prompt_version,
+                    loads_sampling(row.sampling),
+                    row.prompt_tokens,
+                    row.completion_tokens,
+                    row.cost_usd,
+                    key,
+                    row.attempts,
+                    cached,
+                    row.finish_reason,
+                )
+            )
         return out
 
 

@@ -1,6 +1,6 @@
 """Per-model prices (USD per 1M tokens) and what a response cost.
 
-The paper's scripts priced every call at GPT-4o's $2.50/$10 whatever the model (PITFALLS "Data and teacher"),
+The paper's scripts priced every call at GPT-4o's $2.50/$10 whatever the model (docs/pitfalls.md#data-and-teacher),
 which mis-costs the GPT-4o-mini ablation 16x. Here every model has its own price; a model missing from the
 table costs ``None`` with a warning, never a neighbour's price. Prices are OpenAI's list prices for the
 standard (synchronous) tier, checked for the snapshots below; ``batch_discount`` is the Batch API's 50% (used
@@ -22,8 +22,8 @@ True
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Mapping
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +35,7 @@ class Price:
     cached_input: float | None = None  # USD per 1M cached prompt tokens (None: same as input)
     batch_discount: float = 0.5  # fraction taken off by the Batch API
 
-    def cost(self, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0, *,
-             batch: bool = False) -> float:
+    def cost(self, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0, *, batch: bool = False) -> float:
         cached = min(max(cached_tokens, 0), prompt_tokens)
         cached_price = self.input if self.cached_input is None else self.cached_input
         usd = ((prompt_tokens - cached) * self.input + cached * cached_price + completion_tokens * self.output) / 1e6
@@ -70,8 +69,10 @@ class PriceTable:
                 continue
             unknown = set(p) - {"input", "output", "cached_input", "batch_discount"}
             if unknown or not {"input", "output"} <= set(p):
-                raise ValueError(f"price for {model!r} needs input and output (USD/1M tokens), "
-                                 f"optionally cached_input and batch_discount; got {sorted(p)}")
+                raise ValueError(
+                    f"price for {model!r} needs input and output (USD/1M tokens), "
+                    f"optionally cached_input and batch_discount; got {sorted(p)}"
+                )
             base = Price(float(p["input"]), float(p["output"]))
             prices[model] = replace(base, **{k: float(v) for k, v in p.items() if k not in ("input", "output")})
         return PriceTable(prices)
@@ -86,19 +87,37 @@ class PriceTable:
     def known(self, model: str | None) -> bool:
         return self.get(model) is not None
 
-    def cost(self, model: str | None, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0,
-             *, fallback: str | None = None) -> float | None:
+    def cost(
+        self,
+        model: str | None,
+        prompt_tokens: int,
+        completion_tokens: int,
+        cached_tokens: int = 0,
+        *,
+        fallback: str | None = None,
+    ) -> float | None:
         """USD for one response, or None (with a warning, once per name) when neither name has a price."""
         price = self.get(model, fallback)
         if price is None:
             name = model or fallback or "<none>"
             if name not in self._warned:
                 self._warned.add(name)
-                log.warning("no price for model %r (nor %r): its cost is recorded as unknown (None). Add it with "
-                            "teacher prices in the config.", model, fallback)
+                log.warning(
+                    "no price for model %r (nor %r): its cost is recorded as unknown (None). Add it with "
+                    "teacher prices in the config.",
+                    model,
+                    fallback,
+                )
             return None
         return price.cost(prompt_tokens, completion_tokens, cached_tokens)
 
     def as_dict(self) -> dict[str, dict]:
-        return {m: {"input": p.input, "output": p.output, "cached_input": p.cached_input,
-                    "batch_discount": p.batch_discount} for m, p in sorted(self._prices.items())}
+        return {
+            m: {
+                "input": p.input,
+                "output": p.output,
+                "cached_input": p.cached_input,
+                "batch_discount": p.batch_discount,
+            }
+            for m, p in sorted(self._prices.items())
+        }

@@ -21,10 +21,10 @@ import os
 import sys
 from pathlib import Path
 
+from cft_lab.prompts.teacher import default_sampling
 from cft_lab.teachers.base import TeacherTask, summarize
 from cft_lab.teachers.openai_teacher import OpenAITeacher
 from cft_lab.teachers.pricing import PriceTable
-from cft_lab.prompts.teacher import default_sampling
 from cft_lab.teachers.retry import TeacherFatalError
 
 log = logging.getLogger("cft_lab.teachers.run")
@@ -38,8 +38,9 @@ def read_tasks(path: str | Path) -> list[TeacherTask]:
                 continue
             try:
                 d = json.loads(line)
-                tasks.append(TeacherTask(str(d["record_id"]), d["kind"], d["question"], d.get("response"),
-                                         d.get("gold")))
+                tasks.append(
+                    TeacherTask(str(d["record_id"]), d["kind"], d["question"], d.get("response"), d.get("gold"))
+                )
             except (ValueError, KeyError) as exc:
                 raise SystemExit(f"{path} line {i}: not a task ({type(exc).__name__}: {exc})") from None
     return tasks
@@ -76,8 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", required=True)
     p.add_argument("--name", default=None)
     p.add_argument("--base-url", default=None)
-    p.add_argument("--api-key-env", default="OPENAI_API_KEY", help="name of the variable holding the key; "
-                   "'' for servers that check none")
+    p.add_argument(
+        "--api-key-env",
+        default="OPENAI_API_KEY",
+        help="name of the variable holding the key; '' for servers that check none",
+    )
     p.add_argument("--prompt-version", default="v1")
     p.add_argument("--max-tokens", type=int, default=None, help="override the pinned max_tokens")
     p.add_argument("--concurrency", type=int, default=64)
@@ -92,18 +96,30 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--log-level", default="INFO")
     a = p.parse_args(argv)
-    logging.basicConfig(level=a.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=a.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     sampling = default_sampling(a.prompt_version)
     if a.max_tokens is not None:
         sampling["max_tokens"] = a.max_tokens
     try:
-        teacher = OpenAITeacher(a.name or a.model, a.model, cache_path=a.cache, base_url=a.base_url,
-                                api_key_env=a.api_key_env or None, prompt_version=a.prompt_version,
-                                sampling=sampling, concurrency=a.concurrency, timeout_s=a.timeout,
-                                max_attempts=a.max_attempts, backoff_initial_s=a.backoff_initial,
-                                backoff_max_s=a.backoff_max, budget_usd=a.budget_usd, prices=_prices(a.price),
-                                fsync=a.fsync)
+        teacher = OpenAITeacher(
+            a.name or a.model,
+            a.model,
+            cache_path=a.cache,
+            base_url=a.base_url,
+            api_key_env=a.api_key_env or None,
+            prompt_version=a.prompt_version,
+            sampling=sampling,
+            concurrency=a.concurrency,
+            timeout_s=a.timeout,
+            max_attempts=a.max_attempts,
+            backoff_initial_s=a.backoff_initial,
+            backoff_max_s=a.backoff_max,
+            budget_usd=a.budget_usd,
+            prices=_prices(a.price),
+            fsync=a.fsync,
+        )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -34,15 +34,26 @@ class TestbedTeacher:
 
     __test__ = False  # not a pytest test class despite the name
 
-    def __init__(self, problems: Mapping[str, Problem] | None = None, *, name: str = "testbed",
-                 strength: tb_teacher.TeacherStrength = tb_teacher.STRONG, seed: int = 0):
+    def __init__(
+        self,
+        problems: Mapping[str, Problem] | None = None,
+        *,
+        name: str = "testbed",
+        strength: tb_teacher.TeacherStrength = tb_teacher.STRONG,
+        seed: int = 0,
+    ):
         self.name, self.strength, self.seed = name, strength, seed
         self._problems = dict(problems or {})
         self.sampling = {**asdict(strength), "seed": seed}
 
     def describe(self) -> dict:
-        return {"name": self.name, "kind": "testbed", "model": MODEL, "prompt_version": "testbed",
-                "sampling": dict(self.sampling)}
+        return {
+            "name": self.name,
+            "kind": "testbed",
+            "model": MODEL,
+            "prompt_version": "testbed",
+            "sampling": dict(self.sampling),
+        }
 
     def _problem(self, task: TeacherTask) -> Problem | None:
         if task.record_id in self._problems:
@@ -50,8 +61,9 @@ class TestbedTeacher:
         meta = task.meta or {}
         return meta.get("problem")
 
-    def run(self, tasks: list[TeacherTask], *, retry_failed: bool = False,
-            progress: bool = True) -> list[TeacherResult]:
+    def run(
+        self, tasks: list[TeacherTask], *, retry_failed: bool = False, progress: bool = True
+    ) -> list[TeacherResult]:
         out = []
         for task in tasks:
             payload = {"kind": task.kind, "record_id": task.record_id, "response": task.response, **self.sampling}
@@ -59,8 +71,14 @@ class TestbedTeacher:
             common = dict(prompt_version="testbed", sampling=self.sampling, cache_key=key, model=MODEL)
             problem = self._problem(task)
             if problem is None:
-                out.append(failed_result(task, f"no testbed problem for record {task.record_id} (pass problems= "
-                                         "or meta={'problem': Problem})", **common))
+                out.append(
+                    failed_result(
+                        task,
+                        f"no testbed problem for record {task.record_id} (pass problems= "
+                        "or meta={'problem': Problem})",
+                        **common,
+                    )
+                )
                 continue
             if task.kind == "critique":
                 if task.response is None:
@@ -72,6 +90,22 @@ class TestbedTeacher:
             else:
                 out.append(failed_result(task, f"unknown task kind {task.kind!r}", **common))
                 continue
-            out.append(TeacherResult(task.record_id, task.kind, "ok", text, None, MODEL, "testbed",
-                                     dict(self.sampling), 0, 0, 0.0, key, 1, False))
+            out.append(
+                TeacherResult(
+                    task.record_id,
+                    task.kind,
+                    "ok",
+                    text,
+                    None,
+                    MODEL,
+                    "testbed",
+                    dict(self.sampling),
+                    0,
+                    0,
+                    0.0,
+                    key,
+                    1,
+                    False,
+                )
+            )
         return out

@@ -16,18 +16,24 @@ True
 from cft_lab.testbed.answers import extract_boxed, grade, parse_int
 from cft_lab.testbed.noisy import Response, noisy_solve
 from cft_lab.testbed.problems import SPLITS, Problem, Step, generate, split_of
-from cft_lab.testbed.teacher import (
-    STRONG,
-    WEAK,
-    Critique,
-    TeacherStrength,
-    critique,
-    parse_verdict,
-    teacher_solution,
-)
+from cft_lab.testbed.teacher import STRONG, WEAK, Critique, TeacherStrength, critique, parse_verdict, teacher_solution
 
 __all__ = [
-    "SPLITS", "STRONG", "WEAK", "Critique", "Problem", "Response", "Step", "TeacherStrength",
-    "critique", "extract_boxed", "generate", "grade", "noisy_solve", "parse_int",
-    "parse_verdict", "split_of", "teacher_solution",
+    "SPLITS",
+    "STRONG",
+    "WEAK",
+    "Critique",
+    "Problem",
+    "Response",
+    "Step",
+    "TeacherStrength",
+    "critique",
+    "extract_boxed",
+    "generate",
+    "grade",
+    "noisy_solve",
+    "parse_int",
+    "parse_verdict",
+    "split_of",
+    "teacher_solution",
 ]

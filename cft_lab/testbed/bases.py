@@ -1,6 +1,7 @@
 """Tiny Qwen2 base models, pre-trained by the project itself on the testbed's noisy solutions.
 
-They stand in for the paper's three 7B bases (PROTOCOL §2): ``tiny_math`` (≈Qwen2.5-Math-7B, the most pre-training),
+They stand in for the paper's three 7B bases (docs/protocol.md §2): ``tiny_math`` (≈Qwen2.5-Math-7B, the most
+pre-training),
 ``tiny_general`` (≈Qwen2.5-7B, same size, half the budget) and ``tiny_small`` (≈DeepSeek-Math-7B, smaller).
 Pre-training text is the ``pretrain`` split of the testbed (disjoint from train/val/test questions), each question
 followed by a noisy solution (``PRETRAIN_ERROR_RATE`` wrong), rendered in the evaluation prompt format and, for a
@@ -25,8 +26,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from cft_lab.paths import TESTBED_ASSETS
-from cft_lab.prompts import ENDOFTEXT, render_eval_prompt, render_prompt
 from cft_lab.pipeline.store import digest
+from cft_lab.prompts import ENDOFTEXT, render_eval_prompt, render_prompt
 from cft_lab.testbed import noisy, problems
 
 log = logging.getLogger(__name__)
@@ -60,8 +61,15 @@ RECIPES = {
 
 
 def recipe_digest(name: str) -> str:
-    return digest({"name": name, "recipe": asdict(RECIPES[name]), "error_rate": PRETRAIN_ERROR_RATE,
-                   "tokenizer_corpus": TOKENIZER_CORPUS, "format": "pretrain-v1"})
+    return digest(
+        {
+            "name": name,
+            "recipe": asdict(RECIPES[name]),
+            "error_rate": PRETRAIN_ERROR_RATE,
+            "tokenizer_corpus": TOKENIZER_CORPUS,
+            "format": "pretrain-v1",
+        }
+    )
 
 
 def pretrain_texts(n: int, seed: int) -> list[str]:
@@ -105,8 +113,14 @@ def build_base(name: str, out_root: Path = MODELS_DIR) -> Path:
     Returns its directory."""
     import torch
     from datasets import Dataset
-    from transformers import (DataCollatorForLanguageModeling, Qwen2Config, Qwen2ForCausalLM, Trainer,
-                              TrainingArguments, set_seed)
+    from transformers import (
+        DataCollatorForLanguageModeling,
+        Qwen2Config,
+        Qwen2ForCausalLM,
+        Trainer,
+        TrainingArguments,
+        set_seed,
+    )
 
     r = RECIPES[name]
     out = out_root / name
@@ -117,22 +131,42 @@ def build_base(name: str, out_root: Path = MODELS_DIR) -> Path:
     torch.use_deterministic_algorithms(True)
     threads = torch.get_num_threads()
     torch.set_num_threads(BUILD_THREADS)
-    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=r.hidden_size, num_hidden_layers=r.num_layers,
-                         num_attention_heads=r.num_heads, num_key_value_heads=r.num_kv_heads,
-                         intermediate_size=r.intermediate_size, max_position_embeddings=r.max_position_embeddings,
-                         tie_word_embeddings=True, bos_token_id=None,
-                         eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
-                         pad_token_id=tokenizer.pad_token_id)
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=r.hidden_size,
+        num_hidden_layers=r.num_layers,
+        num_attention_heads=r.num_heads,
+        num_key_value_heads=r.num_kv_heads,
+        intermediate_size=r.intermediate_size,
+        max_position_embeddings=r.max_position_embeddings,
+        tie_word_embeddings=True,
+        bos_token_id=None,
+        eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+        pad_token_id=tokenizer.pad_token_id,
+    )
     model = Qwen2ForCausalLM(config)
     log.info("%s: %.2fM parameters", name, sum(p.numel() for p in model.parameters()) / 1e6)
     texts = pretrain_texts(r.pretrain_examples, seed=r.seed)
     ds = Dataset.from_dict({"text": texts}).map(
-        lambda b: tokenizer(b["text"], add_special_tokens=False), batched=True, remove_columns=["text"])
-    args = TrainingArguments(output_dir=str(work / "trainer"), per_device_train_batch_size=r.batch_size,
-                             num_train_epochs=r.epochs, learning_rate=r.learning_rate, lr_scheduler_type="cosine",
-                             warmup_steps=0.05, weight_decay=0.01, logging_steps=50, save_strategy="no",
-                             report_to="none", seed=r.seed, data_seed=r.seed, disable_tqdm=False,
-                             dataloader_num_workers=0, use_cpu=True)
+        lambda b: tokenizer(b["text"], add_special_tokens=False), batched=True, remove_columns=["text"]
+    )
+    args = TrainingArguments(
+        output_dir=str(work / "trainer"),
+        per_device_train_batch_size=r.batch_size,
+        num_train_epochs=r.epochs,
+        learning_rate=r.learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=0.05,
+        weight_decay=0.01,
+        logging_steps=50,
+        save_strategy="no",
+        report_to="none",
+        seed=r.seed,
+        data_seed=r.seed,
+        disable_tqdm=False,
+        dataloader_num_workers=0,
+        use_cpu=True,
+    )
     collator = DataCollatorForLanguageModeling(tokenizer, mlm=False)
     t0 = time.time()
     try:
@@ -144,10 +178,15 @@ def build_base(name: str, out_root: Path = MODELS_DIR) -> Path:
     model.generation_config.eos_token_id = [config.eos_token_id, tokenizer.convert_tokens_to_ids(ENDOFTEXT)]
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(str(work))
-    manifest = {"name": name, "recipe": asdict(r), "recipe_digest": recipe_digest(name),
-                "files": file_hashes(work), "torch": torch.__version__,
-                "transformers": __import__("transformers").__version__,
-                "parameters": sum(p.numel() for p in model.parameters())}
+    manifest = {
+        "name": name,
+        "recipe": asdict(r),
+        "recipe_digest": recipe_digest(name),
+        "files": file_hashes(work),
+        "torch": torch.__version__,
+        "transformers": __import__("transformers").__version__,
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
     (work / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     shutil.rmtree(out, ignore_errors=True)
     work.rename(out)

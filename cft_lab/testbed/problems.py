@@ -51,8 +51,26 @@ MIN_STEPS_LIMIT, MAX_STEPS_LIMIT = 1, 6
 _OP_WEIGHTS = {"+": 0.4, "-": 0.4, "*": 0.2}
 
 NAMES: tuple[str, ...] = (
-    "Mia", "Leo", "Ava", "Sam", "Zoe", "Max", "Emma", "Noah", "Lily", "Ben",
-    "Nora", "Omar", "Ruby", "Ivan", "Maya", "Alex", "Tara", "Hugo", "Lena", "Finn",
+    "Mia",
+    "Leo",
+    "Ava",
+    "Sam",
+    "Zoe",
+    "Max",
+    "Emma",
+    "Noah",
+    "Lily",
+    "Ben",
+    "Nora",
+    "Omar",
+    "Ruby",
+    "Ivan",
+    "Maya",
+    "Alex",
+    "Tara",
+    "Hugo",
+    "Lena",
+    "Finn",
 )
 # (plural, singular, edible)
 OBJECTS: tuple[tuple[str, str, bool], ...] = (
@@ -286,9 +304,7 @@ def candidate(i: int, seed: int, min_steps: int, max_steps: int) -> Problem:
     return make_problem(rng, rng.randint(min_steps, max_steps))
 
 
-def generate(
-    split: str, n: int, seed: int = 0, min_steps: int = 2, max_steps: int = 4
-) -> list[Problem]:
+def generate(split: str, n: int, seed: int = 0, min_steps: int = 2, max_steps: int = 4) -> list[Problem]:
     """The first ``n`` distinct problems of ``split`` in the candidate stream.
 
     >>> a = generate("val", 5, seed=1)

@@ -88,9 +88,7 @@ class Critique:
 
 
 # --------------------------------------------------------------------------- reading responses
-_STEP_RE = re.compile(
-    r"^\s*Step\s+(\d+)\s*:\s*(-?\d+)\s*([+*-])\s*(-?\d+)\s*=\s*(-?\d+)\s*\.?\s*$", re.IGNORECASE
-)
+_STEP_RE = re.compile(r"^\s*Step\s+(\d+)\s*:\s*(-?\d+)\s*([+*-])\s*(-?\d+)\s*=\s*(-?\d+)\s*\.?\s*$", re.IGNORECASE)
 
 
 def parse_step_line(line: str) -> tuple[int, Step] | None:
@@ -207,9 +205,7 @@ def _honest_text(problem: Problem, an: Analysis, vague: bool) -> str:
 def _miss_text(an: Analysis) -> str:
     """A "right" critique that blesses whatever the response wrote."""
     lines = _correct_lines(an.written_steps)
-    lines.append(
-        "The solution is correct." if an.final is None else f"The final answer {an.final} is correct."
-    )
+    lines.append("The solution is correct." if an.final is None else f"The final answer {an.final} is correct.")
     lines.append(_conclusion(RIGHT))
     return "\n".join(lines)
 
@@ -236,9 +232,7 @@ def _behaviour_rng(problem: Problem, response_text: str, seed: int) -> random.Ra
     return stable_rng("teacher", problem.id, text_hash, seed)
 
 
-def critique(
-    problem: Problem, response_text: str, strength: TeacherStrength = STRONG, seed: int = 0
-) -> Critique:
+def critique(problem: Problem, response_text: str, strength: TeacherStrength = STRONG, seed: int = 0) -> Critique:
     """Critique ``response_text`` as a teacher of the given ``strength``."""
     an = analyze(problem, response_text)
     rng = _behaviour_rng(problem, response_text, seed)

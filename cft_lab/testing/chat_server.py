@@ -48,8 +48,20 @@ from cft_lab.teachers.cache import key_of_body
 
 log = logging.getLogger(__name__)
 
-FAULTS = ("ok", "429", "500", "503", "400", "401", "hang", "disconnect", "malformed_json", "not_json",
-          "missing_choices", "empty_content")
+FAULTS = (
+    "ok",
+    "429",
+    "500",
+    "503",
+    "400",
+    "401",
+    "hang",
+    "disconnect",
+    "malformed_json",
+    "not_json",
+    "missing_choices",
+    "empty_content",
+)
 
 
 @dataclass
@@ -102,7 +114,7 @@ def reply_text(key: str, messages: list[dict]) -> str:
 
 
 class _Server(ThreadingHTTPServer):
-    request_queue_size = 1024  # the default listen backlog of 5 refuses bursts (MACHINE-NOTES)
+    request_queue_size = 1024  # the default listen backlog of 5 refuses bursts (Python's default)
     daemon_threads = True
     block_on_close = False
     allow_reuse_address = True
@@ -111,10 +123,19 @@ class _Server(ThreadingHTTPServer):
 class ChatServer:
     """The server, its configuration and its counters; ``start()``/``stop()`` or use as a context manager."""
 
-    def __init__(self, *, latency: float = 0.0, capacity: int | None = None, over_capacity: str = "queue",
-                 faults: FaultPlan | None = None, model_alias: dict[str, str] | None = None,
-                 usage_tokens: tuple[int, int] | None = None, api_key: str | None = None,
-                 host: str = "127.0.0.1", port: int = 0):
+    def __init__(
+        self,
+        *,
+        latency: float = 0.0,
+        capacity: int | None = None,
+        over_capacity: str = "queue",
+        faults: FaultPlan | None = None,
+        model_alias: dict[str, str] | None = None,
+        usage_tokens: tuple[int, int] | None = None,
+        api_key: str | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ):
         if over_capacity not in ("queue", "reject"):
             raise ValueError(f"over_capacity must be 'queue' or 'reject', got {over_capacity!r}")
         self.latency, self.capacity, self.over_capacity = latency, capacity, over_capacity
@@ -144,8 +165,12 @@ class ChatServer:
         return f"http://127.0.0.1:{self.port}/v1"
 
     def start(self) -> ChatServer:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"chat_server:{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"chat_server:{self.port}",
+            daemon=True,
+        )
         self._thread.start()
         return self
 
@@ -163,9 +188,14 @@ class ChatServer:
 
     def stats(self) -> dict:
         with self._lock:
-            return {"total": self.total, "requests_by_key": dict(self.requests_by_key),
-                    "ok_by_key": dict(self.ok_by_key), "faults": dict(self.faults_seen),
-                    "in_flight": self.in_flight, "max_in_flight": self.max_in_flight}
+            return {
+                "total": self.total,
+                "requests_by_key": dict(self.requests_by_key),
+                "ok_by_key": dict(self.ok_by_key),
+                "faults": dict(self.faults_seen),
+                "in_flight": self.in_flight,
+                "max_in_flight": self.max_in_flight,
+            }
 
     # ----------------------------------------------------------------- one request
     def _admit(self, key: str) -> str:
@@ -208,12 +238,25 @@ class ChatServer:
             chars = sum(len(str(m.get("content", ""))) for m in messages)
             prompt_tokens, completion_tokens = max(1, chars // 4), max(1, len(text) // 4) * n
         return {
-            "id": f"chatcmpl-{key[:16]}", "object": "chat.completion", "created": int(time.time()),
-            "model": self.model_alias.get(model, model), "system_fingerprint": "fp_cft_lab_test",
-            "choices": [{"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": "stop",
-                         "logprobs": None} for i in range(n)],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens},
+            "id": f"chatcmpl-{key[:16]}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": self.model_alias.get(model, model),
+            "system_fingerprint": "fp_cft_lab_test",
+            "choices": [
+                {
+                    "index": i,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": "stop",
+                    "logprobs": None,
+                }
+                for i in range(n)
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
         }
 
 
@@ -227,8 +270,9 @@ def _make_handler(server: ChatServer):
         def log_message(self, fmt, *args):  # quiet: one line per request would flood test output
             log.debug("chat_server: " + fmt, *args)
 
-        def _send(self, status: int, payload: bytes, content_type: str = "application/json",
-                  headers: dict | None = None) -> None:
+        def _send(
+            self, status: int, payload: bytes, content_type: str = "application/json", headers: dict | None = None
+        ) -> None:
             try:
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
@@ -245,8 +289,7 @@ def _make_handler(server: ChatServer):
             self._send(status, json.dumps(obj).encode(), headers=headers)
 
         def _error(self, status: int, message: str, kind: str, headers: dict | None = None) -> None:
-            self._json(status, {"error": {"message": message, "type": kind, "param": None, "code": None}},
-                       headers)
+            self._json(status, {"error": {"message": message, "type": kind, "param": None, "code": None}}, headers)
 
         def do_GET(self):
             if self.path.rstrip("/") in ("/health", "/v1/health"):
@@ -307,8 +350,9 @@ def _make_handler(server: ChatServer):
             elif fault == "503":
                 self._error(503, "Service unavailable (injected).", "server_error", self._retry_headers())
             elif fault in ("500", "400", "401"):
-                self._error(int(fault), f"injected HTTP {fault}", "server_error" if fault == "500" else
-                            "invalid_request_error")
+                self._error(
+                    int(fault), f"injected HTTP {fault}", "server_error" if fault == "500" else "invalid_request_error"
+                )
             elif fault == "hang":
                 time.sleep(server.faults.hang_s)
                 self._json(200, server.completion(body, key))
@@ -360,16 +404,30 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model-alias", action="append", default=[], help="ASKED=REPORTED (repeatable)")
     p.add_argument("--api-key-env", default=None, help="require the key held in this environment variable")
     a = p.parse_args(argv)
-    plan = FaultPlan(per_key=[f for f in a.per_key.split(",") if f], schedule=[f for f in a.schedule.split(",") if f],
-                     rates={k: float(v) for k, v in _pairs(a.rate, "rate").items()}, seed=a.seed,
-                     retry_after=a.retry_after, retry_after_ms=a.retry_after_ms, hang_s=a.hang_s)
+    plan = FaultPlan(
+        per_key=[f for f in a.per_key.split(",") if f],
+        schedule=[f for f in a.schedule.split(",") if f],
+        rates={k: float(v) for k, v in _pairs(a.rate, "rate").items()},
+        seed=a.seed,
+        retry_after=a.retry_after,
+        retry_after_ms=a.retry_after_ms,
+        hang_s=a.hang_s,
+    )
     usage = tuple(int(x) for x in a.usage.split(",")) if a.usage else None
     api_key = os.environ.get(a.api_key_env) if a.api_key_env else None
     if a.api_key_env and not api_key:
         raise SystemExit(f"--api-key-env {a.api_key_env}: that environment variable is empty")
-    server = ChatServer(latency=a.latency, capacity=a.capacity, over_capacity=a.over_capacity, faults=plan,
-                        model_alias=_pairs(a.model_alias, "model-alias"), usage_tokens=usage, api_key=api_key,
-                        host=a.host, port=a.port)
+    server = ChatServer(
+        latency=a.latency,
+        capacity=a.capacity,
+        over_capacity=a.over_capacity,
+        faults=plan,
+        model_alias=_pairs(a.model_alias, "model-alias"),
+        usage_tokens=usage,
+        api_key=api_key,
+        host=a.host,
+        port=a.port,
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     server.start()

@@ -54,7 +54,7 @@ END_TOKENS = (IM_END, ENDOFTEXT, "<\uff5cend\u2581of\u2581sentence\uff5c>")
 
 def stop_token_ids(tokenizer) -> list[int]:
     """Ids that end a generation, looked up in the tokenizer's own vocabulary (never guessed from a path name:
-    the paper's harness passed 151645/151643 only when the path contained "qwen2", PITFALLS): every
+    the paper's harness passed 151645/151643 only when the path contained "qwen2", docs/pitfalls.md#evaluation): every
     :data:`END_TOKENS` entry the vocabulary holds, plus the tokenizer's eos. Sorted, without duplicates.
 
     Raises ``ValueError`` when there is none at all: generation could then only stop at the length limit.
@@ -65,6 +65,8 @@ def stop_token_ids(tokenizer) -> list[int]:
     if eos is not None:
         ids.update(eos if isinstance(eos, (list, tuple)) else [eos])
     if not ids:
-        raise ValueError(f"tokenizer {type(tokenizer).__name__} has no eos token and none of {END_TOKENS} in its "
-                         "vocabulary: generation could only stop at max_new_tokens")
+        raise ValueError(
+            f"tokenizer {type(tokenizer).__name__} has no eos token and none of {END_TOKENS} in its "
+            "vocabulary: generation could only stop at max_new_tokens"
+        )
     return sorted(int(i) for i in ids)

@@ -31,8 +31,9 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Optional, Union
 
 from cft_lab.prompts import cft_user_turn, completion_suffix, render_prompt
 
@@ -91,8 +92,9 @@ OBJECTIVES: dict[str, Objective] = {
     "base": Objective(family="base", pair=None),
     "sft": Objective(family="sft", pair=_sft),
     "sft_verified": Objective(family="sft", pair=_sft_verified, teacher_work="critique", uses="verdicts"),
-    "sft_teacher": Objective(family="sft", pair=_sft_teacher, teacher_work="answer", uses="solutions",
-                             needs_response=False),
+    "sft_teacher": Objective(
+        family="sft", pair=_sft_teacher, teacher_work="answer", uses="solutions", needs_response=False
+    ),
     "cft": Objective(family="cft", pair=_cft, teacher_work="critique", uses="critiques", needs_instruction=True),
 }
 
@@ -132,13 +134,17 @@ def default_configs(include_base: bool = False) -> dict[str, ObjectiveConfig]:
         if not obj.trains and not include_base:
             continue
         path = CONF_DIR / "objective" / f"{name}.yaml"
-        node = OmegaConf.merge(OmegaConf.structured(ObjectiveConfig(name=name, label=name)),
-                               OmegaConf.load(path) if path.is_file() else {})
-        out[name] = OmegaConf.to_object(node)
+        node = OmegaConf.merge(
+            OmegaConf.structured(ObjectiveConfig(name=name, label=name)), OmegaConf.load(path) if path.is_file() else {}
+        )
+        obj_cfg = OmegaConf.to_object(node)
+        assert isinstance(obj_cfg, ObjectiveConfig)
+        out[name] = obj_cfg
     return out
 
 
 # ---- pairs --------------------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Pair:
@@ -153,8 +159,10 @@ def build_pairs(objective: ObjectiveConfig, records: list[dict]) -> tuple[list[P
     if spec.pair is None:
         raise ValueError(f"objective={objective.name} has no training pairs")
     if spec.needs_instruction and not objective.instruction:
-        raise ValueError(f"objective={objective.name} needs objective.instruction (the critique instruction of "
-                         f"docs/protocol.md §1.2)")
+        raise ValueError(
+            f"objective={objective.name} needs objective.instruction (the critique instruction of "
+            f"docs/protocol.md §1.2)"
+        )
     tpl, system = objective.template, objective.system_prompt
     suffix = completion_suffix(tpl)
     pairs: list[Pair] = []
@@ -171,12 +179,14 @@ def build_pairs(objective: ObjectiveConfig, records: list[dict]) -> tuple[list[P
         pairs.append(Pair(r["id"], render_prompt(tpl, user, system), target + suffix))
     counts = {"records": len(records), "pairs": len(pairs), "skipped": dict(skipped)}
     if not pairs:
-        raise ValueError(f"objective={objective.name}: no training pair out of {len(records)} records "
-                         f"(skipped: {dict(skipped)})")
+        raise ValueError(
+            f"objective={objective.name}: no training pair out of {len(records)} records (skipped: {dict(skipped)})"
+        )
     return pairs, counts
 
 
 # ---- per-arm usage of one record set (the dataset card) ----------------------------------------------------------
+
 
 def objectives_by_arm(objective_configs=None) -> dict:
     """Normalise ``None`` (the shipped configs of every arm), a mapping or a list of ``ObjectiveConfig`` to
@@ -201,8 +211,11 @@ def arm_pairs(records: list[Record], objective) -> tuple[list, dict]:
             raise
         pairs, counts = [], None
     if counts is None:  # build_pairs refused an empty result: every record was skipped, say so as a count
-        counts = {"records": len(with_resp), "pairs": 0,
-                  "skipped": {f"unusable for {objective.name}": len(with_resp)} if with_resp else {}}
+        counts = {
+            "records": len(with_resp),
+            "pairs": 0,
+            "skipped": {f"unusable for {objective.name}": len(with_resp)} if with_resp else {},
+        }
     counts = {"records": len(records), "pairs": counts["pairs"], "skipped": dict(counts["skipped"])}
     if missing:
         counts["skipped"]["no response"] = missing
@@ -228,8 +241,11 @@ def arm_usage(records: list[Record], objective_configs=None) -> dict:
         pairs, counts = arm_pairs(records, obj)
         ids = {p.id for p in pairs}
         status = Counter(r.status for r in records if r.id not in ids)
-        result[arm] = {"usable": len(pairs), "skipped": counts["skipped"],
-                       "unusable_by_status": dict(sorted(status.items()))}
+        result[arm] = {
+            "usable": len(pairs),
+            "skipped": counts["skipped"],
+            "unusable_by_status": dict(sorted(status.items())),
+        }
         usable_ids.append(ids)
     common = set.intersection(*usable_ids) if usable_ids else set()
     return {"arms": result, "usable_by_all_arms": len(common)}

@@ -29,7 +29,7 @@ class TrainResult:
     pairs: dict  # objective, records, pairs, skipped, examples, truncated, dropped, loss_tokens, ...
 
     @classmethod
-    def read(cls, path: Path) -> "TrainResult":
+    def read(cls, path: Path) -> TrainResult:
         return cls(path=path, pairs=json.loads((path / "pairs.json").read_text(encoding="utf-8")))
 
 

@@ -21,7 +21,7 @@ class MaskError(ValueError):
 
 
 def infer_seqlen(source_len: int, target_len: int, cutoff_len: int) -> tuple[int, int]:
-    """LLaMA-Factory's truncation rule (PROTOCOL §3.1): if the target is shorter than half the cutoff only the
+    """LLaMA-Factory's truncation rule (docs/protocol.md §3.1): if the target is shorter than half the cutoff only the
     source is cut; otherwise both are cut in proportion.
 
     >>> infer_seqlen(100, 50, 200)
@@ -67,8 +67,14 @@ def tokenize_pairs(pairs: list[Pair], tokenizer, cutoff_len: int, truncation: st
         rows.append({"id": p.id, "input_ids": src + tgt, "completion_mask": [0] * len(src) + [1] * len(tgt)})
         loss_tokens += len(tgt)
         lengths.append(len(src) + len(tgt))
-    counts = {"examples": len(rows), "truncated": truncated, "dropped": dropped, "loss_tokens": loss_tokens,
-              "mean_length": round(sum(lengths) / max(len(lengths), 1), 1), "max_length": max(lengths, default=0)}
+    counts = {
+        "examples": len(rows),
+        "truncated": truncated,
+        "dropped": dropped,
+        "loss_tokens": loss_tokens,
+        "mean_length": round(sum(lengths) / max(len(lengths), 1), 1),
+        "max_length": max(lengths, default=0),
+    }
     if not rows:
         raise MaskError(f"all {len(pairs)} pairs were dropped by cutoff_len={cutoff_len} (truncation={truncation})")
     return rows, counts

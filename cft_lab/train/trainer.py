@@ -9,7 +9,7 @@ prepared example is fully masked. Output, in the artefact directory::
 
 ``launcher=inprocess`` trains in this process (CPU, one GPU). ``torchrun`` / ``deepspeed`` write the resolved request
 to ``request.json`` and run ``python -m cft_lab.train.trainer request.json`` under that launcher as a subprocess:
-Hydra multirun and in-process distributed training do not mix (PITFALLS).
+Hydra multirun and in-process distributed training do not mix (docs/pitfalls.md#orchestration).
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from cft_lab.config import Config, as_dict, to_config
+from cft_lab.paths import resolve_repo_path
 from cft_lab.report.tracking import Logger, NoOpLogger
 from cft_lab.train.modeling import load_model, load_tokenizer
 from cft_lab.train.tokenize import MaskError, check_masks
-from cft_lab.paths import resolve_repo_path
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +51,11 @@ def _step(path: Path) -> int:
 def checkpoints(out_dir: Path) -> list[Path]:
     """Complete checkpoints, by step. The Trainer writes ``trainer_state.json`` after the weights and optimizer
     state, so a folder without it is a save that was interrupted and is never selected nor resumed from."""
-    found = [p for p in out_dir.glob("checkpoint-*")
-             if p.is_dir() and p.name.split("-")[1].isdigit() and (p / "trainer_state.json").is_file()]
+    found = [
+        p
+        for p in out_dir.glob("checkpoint-*")
+        if p.is_dir() and p.name.split("-")[1].isdigit() and (p / "trainer_state.json").is_file()
+    ]
     return sorted(found, key=_step)
 
 
@@ -77,18 +80,34 @@ def _sft_config(cfg: Config, out_dir: Path, n_examples: int):
     t = cfg.train
     total, spacing = save_steps_for(cfg, n_examples)
     return SFTConfig(
-        output_dir=str(out_dir), learning_rate=t.learning_rate, lr_scheduler_type=t.lr_scheduler_type,
+        output_dir=str(out_dir),
+        learning_rate=t.learning_rate,
+        lr_scheduler_type=t.lr_scheduler_type,
         warmup_steps=t.warmup_ratio,  # transformers 5: a float in [0, 1) is a ratio of the total steps
-        weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm,
-        num_train_epochs=t.num_train_epochs, max_steps=t.max_steps,
+        weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm,
+        num_train_epochs=t.num_train_epochs,
+        max_steps=t.max_steps,
         per_device_train_batch_size=t.per_device_train_batch_size,
-        gradient_accumulation_steps=t.gradient_accumulation_steps, bf16=t.bf16,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        bf16=t.bf16,
         gradient_checkpointing=t.gradient_checkpointing,
         deepspeed=str(resolve_repo_path(t.deepspeed)) if t.deepspeed and t.launcher != "inprocess" else None,
-        logging_steps=t.logging_steps, save_strategy="steps", save_steps=spacing, save_total_limit=None,
-        save_only_model=False, seed=t.seed, data_seed=t.seed, report_to="none",
-        max_length=t.cutoff_len, completion_only_loss=True, packing=False, dataset_num_proc=None,
-        use_cpu=not torch.cuda.is_available(), disable_tqdm=False, remove_unused_columns=True,
+        logging_steps=t.logging_steps,
+        save_strategy="steps",
+        save_steps=spacing,
+        save_total_limit=None,
+        save_only_model=False,
+        seed=t.seed,
+        data_seed=t.seed,
+        report_to="none",
+        max_length=t.cutoff_len,
+        completion_only_loss=True,
+        packing=False,
+        dataset_num_proc=None,
+        use_cpu=not torch.cuda.is_available(),
+        disable_tqdm=False,
+        remove_unused_columns=True,
     )
 
 
@@ -107,7 +126,7 @@ class _KeepOptimizerInLatestOnly(TrainerCallback):
     """After each save, drop optimizer/scheduler state (and DeepSpeed's ``global_step*`` shards) from every
     checkpoint but the newest: selection needs every checkpoint's weights, resuming needs only the newest
     optimizer. The paper saved weights every 2 steps without optimizer state (no resume possible); keeping it in
-    all ~49 checkpoints of a 7B ZeRO-3 run would take terabytes (PITFALLS)."""
+    all ~49 checkpoints of a 7B ZeRO-3 run would take terabytes (docs/pitfalls.md#training)."""
 
     def __init__(self, out_dir: Path):
         self.out_dir = out_dir
@@ -128,12 +147,12 @@ def _lora(cfg: Config):
     from peft import LoraConfig
 
     lo = cfg.train.lora
-    return LoraConfig(r=lo.r, lora_alpha=lo.alpha, lora_dropout=lo.dropout, target_modules=lo.target_modules,
-                      task_type="CAUSAL_LM")
+    return LoraConfig(
+        r=lo.r, lora_alpha=lo.alpha, lora_dropout=lo.dropout, target_modules=lo.target_modules, task_type="CAUSAL_LM"
+    )
 
 
-def train_inprocess(cfg: Config, model_dir: str, rows: list[dict], out_dir: Path,
-                    logger: Logger | None = None) -> dict:
+def train_inprocess(cfg: Config, model_dir: str, rows: list[dict], out_dir: Path, logger: Logger | None = None) -> dict:
     """Train on ``rows`` and leave checkpoints in ``out_dir``; resumes from the last full checkpoint."""
     from datasets import Dataset
     from transformers import set_seed
@@ -151,8 +170,9 @@ def train_inprocess(cfg: Config, model_dir: str, rows: list[dict], out_dir: Path
     tokenizer = load_tokenizer(model_dir, revision, cfg.model.trust_remote_code)
     model = load_model(model_dir, cfg.model, revision, dtype=training_dtype(cfg))
     dataset = Dataset.from_list([{"input_ids": r["input_ids"], "completion_mask": r["completion_mask"]} for r in rows])
-    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                         peft_config=_lora(cfg))
+    trainer = SFTTrainer(
+        model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=_lora(cfg)
+    )
     if len(trainer.train_dataset) != len(rows):  # TRL drops fully masked rows silently; we never hand it one
         raise MaskError(f"TRL dropped {len(rows) - len(trainer.train_dataset)} of {len(rows)} examples as fully masked")
     check_masks(trainer.train_dataset)
@@ -168,10 +188,15 @@ def train_inprocess(cfg: Config, model_dir: str, rows: list[dict], out_dir: Path
         _save_final(trainer, out_dir)
     tokens = sum(len(r["input_ids"]) for r in rows) * cfg.train.num_train_epochs
     metrics = {
-        "train_loss": result.training_loss, "global_step": state.global_step, "examples": len(rows),
-        "loss_tokens": sum(sum(r["completion_mask"]) for r in rows), "runtime_s": round(time.time() - t0, 2),
-        "tokens_per_s": round(tokens / max(time.time() - t0, 1e-9), 1), "resumed": resume is not None,
-        "resumed_from": resume, "checkpoint_steps": [_step(p) for p in checkpoints(out_dir)],
+        "train_loss": result.training_loss,
+        "global_step": state.global_step,
+        "examples": len(rows),
+        "loss_tokens": sum(sum(r["completion_mask"]) for r in rows),
+        "runtime_s": round(time.time() - t0, 2),
+        "tokens_per_s": round(tokens / max(time.time() - t0, 1e-9), 1),
+        "resumed": resume is not None,
+        "resumed_from": resume,
+        "checkpoint_steps": [_step(p) for p in checkpoints(out_dir)],
         "log_history": state.log_history,
     }
     if state.is_world_process_zero:
@@ -202,16 +227,34 @@ def _save_final(trainer, out_dir: Path) -> None:
 def train_subprocess(cfg: Config, model_dir: str, rows_path: Path, out_dir: Path) -> dict:
     """Run the same training under torchrun/deepspeed from a resolved request file (multi-GPU)."""
     request = out_dir / "request.json"
-    request.write_text(json.dumps({"config": as_dict(cfg), "model_dir": model_dir, "rows": str(rows_path),
-                                   "out_dir": str(out_dir)}, indent=2))
+    request.write_text(
+        json.dumps(
+            {"config": as_dict(cfg), "model_dir": model_dir, "rows": str(rows_path), "out_dir": str(out_dir)}, indent=2
+        )
+    )
     n = str(cfg.train.num_devices)
     # the launchers' modules under this interpreter, so an un-activated virtual environment works too
     if cfg.train.launcher == "torchrun":
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}",
-               "-m", "cft_lab.train.trainer", str(request)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={n}",
+            "-m",
+            "cft_lab.train.trainer",
+            str(request),
+        ]
     else:
-        cmd = [sys.executable, "-m", "deepspeed.launcher.runner", f"--num_gpus={n}", "--module",
-               "cft_lab.train.trainer", str(request)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "deepspeed.launcher.runner",
+            f"--num_gpus={n}",
+            "--module",
+            "cft_lab.train.trainer",
+            str(request),
+        ]
     log.info("launching: %s", " ".join(cmd))
     subprocess.run(cmd, check=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     return json.loads((out_dir / "metrics.json").read_text())

@@ -11,15 +11,16 @@ place and the field, or, with ``on_error="skip"``, is counted under its reason (
 
 Kinds (``SourceSpec.kind``), i.e. row schemas:
 
-``webinstruct_cft``   the released WebInstruct-CFT rows (PROTOCOL §1.2): ``instruction`` / ``input`` / ``output``
+``webinstruct_cft``   the released WebInstruct-CFT rows (docs/protocol.md §1.2): ``instruction`` / ``input`` /
+``output``
                       with ``input = "Question:\\n{q}\\n\\nSolution:\\n{y}"``. ``input`` is split at the first
                       ``"\\n\\nSolution:\\n"`` as the authors' scripts do; unlike their ``split(...)[1]`` the whole
                       remainder is the response (a response that itself contains the separator is kept whole, and
                       counted in provenance). ``output`` (the GPT-4o-1120 critique) is kept in
                       ``meta["released_critique"]`` for a replay teacher; the record itself has no critique yet.
-``webinstruct_raw``   the authors' raw debug records (PROVENANCE "webinstruct_cft_sample"): ``question``, ``answer``
-                      (the noisy response), ``index`` (WebInstruct item index: the id), ``gpt4o_answer`` (kept as
-                      ``meta["released_critique"]``), optional ``source`` and ``cost`` (kept in ``meta``).
+``webinstruct_raw``   the authors' raw debug records (docs/benchmarks.md#webinstruct_cft_sample): ``question``,
+                      ``answer`` (the noisy response), ``index`` (WebInstruct item index: the id), ``gpt4o_answer``
+                      (kept as ``meta["released_critique"]``), optional ``source`` and ``cost`` (kept in ``meta``).
 ``metamathqa``        ``meta-math/MetaMathQA`` rows: ``query`` / ``response`` (+ ``type``, ``original_question`` in
                       ``meta``); gold = X of a final ``The answer is: X`` line, else None (counted).
 ``numinamath_cot``    ``AI-MO/NuminaMath-CoT`` rows: ``problem`` / ``solution`` (+ ``source`` in ``meta``); gold =
@@ -50,7 +51,7 @@ column), else ``<name>-<row>`` with the row's position in the file (0-based), so
 Subsets: ``limit`` reads only the first N rows of the file or split (bad rows among them count). ``sample`` then
 keeps N of the valid records: those with the smallest ``sha256(f"{seed}:{id}")``. Hand-written rather than
 ``random.sample`` so that a subset depends only on (seed, ids), never on library versions or file order, and so
-that the ``sample=4000`` subset is contained in the ``sample=50000`` one with the same seed (PROTOCOL §1.3's 4K
+that the ``sample=4000`` subset is contained in the ``sample=50000`` one with the same seed (docs/protocol.md §1.3's 4K
 subset of the 50K). Asking for more than there are is an error.
 """
 
@@ -123,19 +124,24 @@ class SourceSpec:
         self.path = str(self.path)
         if self.kind == "hub":
             if self.schema not in SCHEMAS:
-                raise ValueError(f"source {self.path}: kind 'hub' needs 'schema', one of {', '.join(SCHEMAS)} "
-                                 f"(got {self.schema!r})")
+                raise ValueError(
+                    f"source {self.path}: kind 'hub' needs 'schema', one of {', '.join(SCHEMAS)} (got {self.schema!r})"
+                )
         elif self.schema not in (None, self.kind):
             raise ValueError(f"source {self.path}: 'schema' is only for kind 'hub' (kind is {self.kind!r})")
         if self.field_map is not None and self.row_schema != "local":
-            raise ValueError(f"source {self.path}: 'field_map' applies to kind 'local' (or hub schema 'local'), "
-                             f"not to {self.row_schema!r}, whose fields are fixed")
+            raise ValueError(
+                f"source {self.path}: 'field_map' applies to kind 'local' (or hub schema 'local'), "
+                f"not to {self.row_schema!r}, whose fields are fixed"
+            )
         if self.row_schema == "local":
             fm = dict(self.field_map or DEFAULT_FIELD_MAP)
             unknown = sorted(set(fm) - set(MAPPABLE))
             if unknown:
-                raise ValueError(f"source {self.path}: field_map key(s) {unknown} are not record fields; "
-                                 f"known: {', '.join(MAPPABLE)}")
+                raise ValueError(
+                    f"source {self.path}: field_map key(s) {unknown} are not record fields; "
+                    f"known: {', '.join(MAPPABLE)}"
+                )
             if "question" not in fm:
                 raise ValueError(f"source {self.path}: field_map must map 'question'")
             if not all(isinstance(v, str) and v for v in fm.values()):
@@ -223,13 +229,32 @@ def load_source(spec: SourceSpec) -> SourceResult:
     if spec.sample is not None:
         records = sample_records(records, spec.sample, spec.seed)
         prov["sample"] = {"n": spec.sample, "seed": spec.seed, "rule": "smallest sha256(f'{seed}:{id}')"}
-    prov.update(limit=spec.limit, rows_read=n_rows, valid=n_valid, records=len(records), skipped=dict(skipped),
-                **({"skip_examples": examples} if examples else {}), **dict(ctx.counts))
+    prov.update(
+        limit=spec.limit,
+        rows_read=n_rows,
+        valid=n_valid,
+        records=len(records),
+        skipped=dict(skipped),
+        **({"skip_examples": examples} if examples else {}),
+        **dict(ctx.counts),
+    )
     if skipped:
         log.warning("source %s: skipped %d of %d rows: %s", spec.name, sum(skipped.values()), n_rows, dict(skipped))
     log.info("source %s: %d records from %d rows", spec.name, len(records), n_rows)
     return SourceResult(records=records, skipped=dict(skipped), provenance=prov)
 
 
-__all__ = ["DEFAULT_FIELD_MAP", "KINDS", "MAPPABLE", "SCHEMAS", "SourceError", "SourceResult", "SourceSpec",
-           "check_pinned", "load_source", "sample_key", "sample_records", "sha256_file"]
+__all__ = [
+    "DEFAULT_FIELD_MAP",
+    "KINDS",
+    "MAPPABLE",
+    "SCHEMAS",
+    "SourceError",
+    "SourceResult",
+    "SourceSpec",
+    "check_pinned",
+    "load_source",
+    "sample_key",
+    "sample_records",
+    "sha256_file",
+]

@@ -12,8 +12,9 @@ import hashlib
 import json
 import logging
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from cft_lab.data.sources.errors import SourceError
 
@@ -104,7 +105,8 @@ def check_pinned(spec: SourceSpec) -> Optional[str]:
         if not spec.allow_unpinned:
             raise ValueError(
                 f"source {spec.path}: hub datasets must be loaded at a pinned revision (a commit sha); set "
-                f"revision, or allow_unpinned=true to load whatever the hub serves today (it can change)")
+                f"revision, or allow_unpinned=true to load whatever the hub serves today (it can change)"
+            )
         msg = f"source {spec.path}: loading an UNPINNED hub revision; the data can change under the same config"
     elif not _SHA.fullmatch(spec.revision):
         msg = f"source {spec.path}: revision {spec.revision!r} is not a commit sha; a branch or tag can move"
@@ -118,16 +120,29 @@ def hub_rows(spec: SourceSpec, prov: dict) -> Iterator[_Row]:
     import datasets
 
     warning = check_pinned(spec)
-    ds = datasets.load_dataset(spec.path, spec.config_name, revision=spec.revision, split=spec.split,
-                               data_files=spec.data_files, cache_dir=spec.cache_dir)
+    ds = datasets.load_dataset(
+        spec.path,
+        spec.config_name,
+        revision=spec.revision,
+        split=spec.split,
+        data_files=spec.data_files,
+        cache_dir=spec.cache_dir,
+    )
     local = []
     if Path(spec.path).is_dir():
         local = sorted(p for p in Path(spec.path).rglob("*") if p.is_file())
     elif spec.data_files is not None:
         files = [spec.data_files] if isinstance(spec.data_files, str) else list(spec.data_files)
         local = [Path(f) for f in files if Path(f).is_file()]
-    prov.update(path=spec.path, config_name=spec.config_name, revision=spec.revision, split=spec.split,
-                data_files=spec.data_files, rows_in_split=len(ds), datasets_version=datasets.__version__)
+    prov.update(
+        path=spec.path,
+        config_name=spec.config_name,
+        revision=spec.revision,
+        split=spec.split,
+        data_files=spec.data_files,
+        rows_in_split=len(ds),
+        datasets_version=datasets.__version__,
+    )
     if local:
         prov["sha256"] = {str(p): sha256_file(p) for p in local}
     if warning:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Optional
 
 from cft_lab.data.records import Record
 from cft_lab.data.sources.errors import SourceError
@@ -21,8 +22,9 @@ QUESTION_MARK = "Question:\n"
 _METAMATH_ANSWER = re.compile(r"The answer is:[ \t]*(?P<gold>[^\n]*?)[ \t]*\Z")
 
 
-def _str(row: dict, where: str, name: str, *, required: bool = True, nonempty: bool = True,
-         col: Optional[str] = None) -> Optional[str]:
+def _str(
+    row: dict, where: str, name: str, *, required: bool = True, nonempty: bool = True, col: Optional[str] = None
+) -> Optional[str]:
     col = col or name
     if col not in row or row[col] is None:
         if required:
@@ -67,9 +69,15 @@ class SourceCtx:
 
     def source(self, row: int, row_id: Any = None) -> dict:
         s = self.spec
-        return {"name": s.name, "dataset": s.path, "revision": s.revision if s.kind == "hub" else None,
-                "config": s.config_name if s.kind == "hub" else None, "split": s.split if s.kind == "hub" else None,
-                "row": row, "row_id": row_id}
+        return {
+            "name": s.name,
+            "dataset": s.path,
+            "revision": s.revision if s.kind == "hub" else None,
+            "config": s.config_name if s.kind == "hub" else None,
+            "split": s.split if s.kind == "hub" else None,
+            "row": row,
+            "row_id": row_id,
+        }
 
 
 def _webinstruct_cft(row: dict, where: str, i: int, ctx: SourceCtx) -> Record:
@@ -80,9 +88,10 @@ def _webinstruct_cft(row: dict, where: str, i: int, ctx: SourceCtx) -> Record:
     output = _str(row, where, "output")
     head, sep, response = inp.partition(SOLUTION_MARK)
     if not sep or not head.startswith(QUESTION_MARK):
-        raise SourceError(where, "input", "not in the Question/Solution layout",
-                          "expected 'Question:\\n...\\n\\nSolution:\\n...'")
-    question = head[len(QUESTION_MARK):]
+        raise SourceError(
+            where, "input", "not in the Question/Solution layout", "expected 'Question:\\n...\\n\\nSolution:\\n...'"
+        )
+    question = head[len(QUESTION_MARK) :]
     if not question.strip():
         raise SourceError(where, "input", "empty question")
     if not response.strip():
@@ -115,12 +124,22 @@ def _webinstruct_raw(row: dict, where: str, i: int, ctx: SourceCtx) -> Record:
         if isinstance(cost, bool) or not isinstance(cost, (int, float)):
             raise SourceError(where, "cost", "wrong type", f"expected a number, got {type(cost).__name__}")
         meta["released_cost_usd"] = cost
-    return Record(id=f"{ctx.spec.name}-{index}", question=question, response=answer,
-                  source=ctx.source(i, index), meta=meta)
+    return Record(
+        id=f"{ctx.spec.name}-{index}", question=question, response=answer, source=ctx.source(i, index), meta=meta
+    )
 
 
-def _question_solution(row: dict, where: str, i: int, ctx: SourceCtx, *, question: str, response: str,
-                       meta_cols: dict[str, str], gold: Callable[[str], Optional[str]]) -> Record:
+def _question_solution(
+    row: dict,
+    where: str,
+    i: int,
+    ctx: SourceCtx,
+    *,
+    question: str,
+    response: str,
+    meta_cols: dict[str, str],
+    gold: Callable[[str], Optional[str]],
+) -> Record:
     """The shape MetaMathQA and NuminaMath-CoT share: a question column, a solution column whose gold is read from
     the solution itself (counted when absent), and optional string columns kept in ``meta``."""
     q = _str(row, where, question)
@@ -137,13 +156,22 @@ def _question_solution(row: dict, where: str, i: int, ctx: SourceCtx, *, questio
 
 
 def _metamathqa(row: dict, where: str, i: int, ctx: SourceCtx) -> Record:
-    return _question_solution(row, where, i, ctx, question="query", response="response",
-                              meta_cols={"type": "type", "original_question": "original_question"}, gold=metamath_gold)
+    return _question_solution(
+        row,
+        where,
+        i,
+        ctx,
+        question="query",
+        response="response",
+        meta_cols={"type": "type", "original_question": "original_question"},
+        gold=metamath_gold,
+    )
 
 
 def _numinamath_cot(row: dict, where: str, i: int, ctx: SourceCtx) -> Record:
-    return _question_solution(row, where, i, ctx, question="problem", response="solution",
-                              meta_cols={"source": "origin"}, gold=boxed_gold)
+    return _question_solution(
+        row, where, i, ctx, question="problem", response="solution", meta_cols={"source": "origin"}, gold=boxed_gold
+    )
 
 
 def _column(row: dict, where: str, col: str, types: tuple[type, ...], expected: str, *, nullable: bool) -> Any:
@@ -161,8 +189,7 @@ def _local(row: dict, where: str, i: int, ctx: SourceCtx) -> Record:
     fm = ctx.spec.field_map
     question = _str(row, where, "question", col=fm["question"])
     response = _str(row, where, "response", col=fm["response"]) if "response" in fm else None
-    critique = (_str(row, where, "released_critique", col=fm["released_critique"])
-                if "released_critique" in fm else None)
+    critique = _str(row, where, "released_critique", col=fm["released_critique"]) if "released_critique" in fm else None
     gold = None
     if "gold" in fm:
         v = _column(row, where, fm["gold"], (str, int, float), "a string or number", nullable=True)
@@ -179,11 +206,21 @@ def _local(row: dict, where: str, i: int, ctx: SourceCtx) -> Record:
     else:
         rid = f"{ctx.spec.name}-{i}"
     meta = {"released_critique": critique} if critique is not None else {}
-    return Record(id=rid, question=question, response=response, gold=gold, response_correct=correct,
-                  source=ctx.source(i, row_id), meta=meta)
+    return Record(
+        id=rid,
+        question=question,
+        response=response,
+        gold=gold,
+        response_correct=correct,
+        source=ctx.source(i, row_id),
+        meta=meta,
+    )
 
 
 PARSERS: dict[str, Callable[[dict, str, int, SourceCtx], Record]] = {
-    "webinstruct_cft": _webinstruct_cft, "webinstruct_raw": _webinstruct_raw, "metamathqa": _metamathqa,
-    "numinamath_cot": _numinamath_cot, "local": _local,
+    "webinstruct_cft": _webinstruct_cft,
+    "webinstruct_raw": _webinstruct_raw,
+    "metamathqa": _metamathqa,
+    "numinamath_cot": _numinamath_cot,
+    "local": _local,
 }

@@ -11,7 +11,7 @@ Two public calls expose them (the project's own checks use them too)::
     cft_lab.eval.benchmarks.gold(benchmark, index) -> str               # the gold as the paper's harness parses it
     cft_lab.eval.benchmarks.prompt(benchmark, index, template) -> str   # the exact rendered prompt
 
-Benchmarks (PROTOCOL §4.1-§4.5, §9):
+Benchmarks (docs/protocol.md §4.1-§4.5, §9):
 
 * math harness (``math``, ``math500``, ``minerva_math``, ``gsm8k``, ``olympiadbench``, ``aime24``, ``amc23``,
   ``theoremqa``): question = the first present of ``question``/``problem``/``Question``/``input``, stripped, with
@@ -31,9 +31,10 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
-from typing import Callable, Optional
+from functools import cache
+from typing import Optional
 
 from cft_lab import prompts
 from cft_lab.testbed import answers as tb_answers
@@ -43,8 +44,17 @@ TESTBED_SEED = 0  # the testbed world is fixed; data configs vary the training s
 TESTBED_SIZE = 200  # items per testbed benchmark: 95% CI half-width about 7 points at 50% accuracy
 GPQA_SEED = 0  # the option shuffle's seed; recorded next to every GPQA score
 MODES = ("paper", "strict", "math_verify")
-MATH_HARNESS = ("math", "math500", "minerva_math", "gsm8k", "olympiadbench", "aime24", "amc23", "theoremqa",
-                "math_val500")
+MATH_HARNESS = (
+    "math",
+    "math500",
+    "minerva_math",
+    "gsm8k",
+    "olympiadbench",
+    "aime24",
+    "amc23",
+    "theoremqa",
+    "math_val500",
+)
 CHOICE = ("gpqa", "mmlu_pro")
 LETTERS = "ABCDEFGHIJKLMNOP"
 
@@ -69,12 +79,12 @@ class Benchmark:
 
 # ---- testbed ------------------------------------------------------------------------------------------------------
 
+
 def _testbed_items(split: str, min_steps: int, max_steps: int, n: int = TESTBED_SIZE) -> list[dict]:
     out = []
     for i, p in enumerate(problems.generate(split, n, seed=TESTBED_SEED, min_steps=min_steps, max_steps=max_steps)):
         gold = str(p.answer)
-        out.append({"id": p.id, "index": i, "question": p.question, "gold": gold,
-                    "golds": {m: gold for m in MODES}})
+        out.append({"id": p.id, "index": i, "question": p.question, "gold": gold, "golds": {m: gold for m in MODES}})
     return out
 
 
@@ -97,6 +107,7 @@ def problems_for(name: str, limit: Optional[int] = None) -> list:
 
 # ---- the math harness's benchmarks --------------------------------------------------------------------------------
 
+
 def question_text(record: dict, gold: str) -> str:
     """The harness's ``parse_question``: the first present question field, stripped, plus the True/False or Yes/No
     hint when the gold is one of those (``cft_lab.eval.grading.suffix_for_gold``).
@@ -116,8 +127,8 @@ def question_text(record: dict, gold: str) -> str:
 
 
 def _math_items(name: str) -> list[dict]:
-    from cft_lab.eval.benchmarks import files
     from cft_lab.eval import grading
+    from cft_lab.eval.benchmarks import files
 
     source = "math" if name == "math_val500" else name  # same schema and gold rules as MATH
     items = []
@@ -127,8 +138,16 @@ def _math_items(name: str) -> list[dict]:
             q = question_text(rec, golds["paper"])
         except ValueError as e:
             raise ValueError(f"benchmark {name} item {i}: {e}") from None
-        items.append({"id": f"{name}-{i}", "index": i, "question": q, "gold": golds["paper"], "golds": golds,
-                      "quirks": list(grading.gold_quirks(source, rec))})
+        items.append(
+            {
+                "id": f"{name}-{i}",
+                "index": i,
+                "question": q,
+                "gold": golds["paper"],
+                "golds": golds,
+                "quirks": list(grading.gold_quirks(source, rec)),
+            }
+        )
     return items
 
 
@@ -138,6 +157,7 @@ def _math(name: str, label: str) -> Benchmark:
 
 
 # ---- multiple choice ----------------------------------------------------------------------------------------------
+
 
 def _choices_text(options: list[str]) -> str:
     return "Answer Choices: " + " ".join(f"({LETTERS[i]}) {o}" for i, o in enumerate(options))
@@ -149,13 +169,26 @@ def _gpqa_items() -> list[dict]:
     rng = random.Random(GPQA_SEED)  # one generator, drawn in file order: item i's order depends on items < i
     items = []
     for i, rec in enumerate(files.load("gpqa")):
-        options = [rec["Correct Answer"], rec["Incorrect Answer 1"], rec["Incorrect Answer 2"],
-                   rec["Incorrect Answer 3"]]
+        options = [
+            rec["Correct Answer"],
+            rec["Incorrect Answer 1"],
+            rec["Incorrect Answer 2"],
+            rec["Incorrect Answer 3"],
+        ]
         shuffled = rng.sample(options, len(options))
         gold = LETTERS[shuffled.index(rec["Correct Answer"])]
         q = f"{rec['Question']}\n{_choices_text(shuffled)}"
-        items.append({"id": f"gpqa-{i}", "index": i, "question": q, "gold": gold, "golds": {m: gold for m in MODES},
-                      "n_options": 4, "record_id": rec.get("Record ID")})
+        items.append(
+            {
+                "id": f"gpqa-{i}",
+                "index": i,
+                "question": q,
+                "gold": gold,
+                "golds": {m: gold for m in MODES},
+                "n_options": 4,
+                "record_id": rec.get("Record ID"),
+            }
+        )
     return items
 
 
@@ -178,10 +211,19 @@ def _mmlu_pro_items() -> list[dict]:
     for i, rec in enumerate(files.load("mmlu_pro")):
         q, options = mmlu_pro_question(rec)
         gold = rec["answer"]
-        if gold not in LETTERS[:len(options)]:
+        if gold not in LETTERS[: len(options)]:
             raise ValueError(f"benchmark mmlu_pro item {i}: answer {gold!r} is not one of {len(options)} options")
-        items.append({"id": f"mmlu_pro-{rec['question_id']}", "index": i, "question": q, "gold": gold,
-                      "golds": {m: gold for m in MODES}, "n_options": len(options), "category": rec["category"]})
+        items.append(
+            {
+                "id": f"mmlu_pro-{rec['question_id']}",
+                "index": i,
+                "question": q,
+                "gold": gold,
+                "golds": {m: gold for m in MODES},
+                "n_options": len(options),
+                "category": rec["category"],
+            }
+        )
     return items
 
 
@@ -202,13 +244,27 @@ REGISTRY: dict[str, Benchmark] = {
         _math("amc23", "AMC23"),
         _math("theoremqa", "TheoremQA"),
         _math("math_val500", "MATH-train-val500"),
-        Benchmark("gpqa", "GPQA", "choice", _gpqa_items, template="gpqa-qwen",
-                  stops=tuple(prompts.GPQA_STOP_STRINGS), grader="gpqa"),
-        Benchmark("mmlu_pro", "MMLU-Pro", "choice", _mmlu_pro_items, template="mmlu-pro-cot-0shot",
-                  stops=tuple(prompts.MMLU_PRO_STOP_STRINGS), grader="mmlu_pro"),
+        Benchmark(
+            "gpqa",
+            "GPQA",
+            "choice",
+            _gpqa_items,
+            template="gpqa-qwen",
+            stops=tuple(prompts.GPQA_STOP_STRINGS),
+            grader="gpqa",
+        ),
+        Benchmark(
+            "mmlu_pro",
+            "MMLU-Pro",
+            "choice",
+            _mmlu_pro_items,
+            template="mmlu-pro-cot-0shot",
+            stops=tuple(prompts.MMLU_PRO_STOP_STRINGS),
+            grader="mmlu_pro",
+        ),
     )
 }
-#: Paper benchmarks and their table labels (PROTOCOL §4.1).
+#: Paper benchmarks and their table labels (docs/protocol.md §4.1).
 PAPER_LABELS = {n: REGISTRY[n].label for n in (*MATH_HARNESS[:-1], *CHOICE)}
 
 
@@ -223,7 +279,7 @@ def label(name: str) -> str:
     return get(name).label
 
 
-@lru_cache(maxsize=None)
+@cache
 def _items(name: str) -> tuple[dict, ...]:
     return tuple(get(name).load())
 
@@ -267,8 +323,9 @@ def render(item: dict, template: str, benchmark: str) -> str:
     if b.template is not None and template != b.template:
         raise ValueError(f"benchmark {benchmark} is prompted with its own template {b.template!r}, not {template!r}")
     if b.template is None and template not in prompts.EVAL_TEMPLATES:
-        raise ValueError(f"benchmark {benchmark} takes a math template ({sorted(prompts.EVAL_TEMPLATES)}), "
-                         f"not {template!r}")
+        raise ValueError(
+            f"benchmark {benchmark} takes a math template ({sorted(prompts.EVAL_TEMPLATES)}), not {template!r}"
+        )
     text = prompts.template_text(template)
     if template == "mmlu-pro-cot-0shot":
         text = text.replace("{category}", item["category"])

@@ -1,6 +1,6 @@
 """The paper's benchmark files, shipped inside the package and verified at load.
 
-``cft_lab/assets/benchmarks/`` holds the ten benchmarks of PROTOCOL §4.1 (plus MMLU-Pro's validation split) as
+``cft_lab/assets/benchmarks/`` holds the ten benchmarks of docs/protocol.md §4.1 (plus MMLU-Pro's validation split) as
 gzip-compressed JSON Lines, byte-identical to the copies documented in the project's provenance notes once
 decompressed; ``manifest.json`` gives each file's record count, the sha256 of its *uncompressed* bytes (the value
 published in the provenance notes), source and license. ``load(name)`` checks both before returning a record, so a
@@ -24,7 +24,7 @@ import json
 import random
 import subprocess
 import zipfile
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from cft_lab.paths import ASSETS_DIR
@@ -37,27 +37,63 @@ GPQA_PASSWORD = b"deserted-untie-orchid"  # published by the GPQA authors with t
 SOURCES = {
     "math": ("math/test.jsonl", 5000, "3371949f33dd702d04b43fddd7d53a028de0aaca0e76abb1b875a050297b3aa4", "MIT"),
     "math500": ("math500/test.jsonl", 500, "35dc41080a3680858b27fa7e0533d2d547825316fc5dafe5d316f4ccc5a06132", "MIT"),
-    "minerva_math": ("minerva_math/test.jsonl", 272,
-                     "0e656b430d3a0a1dab6aa853f453ba3805e28e2cabe4fc72486a897cc09d8ba2", "MIT OCW (CC BY-NC-SA 4.0)"),
+    "minerva_math": (
+        "minerva_math/test.jsonl",
+        272,
+        "0e656b430d3a0a1dab6aa853f453ba3805e28e2cabe4fc72486a897cc09d8ba2",
+        "MIT OCW (CC BY-NC-SA 4.0)",
+    ),
     "gsm8k": ("gsm8k/test.jsonl", 1319, "3730d312f6e3440559ace48831e51066acaca737f6eabec99bccb9e4b3c39d14", "MIT"),
-    "olympiadbench": ("olympiadbench/test.jsonl", 675,
-                      "bb8c1e38a16ea9eacb77530315a674d883f267fbff79183effc53681b4fcc416", "Apache-2.0"),
-    "aime24": ("aime24/test.jsonl", 30, "af2b8bd2aa911b6333ad0df32f3ca05c7ae8ed10f1731f4372c8ae26990bf7ac",
-               "problems (c) MAA"),
-    "amc23": ("amc23/test.jsonl", 40, "43707e1ca784602d8479de24ee8ce36609dbebc46dd152b0b12a46611aa898a4",
-              "problems (c) MAA"),
-    "theoremqa": ("theoremqa/test.jsonl", 800, "9404db9e704011c187cac9e1bdaccf8caf7a4f6dc54b66078b0c687777fc8a84",
-                  "MIT"),
-    "gpqa": ("gpqa/gpqa_diamond.jsonl", 198, "448f8cc4ac653036ede50101ad7a891114795bec226e8be9deffea8a9b75b011",
-             "CC BY 4.0 (never as plain text)"),
-    "mmlu_pro": ("mmlu_pro/test.jsonl", 12032, "3b97db79719b1c96f5f00dcc2b250495a60d74d98e9c3e35d83f1f3e9f118321",
-                 "MIT"),
-    "mmlu_pro_validation": ("mmlu_pro/validation.jsonl", 70,
-                            "50ef14ad63d937da78d5e4d544a0d7363c17cac791daeea152eb7a92be923c55", "MIT"),
+    "olympiadbench": (
+        "olympiadbench/test.jsonl",
+        675,
+        "bb8c1e38a16ea9eacb77530315a674d883f267fbff79183effc53681b4fcc416",
+        "Apache-2.0",
+    ),
+    "aime24": (
+        "aime24/test.jsonl",
+        30,
+        "af2b8bd2aa911b6333ad0df32f3ca05c7ae8ed10f1731f4372c8ae26990bf7ac",
+        "problems (c) MAA",
+    ),
+    "amc23": (
+        "amc23/test.jsonl",
+        40,
+        "43707e1ca784602d8479de24ee8ce36609dbebc46dd152b0b12a46611aa898a4",
+        "problems (c) MAA",
+    ),
+    "theoremqa": (
+        "theoremqa/test.jsonl",
+        800,
+        "9404db9e704011c187cac9e1bdaccf8caf7a4f6dc54b66078b0c687777fc8a84",
+        "MIT",
+    ),
+    "gpqa": (
+        "gpqa/gpqa_diamond.jsonl",
+        198,
+        "448f8cc4ac653036ede50101ad7a891114795bec226e8be9deffea8a9b75b011",
+        "CC BY 4.0 (never as plain text)",
+    ),
+    "mmlu_pro": (
+        "mmlu_pro/test.jsonl",
+        12032,
+        "3b97db79719b1c96f5f00dcc2b250495a60d74d98e9c3e35d83f1f3e9f118321",
+        "MIT",
+    ),
+    "mmlu_pro_validation": (
+        "mmlu_pro/validation.jsonl",
+        70,
+        "50ef14ad63d937da78d5e4d544a0d7363c17cac791daeea152eb7a92be923c55",
+        "MIT",
+    ),
     # A validation split disjoint from every test set (MATH-500, the paper's selection set, lies inside MATH):
     # 500 problems of the MATH *train* split, drawn with random.Random(0).sample and kept in file order.
-    "math_val500": ("math/train.jsonl", 7500, "3086b1daf75bccbc83351fd63b480b7590e52645981a463650354cd5bc32b7d8",
-                    "MIT"),
+    "math_val500": (
+        "math/train.jsonl",
+        7500,
+        "3086b1daf75bccbc83351fd63b480b7590e52645981a463650354cd5bc32b7d8",
+        "MIT",
+    ),
 }
 #: Shipped subsets of a source file: name -> (size, seed). The manifest records the subset's own sha256.
 SUBSETS = {"math_val500": (500, 0)}
@@ -76,7 +112,7 @@ def _read_bytes(name: str, entry: dict, root: Path) -> bytes:
         return f.read()
 
 
-@lru_cache(maxsize=None)
+@cache
 def manifest(root: Path = BENCH_DIR) -> dict:
     return json.loads((root / "manifest.json").read_text(encoding="utf-8"))
 
@@ -117,13 +153,18 @@ def pack(source: Path, out: Path = BENCH_DIR) -> dict:
             lines = raw.decode("utf-8").split("\n")[:count]
             keep = sorted(random.Random(seed).sample(range(count), size))
             raw = "".join(lines[i] + "\n" for i in keep).encode("utf-8")
-            entry.update(records=size, sha256=hashlib.sha256(raw).hexdigest(), source_sha256=sha,
-                         subset=f"random.Random({seed}).sample(range({count}), {size}), file order")
+            entry.update(
+                records=size,
+                sha256=hashlib.sha256(raw).hexdigest(),
+                source_sha256=sha,
+                subset=f"random.Random({seed}).sample(range({count}), {size}), file order",
+            )
         if name == "gpqa":  # ZipCrypto via Info-ZIP, as GPQA's own zip; Python's zipfile reads it, cannot write it
             target = out / "gpqa.zip"
             target.unlink(missing_ok=True)
-            subprocess.run(["zip", "-j", "-q", "-X", "-P", GPQA_PASSWORD.decode(), str(target), str(source / rel)],
-                           check=True)
+            subprocess.run(
+                ["zip", "-j", "-q", "-X", "-P", GPQA_PASSWORD.decode(), str(target), str(source / rel)], check=True
+            )
             entry.update(file="gpqa.zip", member=Path(rel).name)
         else:
             target = out / ((f"{name}.jsonl" if name in SUBSETS else rel.replace("/", "__")) + ".gz")

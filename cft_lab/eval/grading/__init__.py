@@ -1,9 +1,10 @@
 """Answer extraction and equivalence for the paper's benchmarks, in three modes.
 
 Benchmarks: ``math``, ``math500``, ``minerva_math``, ``gsm8k``, ``olympiadbench``, ``aime24``, ``amc23``,
-``theoremqa`` (the math harness, PROTOCOL §4.2, §4.5, §9) and ``gpqa``, ``mmlu_pro`` (multiple choice, §4.3, §4.4).
+``theoremqa`` (the math harness, docs/protocol.md §4.2, §4.5, §9) and ``gpqa``, ``mmlu_pro`` (multiple choice, §4.3,
+§4.4).
 
-Modes (compare only numbers graded in the same mode, PITFALLS "Evaluation"):
+Modes (compare only numbers graded in the same mode, docs/pitfalls.md#evaluation):
 
 ============ ==================================================================================================
 ``paper``    the CFT harness exactly, leniencies and quirks included: its ``strip_string`` (unit-word list that
@@ -36,8 +37,8 @@ killed (SIGKILL) and replaced when an item exceeds ``timeout``; the item is then
 ``correct=False``. ``signal.alarm`` is never used.
 
 Known divergence from the paper's run: its ``symbolic_equal`` parsed LaTeX with sympy's ANTLR parser (antlr4 4.11);
-here ``latex2sympy2_extended`` stands in (cft_lab.eval.grading.equal), which can flip a few symbolic verdicts. Output that
-is not a string, and gold letters outside the options, are errors, not guesses.
+here ``latex2sympy2_extended`` stands in (cft_lab.eval.grading.equal), which can flip a few symbolic verdicts.
+Output that is not a string, and gold letters outside the options, are errors, not guesses.
 
 >>> grade("so the answer is \\\\boxed{\\\\dfrac{1}{2}}", "\\\\frac{1}{2}", "math")
 True
@@ -46,19 +47,50 @@ True
 (True, False)
 """
 
+from cft_lab.eval.grading.choice import mmlu_pro_fallback
+from cft_lab.eval.grading.core import (
+    BENCHMARKS,
+    QUIRKS,
+    Verdict,
+    extract_answer,
+    grade,
+    grade_detail,
+    quirk_counts,
+    strip_string,
+)
+from cft_lab.eval.grading.gold import (
+    MODES,
+    gold_answer,
+    gold_answers,
+    gold_quirks,
+    question_suffix,
+    raw_gold,
+    suffix_for_gold,
+)
+from cft_lab.eval.grading.parallel import Item, grade_batch, status_counts
+
 #: Bumped whenever a verdict can change for the same output and gold; part of every grade artefact's store key.
 VERSION = "grading-v1"
 
-from cft_lab.eval.grading.choice import mmlu_pro_fallback  # noqa: E402
-from cft_lab.eval.grading.core import (BENCHMARKS, QUIRKS, Verdict, extract_answer, grade, grade_detail, quirk_counts,
-                                  strip_string)
-from cft_lab.eval.grading.gold import (MODES, gold_answer, gold_answers, gold_quirks, question_suffix, raw_gold,
-                                  suffix_for_gold)
-from cft_lab.eval.grading.parallel import Item, grade_batch, status_counts
-
 __all__ = [
-    "BENCHMARKS", "MODES", "QUIRKS", "VERSION", "Item", "Verdict", "extract_answer", "gold_answer", "gold_answers",
-    "gold_quirks", "grade", "grade_batch", "grade_detail", "mmlu_pro_fallback", "question_suffix", "quirk_counts",
-    "raw_gold", "suffix_for_gold",
-    "status_counts", "strip_string",
+    "BENCHMARKS",
+    "MODES",
+    "QUIRKS",
+    "VERSION",
+    "Item",
+    "Verdict",
+    "extract_answer",
+    "gold_answer",
+    "gold_answers",
+    "gold_quirks",
+    "grade",
+    "grade_batch",
+    "grade_detail",
+    "mmlu_pro_fallback",
+    "question_suffix",
+    "quirk_counts",
+    "raw_gold",
+    "suffix_for_gold",
+    "status_counts",
+    "strip_string",
 ]

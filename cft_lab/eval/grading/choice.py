@@ -1,4 +1,4 @@
-"""Multiple-choice extraction: GPQA (PROTOCOL §4.3) and MMLU-Pro (§4.4), per grading mode.
+"""Multiple-choice extraction: GPQA (docs/protocol.md §4.3) and MMLU-Pro (§4.4), per grading mode.
 
 Contract: ``extract_choice(output, benchmark, mode)`` returns the extracted letter ("" when none);
 ``grade_choice(output, gold, benchmark, mode, n_options)`` returns ``(correct, pred, quirks)`` for paper and
@@ -10,7 +10,7 @@ more than once the output is taken for an in-context-learning transcript and onl
 first blank line) is kept; after the last trigger the FIRST standalone letter A–D wins, without a trigger the LAST
 one; the text is upper-cased first, so a lowercase article ("a") counts as "A". Then exact match with the gold
 letter. The blank-line rule comes from every published copy of ``answer_clean``; the CFT copy itself is not
-public, so it is [inferred] (PROTOCOL §4.3 lists the rest).
+public, so it is [inferred] (docs/protocol.md §4.3 lists the rest).
 GPQA, strict: the same triggers and first/last rule, but only capital letters count and there is no paragraph cut.
 Quirks (paper): ``lowercase_letter`` when the scored letter was lowercase in the output, ``gpqa_icl_split`` when the
 paragraph cut changed the letter.
@@ -109,8 +109,9 @@ def extract_choice(output: str, benchmark: str, mode: str = "paper") -> str:
     raise ValueError(f"{benchmark!r} is not a multiple-choice benchmark {CHOICE_BENCHMARKS}")
 
 
-def grade_choice(output: str, gold: str, benchmark: str, mode: str,
-                 n_options: int | None = None) -> tuple[bool, str, tuple[str, ...]]:
+def grade_choice(
+    output: str, gold: str, benchmark: str, mode: str, n_options: int | None = None
+) -> tuple[bool, str, tuple[str, ...]]:
     """(correct, pred, quirks) in paper or strict mode (module doc)."""
     letters = CHOICE_LETTERS[benchmark]
     if gold not in letters:
@@ -132,8 +133,10 @@ def grade_choice(output: str, gold: str, benchmark: str, mode: str,
         if mode != "paper":
             return False, "", ()
         if n_options is None:
-            raise ValueError("mmlu_pro: no letter could be extracted and n_options was not given; paper mode "
-                             "scores such an item against mmlu_pro_fallback(n_options) (pass n_options)")
+            raise ValueError(
+                "mmlu_pro: no letter could be extracted and n_options was not given; paper mode "
+                "scores such an item against mmlu_pro_fallback(n_options) (pass n_options)"
+            )
         answer = mmlu_pro_fallback(n_options)
         quirks.append("fallback_guess")
     return answer == gold, answer, tuple(quirks)

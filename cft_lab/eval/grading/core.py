@@ -21,8 +21,13 @@ from dataclasses import dataclass
 
 from cft_lab.eval.grading.choice import CHOICE_BENCHMARKS, CHOICE_LETTERS, extract_choice, grade_choice
 from cft_lab.eval.grading.equal import CFT_ONLY_TAGS, fast_equal
-from cft_lab.eval.grading.extract import (MATH_BENCHMARKS, SKIP_UNIT, extract_math, letter_gold_prediction,
-                                     raw_math_answer)
+from cft_lab.eval.grading.extract import (
+    MATH_BENCHMARKS,
+    SKIP_UNIT,
+    extract_math,
+    letter_gold_prediction,
+    raw_math_answer,
+)
 from cft_lab.eval.grading.gold import MODES
 from cft_lab.eval.grading.normalize import normalize
 from cft_lab.eval.grading.worker import GradeTimeout, WorkerError, default_worker
@@ -32,24 +37,24 @@ BENCHMARKS = MATH_BENCHMARKS + CHOICE_BENCHMARKS
 #: every quirk name a Verdict (or ``gold_quirks``) can carry -> what it means
 QUIRKS: dict[str, str] = {
     "unit_word_deleted": "strip_string's unit-word list deleted a standalone word that is no unit after a number, "
-                         "in the gold or the prediction (\\sec x -> \\x, \\frac{c}{a} -> \\frac{}{}, "
-                         "1\\pm\\sqrt{19} -> 1\\\\sqrt{19})",
+    "in the gold or the prediction (\\sec x -> \\x, \\frac{c}{a} -> \\frac{}{}, "
+    "1\\pm\\sqrt{19} -> 1\\\\sqrt{19})",
     "theoremqa_option_collapsed": "a TheoremQA option gold (a)/(c)/(d) collapsed to '()', which every option "
-                                  "prediction also collapses to",
+    "prediction also collapses to",
     "gold_emptied": "the paper's cleanup emptied the gold (\\text{east}, \\mbox{Saturday}); an empty gold matches "
-                    "any prediction without a capital A-E",
+    "any prediction without a capital A-E",
     "mbox_deleted": "\\mbox{...} was deleted with its content",
     "and_deleted": "'and' was cut out of a longer word",
     "letter_gold": "the gold is a letter A-E, so a letter was re-extracted from the whole output (math_eval.py)",
     "round_one_decimal": "the CFT grader's round_to_two_decimals (which rounds to ONE decimal) decided a True "
-                         "verdict that the tolerance check would not give",
+    "verdict that the tolerance check would not give",
     "percent": "only gold/100 or gold*100 matched the prediction (upstream leniency, paper and strict)",
     "sci_notation": "the CFT-only scientific-notation reading (a\\times10^{n}, 3e8, 10^{n}) decided a True verdict",
     "rhs_split": "the CFT-only comparison of the right-hand sides of '=' decided a True verdict",
     "sig_digits": "the CFT-only is_numbers_equal_post (tolerance from significant digits) decided a True verdict",
     "lowercase_letter": "GPQA: the output is upper-cased, so a lowercase word ('a') was scored as the letter",
     "gpqa_icl_split": "GPQA: 'the answer is' occurred twice, so only the first paragraph was searched and the "
-                      "letter changed",
+    "letter changed",
     "fallback_guess": "MMLU-Pro: no letter was found and the item was scored against the seeded guess",
 }
 
@@ -95,8 +100,12 @@ def strip_string(s: str, benchmark: str, mode: str = "paper") -> str:
     if mode == "math_verify":
         from latex2sympy2_extended.math_normalization import NormalizationConfig, normalize_latex
 
-        return normalize_latex(str(s), NormalizationConfig(basic_latex=True, units=True, malformed_operators=True,
-                                                           nits=True, boxed="all", equations=False))
+        return normalize_latex(
+            str(s),
+            NormalizationConfig(
+                basic_latex=True, units=True, malformed_operators=True, nits=True, boxed="all", equations=False
+            ),
+        )
     return normalize(s, skip_unit=benchmark in SKIP_UNIT, strict=mode == "strict")
 
 
@@ -155,8 +164,16 @@ def _grade_math(output: str, gold: str, benchmark: str, paper: bool, timeout: fl
     return Verdict(bool(correct), scored, "ok", None, tuple(dict.fromkeys(quirks + (tags if correct else []))))
 
 
-def grade_detail(output, gold, benchmark: str, mode: str = "paper", timeout: float = 3.0, *,
-                 n_options: int | None = None, gold_quirks: tuple[str, ...] = ()) -> Verdict:
+def grade_detail(
+    output,
+    gold,
+    benchmark: str,
+    mode: str = "paper",
+    timeout: float = 3.0,
+    *,
+    n_options: int | None = None,
+    gold_quirks: tuple[str, ...] = (),
+) -> Verdict:
     """Grade one output in one mode (module doc). ``n_options`` is MMLU-Pro's option count (needed in paper mode
     when no letter can be extracted); ``gold_quirks`` (from ``gold_quirks(benchmark, record)``) are added to the
     verdict's quirks in paper mode."""
@@ -170,8 +187,12 @@ def grade_detail(output, gold, benchmark: str, mode: str = "paper", timeout: flo
     if unknown:
         raise ValueError(f"{benchmark}: unknown gold quirk names {sorted(unknown)}")
     if benchmark in CHOICE_BENCHMARKS and (len(gold) != 1 or gold not in CHOICE_LETTERS[benchmark]):
-        return Verdict(False, "", "error", f"{benchmark}: gold must be one option letter of "
-                                           f"{CHOICE_LETTERS[benchmark]}, got {gold!r}")
+        return Verdict(
+            False,
+            "",
+            "error",
+            f"{benchmark}: gold must be one option letter of {CHOICE_LETTERS[benchmark]}, got {gold!r}",
+        )
     if not output:
         return Verdict(False, "", "ok", None, extra)
     try:
@@ -195,4 +216,3 @@ def grade_detail(output, gold, benchmark: str, mode: str = "paper", timeout: flo
 def grade(output, gold, benchmark: str, mode: str = "paper") -> bool:
     """``grade_detail(...).correct``: False also on timeout or error (use ``grade_detail`` to tell them apart)."""
     return grade_detail(output, gold, benchmark, mode).correct
-

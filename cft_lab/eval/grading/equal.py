@@ -2,7 +2,7 @@
 
 Contract: ``math_equal(prediction, reference, paper, tags)`` returns whether two cleaned answers are equal, as
 ``grader.math_equal`` of the CFT harness decides it (``paper=True``) or as upstream Qwen2.5-Math's decides it
-(``paper=False``: the same function without the four CFT-only additions, PROTOCOL §4.2). In order:
+(``paper=False``: the same function without the four CFT-only additions, docs/protocol.md §4.2). In order:
 
 1. case-insensitive string equality; a letter gold A–E against the last letter of the prediction;
 2. numbers (commas removed, ``x%`` read as x/100): relative tolerance 1e-4 against gold, gold/100 and gold×100;
@@ -53,8 +53,10 @@ _SCI_TIMES_BRACED_RE = re.compile(r"(\d+\.?\d*?)\\times10\^{([+-]?\d+)}")
 _POW10_RE = re.compile(r"10\^{([+-]?\d+)}")
 _CLEAN_FUNC_RE = re.compile(r"(\d+\.?\d*?)\\times10\^{([+-]?\d+)}\\")
 _POST_SCI_RE = re.compile(r"(\d+\.?\d*?)times10\^{([+-]?\d+)}")
-_UNSAFE_EXPR_RE = re.compile(r"__|\b(?:import|lambda|exec|eval|open|compile|globals|locals|getattr|setattr|"
-                             r"delattr|vars|dir|input|breakpoint|help|exit|quit)\b")
+_UNSAFE_EXPR_RE = re.compile(
+    r"__|\b(?:import|lambda|exec|eval|open|compile|globals|locals|getattr|setattr|"
+    r"delattr|vars|dir|input|breakpoint|help|exit|quit)\b"
+)
 # 10**n for n beyond this can only end in OverflowError (float * int) in the harness's code: raise it at once
 # instead of building a huge integer first (10**(10**9) would take minutes and gigabytes)
 _MAX_POW10 = 400
@@ -63,7 +65,7 @@ _MAX_POW10 = 400
 def _pow10(exponent: int):
     if exponent > _MAX_POW10:
         raise OverflowError("int too large to convert to float")
-    return 10 ** exponent
+    return 10**exponent
 
 
 def choice_answer_clean(pred: str) -> str:
@@ -99,15 +101,16 @@ def numeric_equal(prediction: float, reference: float) -> bool:
 
 
 def round_to_two_decimals(num_str):
-    """The CFT grader's helper: despite its name it rounds to ONE decimal (PROTOCOL §4.2)."""
+    """The CFT grader's helper: despite its name it rounds to ONE decimal (docs/protocol.md §4.2)."""
     try:
         return round(float(num_str.replace(",", "").replace("\\", "")), 1)
     except ValueError:
         return None
 
 
-def fast_equal(prediction, reference, paper: bool, tags: list,
-               include_percentage: bool = True, is_close: bool = True) -> bool | None:
+def fast_equal(
+    prediction, reference, paper: bool, tags: list, include_percentage: bool = True, is_close: bool = True
+) -> bool | None:
     """Steps 1–2 of ``math_equal``: True/False when they decide, None when the rest must run."""
     if prediction is None or reference is None:
         return False
@@ -130,7 +133,7 @@ def fast_equal(prediction, reference, paper: bool, tags: list,
             candidates = [reference / 100, reference, reference * 100] if include_percentage else [reference]
             for i, item in enumerate(candidates):
                 try:
-                    if (numeric_equal(prediction, item) if is_close else item == prediction):
+                    if numeric_equal(prediction, item) if is_close else item == prediction:
                         if include_percentage and i != 1:
                             tags.append("percent")
                         return True
@@ -224,15 +227,21 @@ def _all_equal(pairs, paper: bool, tags: list, include_percentage: bool, is_clos
 
 
 def _matrix_rows(s: str) -> list[str]:
-    return [line.strip() for line in s[len("\\begin{pmatrix}"):-len("\\end{pmatrix}")].split("\\\\") if line.strip()]
+    return [line.strip() for line in s[len("\\begin{pmatrix}") : -len("\\end{pmatrix}")].split("\\\\") if line.strip()]
 
 
 def _is_matrix(s: str) -> bool:
     return s.startswith(("\\begin{pmatrix}", "\\begin{bmatrix}")) and s.endswith(("\\end{pmatrix}", "\\end{bmatrix}"))
 
 
-def math_equal(prediction, reference, paper: bool = True, tags: list | None = None,
-               include_percentage: bool = True, is_close: bool = True) -> bool:
+def math_equal(
+    prediction,
+    reference,
+    paper: bool = True,
+    tags: list | None = None,
+    include_percentage: bool = True,
+    is_close: bool = True,
+) -> bool:
     """The harness's ``math_equal`` (module doc); ``paper`` switches the CFT-only steps on."""
     tags = [] if tags is None else tags
     decided = fast_equal(prediction, reference, paper, tags, include_percentage, is_close)
@@ -243,7 +252,8 @@ def math_equal(prediction, reference, paper: bool = True, tags: list | None = No
         reference = str_to_pmatrix(reference)
     pred_str, ref_str = prediction, reference
     if (prediction.startswith("[") and prediction.endswith("]") and not reference.startswith("(")) or (
-            prediction.startswith("(") and prediction.endswith(")") and not reference.startswith("[")):
+        prediction.startswith("(") and prediction.endswith(")") and not reference.startswith("[")
+    ):
         pred_str, ref_str = pred_str.strip("[]()"), ref_str.strip("[]()")
     for s in ["{", "}", "(", ")"]:
         ref_str, pred_str = ref_str.replace(s, ""), pred_str.replace(s, "")
@@ -251,8 +261,9 @@ def math_equal(prediction, reference, paper: bool = True, tags: list | None = No
         return True
     if _LIST_RE.match(prediction) is not None and _LIST_RE.match(reference) is not None:
         pred_parts, ref_parts = prediction[1:-1].split(","), reference[1:-1].split(",")
-        if len(pred_parts) == len(ref_parts) and _all_equal(zip(pred_parts, ref_parts), paper, tags,
-                                                            include_percentage, is_close):
+        if len(pred_parts) == len(ref_parts) and _all_equal(
+            zip(pred_parts, ref_parts), paper, tags, include_percentage, is_close
+        ):
             return True
     if _is_matrix(prediction) and _is_matrix(reference):
         pred_lines, ref_lines = _matrix_rows(prediction), _matrix_rows(reference)
@@ -283,8 +294,14 @@ def math_equal(prediction, reference, paper: bool = True, tags: list | None = No
             return True
     if paper and ("=" in prediction or "=" in reference):
         sub: list[str] = []
-        if math_equal(prediction.split("=")[-1].replace("{", "("), reference.split("=")[-1].replace("{", "("),
-                      paper, sub, include_percentage, is_close):
+        if math_equal(
+            prediction.split("=")[-1].replace("{", "("),
+            reference.split("=")[-1].replace("{", "("),
+            paper,
+            sub,
+            include_percentage,
+            is_close,
+        ):
             tags.extend(sub + ["rhs_split"])
             return True
     if paper and convert_to_decimal(prediction) == convert_to_decimal(reference):

@@ -1,4 +1,4 @@
-"""Answer extraction for the math harness (PROTOCOL §4.2), as the paper's ``parser.extract_answer`` does it.
+"""Answer extraction for the math harness (docs/protocol.md §4.2), as the paper's ``parser.extract_answer`` does it.
 
 Contract: ``extract_math(output, benchmark, strict)`` returns the prediction string that the harness compares with
 the gold: the raw answer (priority: Minerva's "final answer is $…$. I hope", the last ``\\boxed{}`` with brace

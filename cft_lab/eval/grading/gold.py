@@ -1,4 +1,4 @@
-"""Gold answers from the raw shipped benchmark records, per grading mode (PROTOCOL §9 "Gold answers").
+"""Gold answers from the raw shipped benchmark records, per grading mode (docs/protocol.md §9 "Gold answers").
 
 Contract: ``gold_answer(benchmark, record, mode)`` returns the gold string that ``grade(..., mode)`` expects.
 
@@ -34,8 +34,16 @@ from cft_lab.eval.grading.extract import MATH_BENCHMARKS, SKIP_UNIT, raw_math_an
 from cft_lab.eval.grading.normalize import normalize
 
 MODES = ("paper", "strict", "math_verify")
-_PASSES = {"math": 1, "math500": 3, "minerva_math": 1, "gsm8k": 2, "olympiadbench": 2, "aime24": 2, "amc23": 2,
-           "theoremqa": 2}
+_PASSES = {
+    "math": 1,
+    "math500": 3,
+    "minerva_math": 1,
+    "gsm8k": 2,
+    "olympiadbench": 2,
+    "aime24": 2,
+    "amc23": 2,
+    "theoremqa": 2,
+}
 _OPTION_GOLDS = ("(a)", "(b)", "(c)", "(d)", "(e)", "(f)")
 
 
@@ -43,8 +51,10 @@ def _check(benchmark: str, mode: str) -> None:
     if mode not in MODES:
         raise ValueError(f"unknown grading mode {mode!r}; expected one of {MODES}")
     if benchmark in ("gpqa", "mmlu_pro"):
-        raise ValueError(f"{benchmark}: the gold is an option letter that depends on the seeded option order; "
-                         "the benchmark registry computes it (gold_answer only parses math-harness golds)")
+        raise ValueError(
+            f"{benchmark}: the gold is an option letter that depends on the seeded option order; "
+            "the benchmark registry computes it (gold_answer only parses math-harness golds)"
+        )
     if benchmark not in MATH_BENCHMARKS:
         raise ValueError(f"unknown benchmark {benchmark!r}; math-harness benchmarks are {MATH_BENCHMARKS}")
 
@@ -101,8 +111,9 @@ def gold_answer(benchmark: str, record: dict, mode: str = "paper") -> str:
         raise ValueError(f"{benchmark}: the gold field is empty")
     gold = _cleaned(benchmark, record, strict=mode == "strict", quirks=None)
     if mode == "strict" and not gold:
-        raise ValueError(f"{benchmark}: the gold cleans to an empty string even in strict mode "
-                         f"(raw {raw_gold(benchmark, record)!r})")
+        raise ValueError(
+            f"{benchmark}: the gold cleans to an empty string even in strict mode (raw {raw_gold(benchmark, record)!r})"
+        )
     return gold
 
 

@@ -41,8 +41,11 @@ def _gold_latex(gold: str) -> str:
 
 @lru_cache(maxsize=4096)
 def _parsed_gold(gold: str) -> tuple:
-    return tuple(parse(_gold_latex(gold), extraction_config=[LatexExtractionConfig(), ExprExtractionConfig()],
-                       parsing_timeout=None))
+    return tuple(
+        parse(
+            _gold_latex(gold), extraction_config=[LatexExtractionConfig(), ExprExtractionConfig()], parsing_timeout=None
+        )
+    )
 
 
 @lru_cache(maxsize=4)
@@ -66,8 +69,9 @@ def _pred_text(parsed: list) -> str:
 def mv_extract(output: str, letters: str | None = None) -> str:
     """math-verify's reading of the output (what ``mv_grade`` compares), as text."""
     if letters:
-        return _pred_text(parse(_unwrap_letters(output, letters), extraction_config=_letter_config(letters),
-                                parsing_timeout=None))
+        return _pred_text(
+            parse(_unwrap_letters(output, letters), extraction_config=_letter_config(letters), parsing_timeout=None)
+        )
     return _pred_text(parse(output, parsing_timeout=None))
 
 

@@ -59,8 +59,15 @@ def _as_item(row, index: int) -> Item:
 
 
 def _grade_items(items: list[Item], modes: tuple[str, ...], timeout: float) -> list[dict[str, Verdict]]:
-    return [{mode: grade_detail(it.output, it.gold, it.benchmark, mode, timeout, n_options=it.n_options,
-                                gold_quirks=it.gold_quirks) for mode in modes} for it in items]
+    return [
+        {
+            mode: grade_detail(
+                it.output, it.gold, it.benchmark, mode, timeout, n_options=it.n_options, gold_quirks=it.gold_quirks
+            )
+            for mode in modes
+        }
+        for it in items
+    ]
 
 
 def _failed(modes, status: str, why: str) -> dict[str, Verdict]:
@@ -85,8 +92,9 @@ def status_counts(results: list[dict[str, Verdict]]) -> dict[str, dict[str, int]
     return {mode: dict(c) for mode, c in out.items()}
 
 
-def grade_batch(rows, modes=MODES, timeout: float = 3.0, workers: int | None = None,
-                progress: bool = True) -> list[dict[str, Verdict]]:
+def grade_batch(
+    rows, modes=MODES, timeout: float = 3.0, workers: int | None = None, progress: bool = True
+) -> list[dict[str, Verdict]]:
     """Grade every row in every mode (module doc)."""
     from tqdm.auto import tqdm
 
@@ -128,8 +136,11 @@ def _run_pool(items, modes, timeout, workers, results, bar) -> None:
 
     retry: list[int] = []
     with ProcessPool(max_workers=workers, context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.schedule(_grade_items, args=([items[i] for i in idx], modes, timeout),
-                                 timeout=limit(len(idx))): idx for idx in chunks if idx}
+        futures = {
+            pool.schedule(_grade_items, args=([items[i] for i in idx], modes, timeout), timeout=limit(len(idx))): idx
+            for idx in chunks
+            if idx
+        }
         for fut in as_completed(futures):
             idx = futures[fut]
             try:
@@ -137,18 +148,24 @@ def _run_pool(items, modes, timeout, workers, results, bar) -> None:
                     results[i] = verdicts
                 bar.update(len(idx))
             except Exception as e:  # noqa: BLE001 (safety net: pebble timeout, dead process, ...)
-                log.warning("grade_batch: a chunk of %d rows failed (%s: %s); re-running its rows one by one",
-                            len(idx), type(e).__name__, e)
+                log.warning(
+                    "grade_batch: a chunk of %d rows failed (%s: %s); re-running its rows one by one",
+                    len(idx),
+                    type(e).__name__,
+                    e,
+                )
                 retry.extend(idx)
-        singles = {pool.schedule(_grade_items, args=([items[i]], modes, timeout), timeout=limit(1)): i
-                   for i in retry}
+        singles = {pool.schedule(_grade_items, args=([items[i]], modes, timeout), timeout=limit(1)): i for i in retry}
         for fut in as_completed(singles):
             i = singles[fut]
             try:
                 results[i] = fut.result()[0]
             except FutureTimeout:
-                results[i] = _failed(modes, "timeout", f"{items[i].benchmark}: row {i} exceeded the "
-                                                       f"{limit(1):g}s safety limit of its grading process")
+                results[i] = _failed(
+                    modes,
+                    "timeout",
+                    f"{items[i].benchmark}: row {i} exceeded the {limit(1):g}s safety limit of its grading process",
+                )
             except Exception as e:  # noqa: BLE001
                 results[i] = _failed(modes, "error", f"{items[i].benchmark}: row {i}: {type(e).__name__}: {e}")
             bar.update(1)

@@ -18,11 +18,39 @@ Adapted from akshaynagpal/w2n ``word2number/w2n.py`` (MIT License, Copyright (c)
 from __future__ import annotations
 
 AMERICAN_NUMBER_SYSTEM = {
-    "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
-    "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15, "sixteen": 16,
-    "seventeen": 17, "eighteen": 18, "nineteen": 19, "twenty": 20, "thirty": 30, "forty": 40, "fifty": 50,
-    "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90, "hundred": 100, "thousand": 1000,
-    "million": 1000000, "billion": 1000000000, "point": ".",
+    "zero": 0,
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+    "eleven": 11,
+    "twelve": 12,
+    "thirteen": 13,
+    "fourteen": 14,
+    "fifteen": 15,
+    "sixteen": 16,
+    "seventeen": 17,
+    "eighteen": 18,
+    "nineteen": 19,
+    "twenty": 20,
+    "thirty": 30,
+    "forty": 40,
+    "fifty": 50,
+    "sixty": 60,
+    "seventy": 70,
+    "eighty": 80,
+    "ninety": 90,
+    "hundred": 100,
+    "thousand": 1000,
+    "million": 1000000,
+    "billion": 1000000000,
+    "point": ".",
 }
 DECIMAL_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
@@ -57,13 +85,17 @@ def word_to_num(number_sentence: str) -> int | float:
     clean = [w for w in number_sentence.strip().split() if w in AMERICAN_NUMBER_SYSTEM]
     if not clean:
         raise ValueError("No valid number words found!")
-    if clean.count("thousand") > 1 or clean.count("million") > 1 or clean.count("billion") > 1 \
-            or clean.count("point") > 1:
+    if (
+        clean.count("thousand") > 1
+        or clean.count("million") > 1
+        or clean.count("billion") > 1
+        or clean.count("point") > 1
+    ):
         raise ValueError("Redundant number word!")
     decimals: list[str] = []
     if clean.count("point") == 1:
-        decimals = clean[clean.index("point") + 1:]
-        clean = clean[:clean.index("point")]
+        decimals = clean[clean.index("point") + 1 :]
+        clean = clean[: clean.index("point")]
     b = clean.index("billion") if "billion" in clean else -1
     m = clean.index("million") if "million" in clean else -1
     t = clean.index("thousand") if "thousand" in clean else -1
@@ -77,21 +109,21 @@ def word_to_num(number_sentence: str) -> int | float:
             if b > -1:
                 total += _number_formation(clean[0:b]) * 1000000000
             if m > -1:
-                total += _number_formation(clean[b + 1:m] if b > -1 else clean[0:m]) * 1000000
+                total += _number_formation(clean[b + 1 : m] if b > -1 else clean[0:m]) * 1000000
             if t > -1:
                 if m > -1:
-                    mult = _number_formation(clean[m + 1:t])
+                    mult = _number_formation(clean[m + 1 : t])
                 elif b > -1:
-                    mult = _number_formation(clean[b + 1:t])
+                    mult = _number_formation(clean[b + 1 : t])
                 else:
                     mult = _number_formation(clean[0:t])
                 total += mult * 1000
             if t > -1 and t != len(clean) - 1:
-                hundreds = _number_formation(clean[t + 1:])
+                hundreds = _number_formation(clean[t + 1 :])
             elif m > -1 and m != len(clean) - 1:
-                hundreds = _number_formation(clean[m + 1:])
+                hundreds = _number_formation(clean[m + 1 :])
             elif b > -1 and b != len(clean) - 1:
-                hundreds = _number_formation(clean[b + 1:])
+                hundreds = _number_formation(clean[b + 1 :])
             elif t == -1 and m == -1 and b == -1:
                 hundreds = _number_formation(clean)
             else:

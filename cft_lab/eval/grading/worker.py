@@ -8,7 +8,7 @@ handler raised (the child survives) or the child died (a new one starts on the n
 ``mv_extract`` (math-verify), ``ping``.
 
 Why a process and not a thread or ``signal.alarm``: sympy cannot be interrupted from another thread, and
-math-verify's own ``signal.alarm`` timeout silently returns False outside the main thread (PITFALLS,
+math-verify's own ``signal.alarm`` timeout silently returns False outside the main thread (docs/pitfalls.md#evaluation,
 "Evaluation"). So math-verify runs here with its timeouts disabled (``parsing_timeout=None``,
 ``timeout_seconds=None``) and the process boundary is the timeout.
 
@@ -93,8 +93,14 @@ class SymbolicWorker:
         env = dict(os.environ)
         env["PYTHONPATH"] = _PACKAGE_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         env.setdefault("OMP_NUM_THREADS", "1")
-        self._proc = subprocess.Popen([sys.executable, "-m", "cft_lab.eval.grading._child"], stdin=subprocess.PIPE,
-                                      stdout=subprocess.PIPE, bufsize=0, env=env, close_fds=True)
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "cft_lab.eval.grading._child"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            bufsize=0,
+            env=env,
+            close_fds=True,
+        )
         self._ready = False
 
     def _wait_ready(self) -> None:
@@ -201,8 +207,13 @@ def _op_mv_extract(output: str, letters: str | None):
     return mv_extract(output, letters)
 
 
-HANDLERS = {"math_equal": _op_math_equal, "grade_math": _op_grade_math, "math_verify": _op_math_verify,
-            "mv_extract": _op_mv_extract, "ping": lambda: os.getpid()}
+HANDLERS = {
+    "math_equal": _op_math_equal,
+    "grade_math": _op_grade_math,
+    "math_verify": _op_math_verify,
+    "mv_extract": _op_mv_extract,
+    "ping": lambda: os.getpid(),
+}
 
 
 def _watch_parent(parent: int) -> None:
@@ -234,7 +245,8 @@ def main() -> None:
     logging.getLogger("math_verify").setLevel(logging.ERROR)
     import importlib
 
-    for module in ("sympy", "cft_lab.eval.grading.equal", "cft_lab.eval.grading.mv"):  # the heavy imports, before "ready"
+    # the heavy imports, before "ready"
+    for module in ("sympy", "cft_lab.eval.grading.equal", "cft_lab.eval.grading.mv"):
         importlib.import_module(module)
 
     try:
@@ -251,5 +263,3 @@ def main() -> None:
             _write_frame(out, reply)
     except OSError:  # the parent is gone (e.g. it exited while this replacement was starting): nothing to report
         return
-
-

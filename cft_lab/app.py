@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from cft_lab.config import register, to_config
+from cft_lab.config import ConfigError, register, to_config
 from cft_lab.paths import CONF_DIR, check_checkout
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,11 @@ def _main(dcfg: DictConfig) -> None:
     from cft_lab.pipeline.cell import run_cell
     from cft_lab.report.tracking import sanitize
 
-    cfg = to_config(dcfg)
+    try:
+        cfg = to_config(dcfg)
+    except ConfigError as e:  # an impossible combination: one line that names the choices, no traceback
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        sys.exit(2)
     if cfg.dry_run and not _in_multirun():  # a sweep prints one resolved config and the plan when it ends
         print(OmegaConf.to_yaml(OmegaConf.create(sanitize(OmegaConf.to_container(dcfg, resolve=True)))), flush=True)
     result = run_cell(cfg)
@@ -56,7 +61,6 @@ SUBCOMMANDS = {"tables": "cft_lab.report.tables", "compare": "cft_lab.eval.compa
 
 
 def main() -> None:
-    import sys
 
     check_checkout()
     if len(sys.argv) > 1 and sys.argv[1] in SUBCOMMANDS:

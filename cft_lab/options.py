@@ -82,7 +82,19 @@ class SelectStrategy(StrEnum):
 
 
 class InferenceMode(StrEnum):
+    """How an answer is produced at test time (docs/protocol.md §4.7, §10; cft_lab.eval.modes)."""
+
     direct = "direct"  # one generation, the harness prompt (the paper's main results)
+    single_pass = "single_pass"  # one generation: solve, critique, correct if wrong; the last box is the answer
+    two_stage = "two_stage"  # solve, critique in a separate call, re-solve while judged wrong (up to max_rounds)
+    self_verify = "self_verify"  # sample candidates, critique each, vote among those judged right (beyond the paper)
+
+
+class VerdictRule(StrEnum):
+    """What an unparsed self-critique verdict counts as (the paper's loop exits only on "Correct")."""
+
+    wrong = "wrong"
+    right = "right"
 
 
 class Backend(StrEnum):

@@ -77,6 +77,26 @@ def _scenarios(g) -> dict:
     }
     out = {name: [[dataclasses.asdict(c) for c in comps] for comps in call()] for name, call in calls.items()}
     out["describe"] = g.describe()
+    out["modes"] = _modes(g)
+    return out
+
+
+def _modes(g) -> dict:
+    """Greedy two-stage and single-pass traces of 8 items (cft_lab.eval.modes), on this generator."""
+    import tempfile
+
+    from cft_lab.eval import modes
+
+    out = {}
+    for mode in ("two_stage", "single_pass"):
+        inf = _inference(mode=mode, temperature=0.0, max_new_tokens=MAX_NEW_TOKENS)
+        inf.self_critique.max_rounds = 2
+        inf.self_critique.max_new_tokens = MAX_NEW_TOKENS
+        with tempfile.TemporaryDirectory() as tmp:
+            path = modes.generate_benchmark(
+                g, "testbed_val", "qwen25-math-cot", Path(tmp), inference=inf, limit=8, seed=0
+            )
+            out[mode] = [json.loads(line) for line in path.read_text().splitlines()]
     return out
 
 
@@ -152,6 +172,20 @@ def test_greedy_equals_hf(vllm_out, hf_out):
     assert rate >= GREEDY_AGREEMENT, [(a, b) for a, b, s in zip(v, h, same) if not s][:3]
     reasons = {c[0]["finish_reason"] for c in v}
     assert reasons == {"stop", "length"}, reasons  # the prompt set exercises both endings
+
+
+def test_greedy_self_critique_traces_equal_hf(vllm_out, hf_out):
+    """Two-stage and single-pass inference, greedy: every round's solution and critique, token counts and verdicts
+    are the same on both backends (each round is one batched call on either)."""
+    for mode in ("two_stage", "single_pass"):
+        v, h = vllm_out["modes"][mode], hf_out["modes"][mode]
+        assert len(v) == len(h) == 8
+        assert [r["trace"] for r in v] == [r["trace"] for r in h], mode
+        assert [r["outputs"] for r in v] == [r["outputs"] for r in h], mode
+    rounds = [len(r["trace"][0]["rounds"]) for r in vllm_out["modes"]["two_stage"]]
+    assert set(rounds) <= {1, 2} and all(
+        x["critique"] for r in vllm_out["modes"]["two_stage"] for x in r["trace"][0]["rounds"]
+    )
 
 
 def test_finish_reason_and_token_counts(vllm_out):

@@ -25,12 +25,16 @@ import logging
 import os
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional
 
+from cft_lab.config import InferenceConfig
 from cft_lab.eval import benchmarks
+from cft_lab.options import InferenceMode
 from cft_lab.pipeline.store import versions
+from cft_lab.testbed.answers import answer as testbed_answer
 
 log = logging.getLogger(__name__)
 
@@ -69,11 +73,21 @@ def generate_benchmark(
     n: int = 1,
     desc: str = "",
     temperature: Optional[float] = None,
+    inference: Optional[InferenceConfig] = None,
 ) -> Path:
-    """Generate every (or the first ``limit``) item of a benchmark into ``out_dir/<bench>.jsonl``, resumably."""
+    """Generate every (or the first ``limit``) item of a benchmark into ``out_dir/<bench>.jsonl``, resumably.
+
+    With ``inference`` in a self-critique mode the items go through ``cft_lab.eval.modes`` instead (same file, rows
+    with a per-sample ``trace``); direct inference stays here."""
     final = out_dir / f"{bench_name}.jsonl"
     if final.is_file():
         return final
+    if inference is not None and inference.mode != InferenceMode.direct:
+        from cft_lab.eval import modes as inference_modes
+
+        return inference_modes.generate_benchmark(
+            generator, bench_name, template, out_dir, inference=inference, limit=limit, seed=seed, desc=desc
+        )
     partial = out_dir / f"{bench_name}.partial.jsonl"
     bench = benchmarks.get(bench_name)
     items = benchmarks.items(bench_name, limit)
@@ -137,10 +151,13 @@ def grade_benchmark(
                     "output": o["text"],
                     "tokens": o["tokens"],
                     "finish_reason": o["finish_reason"],
+                    "pred": {"testbed": testbed_answer(o["text"])},
                     "correct": {"testbed": bench.grade(o["text"], it["gold"])},
                 }
                 for o in r["outputs"]
             ]
+            for sample, trace in zip(samples, r.get("trace", [])):
+                sample["trace"] = _graded_trace(trace, lambda text, gold=it["gold"]: bench.grade(text, gold))
             graded.append(
                 {
                     "id": r["id"],
@@ -172,6 +189,25 @@ def grade_benchmark(
     per_sample = [tuple(v[m] for m in modes) for v in res]  # [(paper verdict, strict verdict, ...), ...]
     k = 0
     primary = modes[0]
+    # self-critique traces: every round's solution (and a single-pass output's initial part), in the primary mode
+    traced = [
+        (r, text)
+        for r in rows
+        for t in r.get("trace", [])
+        for text in ([x["solution"] for x in t["rounds"]] if "rounds" in t else [t["initial"]])
+    ]
+    trace_verdicts = iter(
+        grading.grade_batch(
+            [
+                grading.Item(text, items[r["id"]]["golds"], bench.grader, items[r["id"]].get("n_options"))
+                for r, text in traced
+            ],
+            modes=(primary,),
+            timeout=timeout,
+            workers=workers,
+            progress=bool(traced),
+        )
+    )
     for r in rows:
         it = items[r["id"]]
         samples = []
@@ -196,6 +232,8 @@ def grade_benchmark(
                     ),
                 }
             )
+        for sample, trace in zip(samples, r.get("trace", [])):
+            sample["trace"] = _graded_trace(trace, lambda _text: bool(next(trace_verdicts)[primary].correct))
         graded.append(
             {
                 "id": r["id"],
@@ -209,6 +247,83 @@ def grade_benchmark(
             }
         )
     return graded
+
+
+def _graded_trace(trace: dict, is_correct) -> dict:
+    """A trace with each round's solution (or a single-pass output's initial part) marked correct or not."""
+    out = dict(trace)
+    if "rounds" in trace:
+        out["rounds"] = [{**x, "correct": bool(is_correct(x["solution"]))} for x in trace["rounds"]]
+    else:
+        out["initial_correct"] = bool(is_correct(trace["initial"]))
+    return out
+
+
+def mode_stats(graded: list[dict], primary: str) -> dict:
+    """What a self-critique mode did, over every sample's trace: rounds, tokens, how often the model's own verdict
+    matched the truth, and how often a new attempt fixed or broke an answer (docs/protocol.md §4.7)."""
+    samples = [s for g in graded for s in g["samples"]]
+    traces = [s["trace"] for s in samples if "trace" in s]
+    n_items = max(1, len(graded))
+    if not traces:  # direct inference
+        tokens = sum(s["tokens"] for s in samples)
+        return {
+            "mode": "direct",
+            "mean_rounds": 1.0,
+            "tokens_per_item": round(tokens / n_items, 2),
+            "tokens_per_sample": round(tokens / max(1, len(samples)), 2),
+        }
+    tokens = sum(t["tokens"] for t in traces)
+    out: dict = {"tokens_per_item": round(tokens / n_items, 2), "tokens_per_sample": round(tokens / len(traces), 2)}
+    if "rounds" not in traces[0]:  # single pass: the critique judges the initial solution
+        final = [bool(s["correct"][primary]) for s in samples if "trace" in s]
+        initial = [t["initial_correct"] for t in traces]
+        parsed = [(t["verdict"], ok) for t, ok in zip(traces, initial) if t["verdict"] is not None]
+        out.update(
+            mode="single_pass",
+            mean_rounds=1.0,
+            with_critique=sum(t["critique"] is not None for t in traces),
+            flagged_wrong=sum(t["flagged_wrong"] for t in traces),
+            with_correction=sum(t["has_correction"] for t in traces),
+            verdicts_parsed=len(parsed),
+            verdicts_unparsed=len(traces) - len(parsed),
+            self_verdict_accuracy=round(100 * sum((v == "right") == ok for v, ok in parsed) / len(parsed), 2)
+            if parsed
+            else None,
+            initial_accuracy=round(100 * sum(initial) / len(initial), 4),
+            fixed=sum(not a and b for a, b in zip(initial, final)),
+            broke=sum(a and not b for a, b in zip(initial, final)),
+        )
+        return out
+    rounds = [t["rounds"] for t in traces]
+    critiques = [x for rs in rounds for x in rs if "judged" in x]
+    parsed = [x for x in critiques if x["verdict"] is not None]
+    steps = [(a["correct"], b["correct"]) for rs in rounds for a, b in zip(rs, rs[1:])]
+    first = [rs[0]["correct"] for rs in rounds]
+    final = [rs[t["answer_round"]]["correct"] for rs, t in zip(rounds, traces)]
+    out.update(
+        mode="self_verify" if traces[0]["stop"].startswith("voted") else "two_stage",
+        mean_rounds=round(sum(len(rs) for rs in rounds) / len(rounds), 4),
+        stops=dict(Counter(t["stop"] for t in traces)),
+        critiques=len(critiques),
+        verdicts_parsed=len(parsed),
+        verdicts_unparsed=len(critiques) - len(parsed),
+        verdict_forms=dict(Counter(x["verdict_form"] for x in critiques)),
+        self_verdict_accuracy=round(
+            100 * sum((x["verdict"] == "right") == x["correct"] for x in parsed) / len(parsed), 2
+        )
+        if parsed
+        else None,
+        judged_right_when_wrong=sum(x["judged"] == "right" and not x["correct"] for x in critiques),
+        judged_wrong_when_right=sum(x["judged"] == "wrong" and x["correct"] for x in critiques),
+        first_accuracy=round(100 * sum(first) / len(first), 4),
+        rerolls=len(steps),
+        reroll_fixed=sum(not a and b for a, b in steps),
+        reroll_broke=sum(a and not b for a, b in steps),
+        fixed=sum(not a and b for a, b in zip(first, final)),
+        broke=sum(a and not b for a, b in zip(first, final)),
+    )
+    return out
 
 
 def aggregate(bench_name: str, graded: list[dict], modes: Sequence[str], *, n_boot: int = 10000, seed: int = 0) -> dict:
@@ -247,6 +362,7 @@ def aggregate(bench_name: str, graded: list[dict], modes: Sequence[str], *, n_bo
         out["pass_at_k"] = {str(k): round(100 * metrics.mean_pass_at_k(corr, k), 4) for k in ks}
         out["maj_at_k"] = {str(k): round(100 * metrics.maj_at_k(preds, corr, k), 4) for k in ks}
         out["avg_at_k"] = {str(k): round(100 * metrics.avg_at_k(corr, k), 4) for k in ks}
+    out["inference"] = mode_stats(graded, primary)
     return out
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from cft_lab.config import Config, as_dict
+from cft_lab.config import Config, as_dict, selection_inference
 from cft_lab.eval import benchmarks, engine
 from cft_lab.eval.metrics import score
 from cft_lab.options import SelectStrategy
@@ -70,6 +70,7 @@ def run_select(cfg: Config, store: Store, key: str, train_dir: Path, logger: Log
     from cft_lab.eval.generation import make_generator
     from cft_lab.train.trainer import checkpoints
 
+    decoding = selection_inference(cfg.inference)  # greedy direct, whatever the test-time mode
     with store.claim("select", key, resume=True) as art:
         if not art.done:
             out = art.path
@@ -85,7 +86,7 @@ def run_select(cfg: Config, store: Store, key: str, train_dir: Path, logger: Log
                     if not target.is_file():
                         gen_dir = out / "generations" / str(step)
                         gen_dir.mkdir(parents=True, exist_ok=True)
-                        generator = make_generator(str(ckpt), cfg.model, cfg.inference)  # one load per checkpoint
+                        generator = make_generator(str(ckpt), cfg.model, decoding)  # one load per checkpoint
                         try:
                             path = engine.generate_benchmark(
                                 generator,
@@ -94,7 +95,7 @@ def run_select(cfg: Config, store: Store, key: str, train_dir: Path, logger: Log
                                 gen_dir,
                                 limit=sel.limit,
                                 seed=cfg.inference.seed,
-                                n=cfg.inference.n,
+                                n=1,
                                 desc=f"select {ckpt.name}",
                             )
                         finally:
@@ -170,6 +171,7 @@ def run_infer(cfg: Config, store: Store, key: str, model_dir: str) -> Path:
                         seed=cfg.inference.seed,
                         n=cfg.inference.n,
                         desc=f"infer {name}",
+                        inference=cfg.inference,
                     )
                     log.info("infer %s %s: done in %.1f s", key, name, time.time() - t0)
                 if need_critique:

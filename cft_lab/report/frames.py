@@ -75,6 +75,8 @@ DELTA_LABEL = "Δ = CFT − SFT_best"
 SFT_VERIFIED_COLUMN = "SFT-verified"
 PAPER_TABLES = ASSETS_DIR / "paper_tables.json"
 PAPER_VERSIONS = {"v1": "rows", "v3_v4": "rows_v3_v4"}
+#: ``metric``/``value``: "accuracy" rows repeat the accuracy; a layout's extra columns (frame.attrs["extra_columns"],
+#: e.g. Table 8's tokens per item) are rows of their own, with ``accuracy`` empty.
 CSV_COLUMNS = [
     "model",
     "method",
@@ -88,6 +90,8 @@ CSV_COLUMNS = [
     "note",
     "key",
     "paper",
+    "metric",
+    "value",
 ]
 
 _PAPER_DELTA = "Delta = CFT - SFT_best"
@@ -118,6 +122,11 @@ class CellResult:
     scores: dict[str, BenchScore]  # benchmark column label -> score
     key: str  # cache key, quoted in the footnotes
     response_source: str | None = None  # "reference" | "self_generated" (Table 6 columns)
+    # test-time decoding (Table 8): {"variant", "mode", "temperature", "n"}; where the graded rows are; the cell's
+    # scores.json entries by column label (mode statistics, maj@k, pass@k)
+    decoding: dict = field(default_factory=dict)
+    grade_dir: Path | None = None
+    raw_scores: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -237,8 +246,10 @@ def _assemble(runs: dict[Hashable, _Run], benchmarks: Sequence[str], layout: str
 
 
 def _benchmark_labels(frame: pd.DataFrame) -> list[Hashable]:
-    labels = frame.columns if frame.attrs.get("layout", "table2") == "table2" else frame.index
-    return [b for b in labels if b != AVG]
+    """The accuracy columns (rows, for run-as-column layouts): not AVG, not a layout's extra columns."""
+    labels = frame.columns if frame.attrs.get("run_axis", 0) == 0 else frame.index
+    extra = frame.attrs.get("extra_columns", {})
+    return [b for b in labels if b != AVG and b not in extra]
 
 
 def _delta(block: pd.DataFrame, model: str) -> tuple[pd.Series, dict[tuple[str, str], str]]:

@@ -81,7 +81,7 @@ def _footnotes(frame: pd.DataFrame) -> tuple[dict[Hashable, str], list[str]]:
         name = " / ".join(label) if isinstance(label, tuple) else str(label)
         key = runs.get(label, {}).get("key")
         lines.append(f"{markers[label]} {name}{f' (cell {key})' if key else ''}: {notes[label]}")
-    return markers, lines
+    return markers, lines + list(frame.attrs.get("footnotes", []))
 
 
 _CI_LEGEND = {
@@ -100,6 +100,7 @@ def _legend(frame: pd.DataFrame, paper: pd.DataFrame | None, style: str) -> str:
         parts.append(
             "AVG = mean of the benchmark columns; Δ = WebInstruct-CFT − the best of the three SFT rows, per column"
         )
+    parts += list(frame.attrs.get("legend", []))
     if paper is not None:
         parts.append(f"(paper x) = the paper's number ({paper.attrs.get('version', 'paper')})")
     return "; ".join(parts) + "."
@@ -132,8 +133,11 @@ def _grid(frame: pd.DataFrame, paper: pd.DataFrame | None, style: str) -> _Grid:
         if runs_are_rows:
             row_labels[-1] += markers.get(row, "")
         signed = isinstance(row, tuple) and row[-1] == DELTA_LABEL
+        extra = frame.attrs.get("extra_columns", {})
         cells = [
-            _fmt_cell(
+            (_HOLE if pd.isna(frame.at[row, col]) else extra[col].format(frame.at[row, col]).replace("-", "−"))
+            if col in extra
+            else _fmt_cell(
                 frame.at[row, col],
                 ci.get((row, col)),
                 np.nan if aligned is None else aligned.at[row, col],
@@ -214,16 +218,28 @@ def _long_table(frame: pd.DataFrame, paper: pd.DataFrame | None) -> pd.DataFrame
     axis, attrs = frame.attrs.get("run_axis", 0), frame.attrs
     run_labels, benches = (frame.index, frame.columns) if axis == 0 else (frame.columns, frame.index)
     records = []
+    extra = attrs.get("extra_columns", {})
     for run in run_labels:
         meta = attrs.get("runs", {}).get(run) or _paper_meta(frame, run)
         for bench in benches:
             pos = (run, bench) if axis == 0 else (bench, run)
             value = frame.at[pos]
             lo, hi = attrs.get("ci", {}).get(pos, (np.nan, np.nan))
+            if bench in extra:
+                records.append(
+                    {
+                        **{k: meta.get(k) for k in ("model", "method", "teacher", "status", "key")},
+                        "metric": bench,
+                        "value": value,
+                    }
+                )
+                continue
             records.append(
                 {
                     **{k: meta.get(k) for k in ("model", "method", "teacher", "status", "key")},
                     "benchmark": bench,
+                    "metric": "accuracy",
+                    "value": value,
                     "accuracy": value,
                     "ci_low": lo,
                     "ci_high": hi,

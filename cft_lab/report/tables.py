@@ -69,6 +69,16 @@ def collect(configs: list[Config]):
             for name, s in res.get("scores", {}).items()
         }
         teacher = (cfg.teacher.label or cfg.teacher.name) if teacher_work(cfg.objective.name) else None
+        inf = cfg.inference
+        decoding = {
+            "variant": cfg.run.variant,
+            "mode": str(inf.mode),
+            "temperature": inf.temperature,
+            "n": inf.n,
+            "candidates": inf.self_critique.candidates,
+            "benchmarks": {benchmarks.label(b): b for b in cfg.eval.benchmarks},
+        }
+        store = Store(cfg.paths.outputs)
         cells.append(
             CellResult(
                 model=cfg.model.label,
@@ -79,6 +89,9 @@ def collect(configs: list[Config]):
                 scores=scores,
                 key=plan.key,
                 response_source=cfg.response_source.kind,
+                decoding=decoding,
+                grade_dir=store.path("grade", plan.key) if res["status"] == "ok" else None,
+                raw_scores={s.get("label", benchmarks.label(n)): s for n, s in res.get("scores", {}).items()},
             )
         )
     return cells
@@ -94,14 +107,25 @@ def render(table: str, overrides: list[str] = (), out_dir: Path | None = None, q
     layout = configs[0].run.table or table
     columns = [benchmarks.label(b) for b in configs[0].eval.benchmarks]
     cells = collect(configs)
-    frames = {"table2": report.table2_frame, "table6": report.table6_frame, "table7": report.table7_frame}
+    from cft_lab.report import table8
+
+    frames = {
+        "table2": report.table2_frame,
+        "table6": report.table6_frame,
+        "table7": report.table7_frame,
+        "table8": table8.table8_frame,
+    }
     if layout not in frames:
         raise ValueError(f"table={table}: no layout for run.table={layout} (known: {', '.join(frames)})")
     frame = frames[layout](cells, columns)
-    paper = report.paper_frame(layout) if all(c.model.source == "hub" for c in configs) else None
+    paper = None
+    if all(c.model.source == "hub" for c in configs):
+        paper = table8.paper_frame() if layout == "table8" else report.paper_frame(layout)
     out_dir = out_dir or Path(configs[0].paths.outputs) / "tables"
     title = f"{layout} ({table}): {len([c for c in cells if c.status == 'ok'])}/{len(cells)} cells done"
     paths = report.write_table(frame, out_dir, table, title, paper=paper)
+    if layout == "table8":
+        paths["tokens_png"] = table8.write_tokens_plot(frame, out_dir / f"{table}_tokens.png", title)
     if not quiet:
         print(paths["md"].read_text(encoding="utf-8"), flush=True)
     return {"frame": frame, "paths": paths, "cells": cells, "configs": configs}

@@ -28,6 +28,15 @@ BASES = [[], PAPER_WORLD, ["objective=sft"], PAPER_WORLD + ["objective=sft"]]
 PAPER = json.loads((Path(__file__).resolve().parents[1] / "cft_lab/assets/paper_tables.json").read_text())
 
 
+def _messages(e: BaseException | None) -> list[str]:
+    """The messages of an exception and of its causes (OmegaConf wraps the one that names the key)."""
+    out = []
+    while e is not None:
+        out.append(str(e))
+        e = e.__cause__
+    return out
+
+
 def _options() -> list[tuple[str, str]]:
     opts = [(g, p.stem) for g in GROUPS for p in sorted((CONF_DIR / g).glob("*.yaml"))]
     opts += [
@@ -96,11 +105,7 @@ def test_impossible_combinations_fail_naming_both_choices(overrides, names):
 def test_values_outside_an_options_choices_fail_naming_the_allowed_ones(override, allowed):
     with pytest.raises(Exception) as err:
         compose([override])
-    chain, e = [], err.value
-    while e is not None:
-        chain.append(str(e))
-        e = e.__cause__
-    assert any(allowed in msg for msg in chain), chain
+    assert any(allowed in msg for msg in _messages(err.value)), _messages(err.value)
 
 
 def test_an_impossible_combination_exits_2_with_one_line_from_the_cli(tmp_path):
@@ -127,11 +132,7 @@ def test_base_needs_no_teacher():
 def test_schema_rejects_typos_at_compose_time(override, key):
     with pytest.raises(Exception) as err:
         compose([override])
-    chain, e = [], err.value
-    while e is not None:
-        chain.append(str(e))
-        e = e.__cause__
-    assert any(key in msg for msg in chain), chain
+    assert any(key in msg for msg in _messages(err.value)), _messages(err.value)
 
 
 def _paper_rows(table: str, key: str) -> list[str]:

@@ -19,35 +19,21 @@ from __future__ import annotations
 
 IM_START, IM_END, ENDOFTEXT = "<|im_start|>", "<|im_end|>", "<|endoftext|>"
 
-TRAIN_TEMPLATES = {
-    "chatml_v1": {
-        "prompt": IM_START
-        + "system\n{system}"
-        + IM_END
-        + "\n"
-        + IM_START
-        + "user\n{user}"
-        + IM_END
-        + "\n"
-        + IM_START
-        + "assistant\n",
-        "completion_suffix": IM_END + "\n",
-    }
-}
+
+def chatml(system: str, user: str) -> str:
+    """Qwen's ChatML prompt: a system turn, a user turn, and the assistant header the model completes.
+
+    >>> chatml("S", "hi")
+    '<|im_start|>system\\nS<|im_end|>\\n<|im_start|>user\\nhi<|im_end|>\\n<|im_start|>assistant\\n'
+    """
+    return f"{IM_START}system\n{system}{IM_END}\n{IM_START}user\n{user}{IM_END}\n{IM_START}assistant\n"
+
+
+TRAIN_TEMPLATES = {"chatml_v1": {"prompt": chatml("{system}", "{user}"), "completion_suffix": IM_END + "\n"}}
 
 _BOXED_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
 EVAL_TEMPLATES = {
-    "qwen25-math-cot": IM_START
-    + "system\n"
-    + _BOXED_SYSTEM
-    + IM_END
-    + "\n"
-    + IM_START
-    + "user\n{question}"
-    + IM_END
-    + "\n"
-    + IM_START
-    + "assistant\n",
+    "qwen25-math-cot": chatml(_BOXED_SYSTEM, "{question}"),
     "deepseek-math": "User: {question}\n" + _BOXED_SYSTEM + "\n\nAssistant:",
 }
 
@@ -56,18 +42,7 @@ MATH_STOP_STRINGS = ["</s>", IM_END, ENDOFTEXT, "(END)", "\\[END\\]", "**END**",
 
 #: GPQA, ``run_open.py --form qwen`` (docs/protocol.md §4.3): ChatML with the default system text, 0-shot, no format
 #: instruction. The user turn is built by ``cft_lab.eval.benchmarks`` as ``{Question}\nAnswer Choices: (A) .. (B) ..``.
-GPQA_TEMPLATES = {
-    "gpqa-qwen": IM_START
-    + "system\nYou are a helpful assistant."
-    + IM_END
-    + "\n"
-    + IM_START
-    + "user\n{question}"
-    + IM_END
-    + "\n"
-    + IM_START
-    + "assistant\n"
-}
+GPQA_TEMPLATES = {"gpqa-qwen": chatml("You are a helpful assistant.", "{question}")}
 GPQA_STOP_STRINGS = [
     "USER:",
     "ASSISTANT:",
@@ -88,19 +63,7 @@ MMLU_PRO_SYSTEM = (
     "The following are multiple choice questions (with answers) about {category}. Think step by step "
     'and then finish your answer with "the answer is (X)" where X is the correct letter choice.'
 )
-MMLU_PRO_TEMPLATES = {
-    "mmlu-pro-cot-0shot": IM_START
-    + "system\n"
-    + MMLU_PRO_SYSTEM
-    + IM_END
-    + "\n"
-    + IM_START
-    + "user\n{question}\n"
-    + IM_END
-    + "\n"
-    + IM_START
-    + "assistant\n"
-}
+MMLU_PRO_TEMPLATES = {"mmlu-pro-cot-0shot": chatml(MMLU_PRO_SYSTEM, "{question}\n")}
 MMLU_PRO_STOP_STRINGS = ["</s>", IM_END, ENDOFTEXT, "Question:"]
 
 #: The fixed critique instruction of WebInstruct-CFT (docs/protocol.md §1.2).

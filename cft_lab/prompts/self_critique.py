@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import hashlib
 
-from cft_lab.prompts import CFT_INSTRUCTION, ENDOFTEXT, IM_END, IM_START, cft_user_turn, render_prompt
+from cft_lab.prompts import CFT_INSTRUCTION, ENDOFTEXT, IM_END, cft_user_turn, chatml, render_prompt
 
 #: v3 Appendix A.1.2, verbatim words (the PDF's line breaks are joined by spaces: [unknown] whether the authors'
 #: string had them).
@@ -48,31 +48,11 @@ DIRECT_INSTRUCTION = "Please reason step by step, and put your final answer with
 DEFAULT_SYSTEM = "You are a helpful assistant."
 
 TEMPLATES: dict[str, str] = {
-    "single_pass_chatml_v1": IM_START
-    + "system\n"
-    + SINGLE_PASS_INSTRUCTION
-    + IM_END
-    + "\n"
-    + IM_START
-    + "user\n{question}"
-    + IM_END
-    + "\n"
-    + IM_START
-    + "assistant\n",
+    "single_pass_chatml_v1": chatml(SINGLE_PASS_INSTRUCTION, "{question}"),
     "single_pass_plain_v1": SINGLE_PASS_INSTRUCTION + "\nQuestion: {question}\nAnswer: Let's solve this first:",
-    "critique_paper_v1": IM_START
-    + "system\n"
-    + DEFAULT_SYSTEM
-    + IM_END
-    + "\n"
-    + IM_START
-    + "user\n"
-    + CFT_INSTRUCTION
-    + "\nQuestion: {question}\nSolution: {solution}\nCritique:"
-    + IM_END
-    + "\n"
-    + IM_START
-    + "assistant\n",
+    "critique_paper_v1": chatml(
+        DEFAULT_SYSTEM, CFT_INSTRUCTION + "\nQuestion: {question}\nSolution: {solution}\nCritique:"
+    ),
     "direct_plain_v1": DIRECT_INSTRUCTION + "\nQuestion: {question}\nAnswer: Let's solve this step by step:",
 }
 #: Rendered by the training template instead of a fixed string (see :func:`render`).

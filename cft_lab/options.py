@@ -47,6 +47,7 @@ class SourceKind(StrEnum):
     webinstruct_raw = "webinstruct_raw"
     metamathqa = "metamathqa"
     numinamath_cot = "numinamath_cot"
+    chat_messages = "chat_messages"  # {"messages": [{role, content}, ...]}: AceMath's SFT data and most chat SFT sets
     local = "local"
     hub = "hub"
 

@@ -64,9 +64,9 @@ def test_every_option_composes():
     options = _options()
     composed = [o for o in options if _composes(*o)]
     assert composed == options, f"do not compose: {sorted(set(options) - set(composed))}"
-    # 6 models, 4 data, 2 response sources, 6 teachers, 5 objectives, 2 train, 3 inference, 5 eval, 2 loggers,
-    # 8 methods, 9 tables, 13 inference methods (Table 8's rows), 1 launcher
-    assert len(composed) == 66
+    # 8 models, 9 data, 2 response sources, 6 teachers, 8 objectives, 3 train, 3 inference, 6 eval, 2 loggers,
+    # 16 methods, 16 tables, 13 inference methods (Table 8's rows), 1 launcher
+    assert len(composed) == 93
 
 
 @pytest.mark.parametrize(

@@ -53,13 +53,32 @@ class TeacherStageError(RuntimeError):
 # ---- 1. questions and reference responses -------------------------------------------------------------------------
 
 
+def _phrasings(problem, k: int, rephrase) -> list:
+    """``problem`` and ``k - 1`` rewordings of it, all different (a rewording that repeats another is skipped)."""
+    out, seen, variant = [problem], {problem.question}, 1
+    while len(out) < k and variant < 64 * k:
+        q = rephrase(problem, variant)
+        variant += 1
+        if q.question not in seen:
+            seen.add(q.question)
+            out.append(q)
+    return out
+
+
 def _testbed_base(cfg: Config) -> tuple[list[Record], dict]:
+    """Questions of the train split and the noisy solver's responses; with ``phrasings > 1`` each problem appears
+    that many times, reworded (the same chain of steps, a record each)."""
+    from cft_lab.testbed.rephrase import rephrase
+
     tb, rs = cfg.data.testbed, cfg.response_source
     assert tb is not None  # data.kind=testbed has a testbed block (cft_lab.config.check_combination)
-    items = problems.generate("train", tb.n_train, seed=tb.seed, min_steps=tb.min_steps, max_steps=tb.max_steps)
+    distinct = -(-tb.n_train // tb.phrasings)
+    base = problems.generate("train", distinct, seed=tb.seed, min_steps=tb.min_steps, max_steps=tb.max_steps)
+    items = [q for p in base for q in _phrasings(p, tb.phrasings, rephrase)][: tb.n_train]
+    error_rate = rs.error_rate if tb.response_error_rate is None else tb.response_error_rate
     records = []
     for p in tqdm(items, desc="testbed records", leave=False, mininterval=2):
-        resp = noisy.noisy_solve(p, seed=rs.seed, error_rate=rs.error_rate)
+        resp = noisy.noisy_solve(p, seed=rs.seed, error_rate=error_rate)
         records.append(
             Record(
                 id=p.id,
@@ -79,6 +98,8 @@ def _testbed_base(cfg: Config) -> tuple[list[Record], dict]:
         "min_steps": tb.min_steps,
         "max_steps": tb.max_steps,
     }
+    if tb.phrasings != 1 or tb.response_error_rate is not None:
+        provenance.update(distinct_problems=len(base), phrasings=tb.phrasings, response_error_rate=error_rate)
     return records, {"provenance": provenance, "problems": {p.id: p for p in items}}
 
 
@@ -100,7 +121,7 @@ def run_teacher(cfg: Config, records: list[Record], extra: dict, cache_dir: Path
     from cft_lab.teachers import TeacherTask, make_teacher, summarize
     from cft_lab.train.objectives import teacher_work
 
-    kinds = teacher_work(cfg.objective.name)
+    kinds = teacher_work(cfg.objective)
     if not kinds:
         return records, {}
     teacher = make_teacher(cfg, records, extra, cache_dir)

@@ -20,20 +20,20 @@ import logging
 import time
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Optional
 
-from cft_lab.config import Config, as_dict
+from cft_lab.config import Config, as_dict, parent_config, part_config
 from cft_lab.pipeline.plan import CellPlan, format_plan, plan_cell
 from cft_lab.pipeline.store import Store
 from cft_lab.report.tracking import Logger, NoOpLogger, make_logger, sanitize
 from cft_lab.train.modeling import model_path
-from cft_lab.train.objectives import OBJECTIVES
+from cft_lab.train.objectives import spec
 
 log = logging.getLogger(__name__)
 
 
 def _identity(cfg: Config, plan: CellPlan) -> dict:
-    uses_teacher = OBJECTIVES[cfg.objective.name].teacher_work is not None
+    uses_teacher = spec(cfg.objective).teacher_work is not None
     return {
         "cell": plan.name,
         "key": plan.key,
@@ -73,27 +73,24 @@ def preflight(cfg: Config) -> None:
 
 def execute(cfg: Config, plan: CellPlan, store: Store, logger) -> dict:
     """Run the cell's stages in order; each returns a small typed result, from which the cell's result is built."""
-    from cft_lab.data.stage import run_data
-    from cft_lab.eval.stage import run_grade, run_infer, run_select
-    from cft_lab.train.stage import run_train
+    from cft_lab.eval.stage import run_grade, run_infer
 
     timings: dict[str, float] = {}
 
-    def timed(stage: str, fn: Callable[..., Any], *args: Any) -> Any:
+    def timed(stage: str, fn: Callable[..., Any], stage_cfg: Config, key: str, *args: Any) -> Any:
+        """Run one stage (of this cell, a mixture part or a chain's parent) and add its time to the stage's."""
         t0 = time.time()
-        log.info("[%s] %s ...", plan.name, stage)
-        out = fn(cfg, store, plan.key_of(stage), *args)
-        timings[stage] = round(time.time() - t0, 2)
+        log.info("[%s] %s %s ...", plan.name, stage, key)
+        out = fn(stage_cfg, store, key, *args)
+        timings[stage] = round(timings.get(stage, 0.0) + time.time() - t0, 2)
         return out
 
     preflight(cfg)
     extra: dict = {}
-    if not OBJECTIVES[cfg.objective.name].trains:
+    if not spec(cfg.objective).trains:
         evaluated = model_path(cfg.model)
     else:
-        data = timed("data", run_data)
-        train = timed("train", run_train, data.path, logger)
-        sel = timed("select", run_select, train.path, logger)
+        data, train, sel = _train_and_select(cfg, plan, store, logger, timed)
         evaluated = str(sel.model_dir)
         extra["selected"] = store.relative(sel.model_dir)  # relative to the store: portable across mounts
         extra["selection"] = sel.summary()
@@ -107,10 +104,10 @@ def execute(cfg: Config, plan: CellPlan, store: Store, logger) -> dict:
                 **{f"select/overlap/{b}": n for b, n in selection["validation_test_overlap"].items()},
             }
         )
-        extra["data_card"] = data.card
-        extra["train_examples"] = train.pairs  # truncated / dropped per arm
-    infer_dir = timed("infer", run_infer, evaluated)
-    grade = timed("grade", run_grade, infer_dir)
+        extra["data_card"] = data[0].card if len(data) == 1 else {f"part {k}": d.card for k, d in enumerate(data)}
+        extra["train_examples"] = train.pairs  # truncated / dropped per arm (per part for a mixture)
+    infer_dir = timed("infer", run_infer, cfg, plan.key_of("infer"), evaluated)
+    grade = timed("grade", run_grade, cfg, plan.key_of("grade"), infer_dir)
     for name, s in grade.scores.items():
         stats = s.get("inference", {})
         logger.summary(
@@ -133,6 +130,36 @@ def execute(cfg: Config, plan: CellPlan, store: Store, logger) -> dict:
         extra["critique"] = grade.critique
         logger.summary({f"critique/{k}": v for k, v in grade.critique.items() if isinstance(v, (int, float))})
     return {"scores": grade.scores, "timings_s": timings, **extra}
+
+
+def _train_and_select(cfg: Config, plan: CellPlan, store: Store, logger, timed, role: Optional[str] = None):
+    """The data (one artefact, or one per mixture part), train and select stages of a training cell, a chain's
+    parent's first; returns (data results, train result, select result)."""
+    from cft_lab.data.stage import run_data
+    from cft_lab.eval.stage import run_select
+    from cft_lab.train.stage import TrainPart, run_train
+
+    base = None
+    if cfg.chain is not None:  # the parent cell's stages (found in the store when another table built them)
+        _, _, parent = _train_and_select(parent_config(cfg), plan, store, NoOpLogger(), timed, role="parent")
+        base = str(parent.model_dir)
+    prefix = f"{role} " if role else ""
+    if spec(cfg.objective).family == "mix":
+        parts = cfg.objective.parts or []
+        data = [
+            timed("data", run_data, part_config(cfg, p), plan.key_of("data", f"{prefix}part {k}"))
+            for k, p in enumerate(parts)
+        ]
+        train_parts = [
+            TrainPart(part_config(cfg, p).objective, d.path, p.count, p.fraction, name=f"part {k} ({p.objective})")
+            for k, (p, d) in enumerate(zip(parts, data))
+        ]
+    else:
+        data = [timed("data", run_data, cfg, plan.key_of("data", role))]
+        train_parts = [TrainPart(cfg.objective, data[0].path)]
+    train = timed("train", run_train, cfg, plan.key_of("train", role), train_parts, logger, base)
+    sel = timed("select", run_select, cfg, plan.key_of("select", role), train.path, logger)
+    return data, train, sel
 
 
 def run_cell(cfg: Config) -> dict:

@@ -21,14 +21,15 @@ Bump a ``STAGE_VERSIONS`` entry when a stage's output changes for the same confi
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
-from cft_lab.config import Config, as_dict, key_dict, selection_inference
+from cft_lab.config import Config, as_dict, key_dict, parent_config, part_config, selection_inference
 from cft_lab.options import ModelSource, ResponseKind
 from cft_lab.pipeline.store import digest
-from cft_lab.train.objectives import OBJECTIVES, teacher_work
+from cft_lab.train.objectives import spec, teacher_work
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +44,10 @@ STAGE_VERSIONS = {
 
 @dataclass
 class StagePlan:
-    stage: str
+    stage: str  # the store folder: data | train | select | infer | grade
     key: str
     summary: str  # one line for the dry-run listing
+    role: Optional[str] = None  # None: the cell's own; "part k": a mixture's part k; "parent": a chain's parent
 
 
 @dataclass
@@ -54,11 +56,15 @@ class CellPlan:
     key: str  # = the grade key
     stages: list[StagePlan] = field(default_factory=list)
 
-    def key_of(self, stage: str) -> str:
-        key = next((s.key for s in self.stages if s.stage == stage), None)
+    def key_of(self, stage: str, role: Optional[str] = None) -> str:
+        key = next((s.key for s in self.stages if s.stage == stage and s.role == role), None)
         if key is None:
-            raise KeyError(f"cell {self.name} has no {stage} stage")
+            raise KeyError(f"cell {self.name} has no {stage} stage" + (f" ({role})" if role else ""))
         return key
+
+    def part_keys(self) -> list[str]:
+        """The data keys of a mixture's parts, in order (empty for other cells)."""
+        return [s.key for s in self.stages if s.stage == "data" and (s.role or "").startswith("part ")]
 
 
 def cell_name(cfg: Config) -> str:
@@ -78,7 +84,7 @@ def _model_identity(cfg: Config) -> dict:
 
 
 def data_key(cfg: Config) -> str:
-    work = teacher_work(cfg.objective.name)
+    work = teacher_work(cfg.objective)
     teacher = None
     if work:
         teacher = key_dict(cfg.teacher)
@@ -98,63 +104,83 @@ def _grading(cfg: Config) -> dict:
     return {"modes": [str(m) for m in cfg.eval.modes], "timeout": cfg.eval.grade_timeout, "version": VERSION}
 
 
+def _data_stage(cfg: Config, role: Optional[str] = None) -> StagePlan:
+    from cft_lab import teachers
+
+    summary = f"{cfg.data.name} x {cfg.response_source.name} responses"
+    if teacher_work(cfg.objective):
+        summary += f", {teachers.describe(cfg)}"
+    return StagePlan("data", data_key(cfg), summary, role)
+
+
+def _train_summary(cfg: Config) -> str:
+    t = cfg.train
+    batch = t.per_device_train_batch_size * t.gradient_accumulation_steps * t.num_devices
+    return (
+        f"{cfg.objective.name} on {cfg.model.name}"
+        + (" (from the parent's selected checkpoint)" if cfg.chain is not None else "")
+        + f": lr {t.learning_rate:g} {t.lr_scheduler_type}, warm-up {t.warmup_ratio:g}, batch "
+        f"{t.per_device_train_batch_size}x{t.gradient_accumulation_steps}x{t.num_devices}={batch}, "
+        f"{t.num_train_epochs:g} epoch, cutoff {t.cutoff_len}"
+        + (", bf16" if t.bf16 else "")
+        + (f", {t.launcher}+{t.deepspeed}" if t.deepspeed else f", {t.launcher}")
+    )
+
+
+def _select_key(cfg: Config, tkey: str) -> str:
+    return digest(
+        {
+            "v": STAGE_VERSIONS["select"],
+            "train": tkey,
+            "select": as_dict(cfg.eval.select),
+            "inference": key_dict(selection_inference(cfg.inference)),
+            "template": cfg.model.eval_template,
+            "grading": _grading(cfg),
+        }
+    )
+
+
+def _training_stages(cfg: Config, role: Optional[str] = None) -> tuple[list[StagePlan], str]:
+    """The data, train and select stages of a cell that trains (a chain's parent first), and its select key."""
+    stages: list[StagePlan] = []
+    model = _model_identity(cfg)
+    if cfg.chain is not None:  # the parent's stages, then this cell's keys include the parent's selection
+        parent_stages, parent_select = _training_stages(parent_config(cfg), role="parent")
+        stages += parent_stages
+        model = {"parent": parent_select, "base": model}
+    if spec(cfg.objective).family == "mix":
+        parts = [_data_stage(part_config(cfg, p), role=f"part {k}") for k, p in enumerate(cfg.objective.parts or [])]
+        stages += [dataclasses.replace(p, role=p.role if role is None else f"{role} {p.role}") for p in parts]
+        data: Any = [p.key for p in parts]
+    else:
+        stages.append(_data_stage(cfg, role))
+        data = stages[-1].key
+    tkey = digest(
+        {
+            "v": STAGE_VERSIONS["train"],
+            "data": data,
+            "model": model,
+            "objective": key_dict(cfg.objective),
+            "train": key_dict(cfg.train),
+        }
+    )
+    if cfg.model.source == ModelSource.hub and cfg.model.revision is None and role is None:
+        log.warning("model=%s has no pinned revision: its cache keys cannot see hub updates", cfg.model.name)
+    stages.append(StagePlan("train", tkey, _train_summary(cfg), role))
+    skey = _select_key(cfg, tkey)
+    summary = f"{cfg.eval.select.strategy} checkpoint on {cfg.eval.select.benchmark}"
+    stages.append(StagePlan("select", skey, summary, role))
+    return stages, skey
+
+
 def plan_cell(cfg: Config) -> CellPlan:
     """The stages of one cell with their keys. Pure: reads the config, touches no file."""
     stages: list[StagePlan] = []
     inf = key_dict(cfg.inference)
-    if not OBJECTIVES[cfg.objective.name].trains:
+    if not spec(cfg.objective).trains:
         evaluated: dict[str, Any] = {"base": _model_identity(cfg)}
     else:
-        dkey = data_key(cfg)
-        from cft_lab import teachers
-
-        stages.append(
-            StagePlan(
-                "data",
-                dkey,
-                f"{cfg.data.name} x {cfg.response_source.name} responses"
-                + (f", {teachers.describe(cfg)}" if teacher_work(cfg.objective.name) else ""),
-            )
-        )
-        tkey = digest(
-            {
-                "v": STAGE_VERSIONS["train"],
-                "data": dkey,
-                "model": _model_identity(cfg),
-                "objective": key_dict(cfg.objective),
-                "train": key_dict(cfg.train),
-            }
-        )
-        t = cfg.train
-        if cfg.model.source == ModelSource.hub and cfg.model.revision is None:
-            log.warning("model=%s has no pinned revision: its cache keys cannot see hub updates", cfg.model.name)
-        stages.append(
-            StagePlan(
-                "train",
-                tkey,
-                (
-                    f"{cfg.objective.name} on {cfg.model.name}: lr {t.learning_rate:g} {t.lr_scheduler_type}, warm-up "
-                    f"{t.warmup_ratio:g}, batch {t.per_device_train_batch_size}x{t.gradient_accumulation_steps}x"
-                    f"{t.num_devices}={t.per_device_train_batch_size * t.gradient_accumulation_steps * t.num_devices}, "
-                    f"{t.num_train_epochs:g} epoch, cutoff {t.cutoff_len}"
-                    + (", bf16" if t.bf16 else "")
-                    + (f", {t.launcher}+{t.deepspeed}" if t.deepspeed else f", {t.launcher}")
-                ),
-            )
-        )
-        skey = digest(
-            {
-                "v": STAGE_VERSIONS["select"],
-                "train": tkey,
-                "select": as_dict(cfg.eval.select),
-                "inference": key_dict(selection_inference(cfg.inference)),
-                "template": cfg.model.eval_template,
-                "grading": _grading(cfg),
-            }
-        )
-        stages.append(
-            StagePlan("select", skey, f"{cfg.eval.select.strategy} checkpoint on {cfg.eval.select.benchmark}")
-        )
+        stages, skey = _training_stages(cfg)
         evaluated = {"select": skey}
     ikey = digest(
         {
@@ -172,13 +198,8 @@ def plan_cell(cfg: Config) -> CellPlan:
     counts = {b: min(benchmarks.size(b), cfg.eval.limit or benchmarks.size(b)) for b in cfg.eval.benchmarks}
     stages.append(StagePlan("infer", ikey, _infer_summary(cfg, counts)))
     gkey = digest({"v": STAGE_VERSIONS["grade"], "infer": ikey, "grading": _grading(cfg), "n_boot": cfg.eval.n_boot})
-    stages.append(
-        StagePlan(
-            "grade",
-            gkey,
-            f"{', '.join(cfg.eval.benchmarks)}" + (f" (limit {cfg.eval.limit})" if cfg.eval.limit else ""),
-        )
-    )
+    summary = f"{', '.join(cfg.eval.benchmarks)}" + (f" (limit {cfg.eval.limit})" if cfg.eval.limit else "")
+    stages.append(StagePlan("grade", gkey, summary))
     return CellPlan(name=cell_name(cfg), key=gkey, stages=stages)
 
 
@@ -211,5 +232,5 @@ def _infer_summary(cfg: Config, counts: dict[str, int]) -> str:
 
 def format_plan(plan: CellPlan) -> str:
     lines = [f"cell {plan.name}  [{plan.key}]"]
-    lines += [f"  {s.stage:<7}{s.key}  {s.summary}" for s in plan.stages]
+    lines += [f"  {s.stage:<7}{s.key}  " + (f"({s.role}) " if s.role else "") + s.summary for s in plan.stages]
     return "\n".join(lines)

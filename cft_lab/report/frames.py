@@ -66,11 +66,12 @@ from cft_lab.train.objectives import labels as objective_labels
 log = logging.getLogger(__name__)
 
 AVG = "AVG"
-#: Rows of Table 2 in the paper's order, their labels (from conf/objective/*.yaml) and the SFT rows Δ compares CFT
-#: with: all read from the objective registry (cft_lab.train.objectives), never listed here.
-METHOD_ORDER = tuple(OBJECTIVES)
+#: Table 2's rows are the paper's five arms, in its order (a layout, not the list of objectives: other objectives appear
+#: in the tables that sweep them); their labels come from conf/objective/*.yaml and the SFT rows that Δ compares CFT
+#: with are those of the registry's "sft" family (cft_lab.train.objectives).
+METHOD_ORDER = ("base", "sft", "sft_verified", "sft_teacher", "cft")
 METHOD_LABELS = objective_labels()
-SFT_METHODS = tuple(name for name, o in OBJECTIVES.items() if o.family == "sft")
+SFT_METHODS = tuple(name for name in METHOD_ORDER if OBJECTIVES[name].family == "sft")
 DELTA_LABEL = "Δ = CFT − SFT_best"
 SFT_VERIFIED_COLUMN = "SFT-verified"
 PAPER_TABLES = ASSETS_DIR / "paper_tables.json"
@@ -90,6 +91,7 @@ CSV_COLUMNS = [
     "note",
     "key",
     "paper",
+    "paper_v3_v4",
     "metric",
     "value",
 ]
@@ -127,6 +129,12 @@ class CellResult:
     decoding: dict = field(default_factory=dict)
     grade_dir: Path | None = None
     raw_scores: dict = field(default_factory=dict)
+    # the training ablations (Tables 4, 5, v4 9 and 10): the data's label, the method bundle's row label, the train
+    # stage's pair and token counts, and the run's optimizer steps
+    data: str | None = None
+    label: str | None = None
+    train_examples: dict = field(default_factory=dict)
+    steps: int | None = None
 
 
 @dataclass

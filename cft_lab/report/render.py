@@ -59,14 +59,18 @@ def _fmt_ci(value: float, lo: float, hi: float, style: str) -> str:
     return f"{value:.1f} [{lo:.1f}, {hi:.1f}]"
 
 
-def _fmt_cell(value: float, ci: tuple[float, float] | None, paper: float, signed: bool, style: str) -> str:
+def _fmt_cell(
+    value: float, ci: tuple[float, float] | None, paper: float, signed: bool, style: str, later: float = np.nan
+) -> str:
     if pd.isna(value):
         text = _HOLE
     elif ci is not None and style != "none":
         text = _fmt_ci(value, ci[0], ci[1], style)
     else:
         text = _fmt_number(value, signed)
-    if not pd.isna(paper):
+    if not pd.isna(paper) and not pd.isna(later) and round(paper, 1) != round(later, 1):
+        text += f" (paper {_fmt_number(paper, signed)} v1, {_fmt_number(later, signed)} v3/v4)"
+    elif not pd.isna(paper):
         text += f" (paper {_fmt_number(paper, signed)})"
     return text
 
@@ -96,13 +100,17 @@ def _legend(frame: pd.DataFrame, paper: pd.DataFrame | None, style: str) -> str:
     parts = ["Accuracy in %", f"{_HOLE} = no result{see}"]
     if style != "none" and frame.attrs.get("ci"):
         parts.append(_CI_LEGEND[style])
+    axis_labels = frame.columns if frame.attrs.get("run_axis", 0) == 0 else frame.index
     if frame.attrs.get("layout") == "table2":
         parts.append(
             "AVG = mean of the benchmark columns; Δ = WebInstruct-CFT − the best of the three SFT rows, per column"
         )
+    elif AVG in axis_labels:
+        parts.append("AVG = mean of the benchmark " + ("columns" if frame.attrs.get("run_axis", 0) == 0 else "rows"))
     parts += list(frame.attrs.get("legend", []))
     if paper is not None:
-        parts.append(f"(paper x) = the paper's number ({paper.attrs.get('version', 'paper')})")
+        later = " (v1 and v3/v4 where they differ)" if paper.attrs.get("later") is not None else ""
+        parts.append(f"(paper x) = the paper's number ({paper.attrs.get('version', 'paper')}){later}")
     return "; ".join(parts) + "."
 
 
@@ -121,8 +129,15 @@ def _row_labels(frame: pd.DataFrame) -> tuple[list[list[str]], set[int]]:
     return labels, breaks
 
 
+def _later(frame: pd.DataFrame, paper: pd.DataFrame | None) -> pd.DataFrame | None:
+    """The later version's numbers (``paper.attrs["later"]``) on ``frame``'s labels, if the paper frame has them."""
+    later = None if paper is None else paper.attrs.get("later")
+    return None if later is None else align_paper(frame, later)
+
+
 def _grid(frame: pd.DataFrame, paper: pd.DataFrame | None, style: str) -> _Grid:
     aligned = align_paper(frame, paper) if paper is not None else None
+    later = _later(frame, paper)
     ci, runs_are_rows = frame.attrs.get("ci", {}), frame.attrs.get("run_axis", 0) == 0
     markers, footnotes = _footnotes(frame)
     names = [str(n).capitalize() if n else "Row" for n in frame.index.names]
@@ -143,6 +158,7 @@ def _grid(frame: pd.DataFrame, paper: pd.DataFrame | None, style: str) -> _Grid:
                 np.nan if aligned is None else aligned.at[row, col],
                 signed,
                 style,
+                np.nan if later is None else later.at[row, col],
             )
             for col in frame.columns
         ]
@@ -215,6 +231,7 @@ def _render_tex(grid: _Grid, title: str) -> str:
 def _long_table(frame: pd.DataFrame, paper: pd.DataFrame | None) -> pd.DataFrame:
     """Tidy rows: one per (run, benchmark incl. AVG); see ``CSV_COLUMNS``."""
     aligned = align_paper(frame, paper) if paper is not None else None
+    later = _later(frame, paper)
     axis, attrs = frame.attrs.get("run_axis", 0), frame.attrs
     run_labels, benches = (frame.index, frame.columns) if axis == 0 else (frame.columns, frame.index)
     records = []
@@ -246,6 +263,7 @@ def _long_table(frame: pd.DataFrame, paper: pd.DataFrame | None) -> pd.DataFrame
                     "n": attrs.get("n", {}).get(pos, np.nan),
                     "note": attrs.get("notes", {}).get(run) if pd.isna(value) else None,
                     "paper": np.nan if aligned is None else aligned.at[pos],
+                    "paper_v3_v4": np.nan if later is None else later.at[pos],
                 }
             )
     return pd.DataFrame.from_records(records, columns=CSV_COLUMNS)
@@ -269,7 +287,7 @@ def _panels(frame: pd.DataFrame, paper: pd.DataFrame | None) -> list[_Panel]:
     low, high = ci_bounds(frame)
     ref = align_paper(frame, paper) if paper is not None else frame * np.nan
     benches = _benchmark_labels(frame)
-    if frame.attrs.get("layout") == "table7":
+    if frame.attrs.get("run_axis", 0) == 1:  # runs are columns (Tables 5, 6, 7)
         return [(str(frame.attrs.get("model", "")), *(f.loc[benches].T for f in (frame, low, high, ref)))]
     panels = []
     for model in _unique(list(frame.index.get_level_values(0))):

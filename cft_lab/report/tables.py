@@ -20,11 +20,13 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
+from cft_lab import report
 from cft_lab.config import Config, register, to_config
 from cft_lab.eval import benchmarks
 from cft_lab.paths import CONF_DIR
 from cft_lab.pipeline.plan import format_plan, plan_cell
 from cft_lab.pipeline.store import Store
+from cft_lab.report import ablations, table8
 from cft_lab.train.objectives import teacher_work
 
 log = logging.getLogger(__name__)
@@ -68,7 +70,7 @@ def collect(configs: list[Config]):
             s.get("label", benchmarks.label(name)): BenchScore(s["correct"], s["n"], s["ci_low"], s["ci_high"])
             for name, s in res.get("scores", {}).items()
         }
-        teacher = (cfg.teacher.label or cfg.teacher.name) if teacher_work(cfg.objective.name) else None
+        teacher = (cfg.teacher.label or cfg.teacher.name) if teacher_work(cfg.objective) else None
         inf = cfg.inference
         decoding = {
             "variant": cfg.run.variant,
@@ -92,35 +94,51 @@ def collect(configs: list[Config]):
                 decoding=decoding,
                 grade_dir=store.path("grade", plan.key) if res["status"] == "ok" else None,
                 raw_scores={s.get("label", benchmarks.label(n)): s for n, s in res.get("scores", {}).items()},
+                data=cfg.data.label,
+                label=cfg.run.label,
+                train_examples=res.get("train_examples") or {},
+                steps=(res.get("selection") or {}).get("last", {}).get("step"),
             )
         )
     return cells
 
 
+#: Layouts of the tables this module renders (run.table -> frame builder); ablations.LAYOUTS adds the training
+#: ablations' (Tables 4, 5, v4 9, v4 10).
+LAYOUTS = {
+    "table2": report.table2_frame,
+    "table6": report.table6_frame,
+    "table7": report.table7_frame,
+    "table8": table8.table8_frame,
+}
+
+
+def paper_frames(layout: str):
+    """The paper's numbers for a layout: the v1 frame, with the v3/v4 one in ``attrs["later"]`` where it exists."""
+    if layout in ablations.LAYOUTS:
+        v1, later = ablations.paper_frame(layout, "v1"), ablations.paper_frame(layout, "v3_v4")
+    elif layout == "table8":
+        v1, later = table8.paper_frame("v1"), table8.paper_frame("v3_v4")
+    else:
+        v1, later = report.paper_frame(layout, "v1"), report.paper_frame(layout, "v3_v4")
+    if not v1.equals(later):
+        v1.attrs["later"] = later
+    return v1
+
+
 def render(table: str, overrides: list[str] = (), out_dir: Path | None = None, quiet: bool = False) -> dict:
     """Render ``table`` from the store; returns ``{"frame", "paths", "cells"}``."""
-    from cft_lab import report
-
     configs = expand(table, overrides)
     if not configs:
         raise ValueError(f"table={table} expands to no cell")
     layout = configs[0].run.table or table
     columns = [benchmarks.label(b) for b in configs[0].eval.benchmarks]
     cells = collect(configs)
-    from cft_lab.report import table8
-
-    frames = {
-        "table2": report.table2_frame,
-        "table6": report.table6_frame,
-        "table7": report.table7_frame,
-        "table8": table8.table8_frame,
-    }
+    frames = {**LAYOUTS, **ablations.LAYOUTS}
     if layout not in frames:
         raise ValueError(f"table={table}: no layout for run.table={layout} (known: {', '.join(frames)})")
     frame = frames[layout](cells, columns)
-    paper = None
-    if all(c.model.source == "hub" for c in configs):
-        paper = table8.paper_frame() if layout == "table8" else report.paper_frame(layout)
+    paper = paper_frames(layout) if all(c.model.source == "hub" for c in configs) else None
     out_dir = out_dir or Path(configs[0].paths.outputs) / "tables"
     title = f"{layout} ({table}): {len([c for c in cells if c.status == 'ok'])}/{len(cells)} cells done"
     paths = report.write_table(frame, out_dir, table, title, paper=paper)

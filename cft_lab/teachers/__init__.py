@@ -131,7 +131,7 @@ def replays_released(cfg: Config) -> bool:
         and t.kind == TeacherKind.openai
         and by == f"{t.model}/{t.prompt_version}"
         and cfg.response_source.kind == ResponseKind.reference
-        and teacher_work(cfg.objective.name) == ["critique"]
+        and teacher_work(cfg.objective) == ["critique"]
     )
 
 
@@ -148,7 +148,7 @@ def describe(cfg: Config) -> str:
     from cft_lab.train.objectives import teacher_work
 
     t = cfg.teacher
-    kinds = "+".join(teacher_work(cfg.objective.name))
+    kinds = "+".join(teacher_work(cfg.objective))
     if t.kind in (TeacherKind.openai, TeacherKind.vllm, TeacherKind.hf):
         how = (
             f"{t.kind} {t.model}, prompt {t.prompt_version}, T={t.temperature:g} top_p={t.top_p:g} "

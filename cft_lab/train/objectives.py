@@ -60,7 +60,7 @@ class Objective:
 
     @property
     def trains(self) -> bool:
-        return self.pair is not None
+        return self.pair is not None or self.family == "mix"
 
 
 def _sft(r: Mapping, o: ObjectiveConfig) -> tuple[str, str] | str:
@@ -96,7 +96,18 @@ OBJECTIVES: dict[str, Objective] = {
         family="sft", pair=_sft_teacher, teacher_work="answer", uses="solutions", needs_response=False
     ),
     "cft": Objective(family="cft", pair=_cft, teacher_work="critique", uses="critiques", needs_instruction=True),
+    # CFT on a subset whose critique lengths match the SFT responses' (v4 Table 10; objective.length_match)
+    "cft_short": Objective(family="cft", pair=_cft, teacher_work="critique", uses="critiques", needs_instruction=True),
+    # one run over several parts, each built and masked by its own objective (objective.parts; v4 Table 9)
+    "mixture": Objective(family="mix", pair=None),
 }
+
+
+def spec(objective: str | ObjectiveConfig) -> Objective:
+    """The registry entry of an objective config (or name): a config with ``parts`` is a mixture."""
+    if not isinstance(objective, str) and objective.parts:
+        return OBJECTIVES["mixture"]
+    return get(objective if isinstance(objective, str) else objective.name)
 
 
 def get(name: str) -> Objective:
@@ -106,15 +117,16 @@ def get(name: str) -> Objective:
         raise KeyError(f"objective={name} is unknown; choose one of {', '.join(OBJECTIVES)}") from None
 
 
-def teacher_work(name: str) -> list[str]:
-    """What the teacher must write for this objective: ``[]``, ``["critique"]`` or ``["answer"]`` (in the data key)."""
-    work = get(name).teacher_work
+def teacher_work(objective: str | ObjectiveConfig) -> list[str]:
+    """What the teacher must write for this objective: ``[]``, ``["critique"]`` or ``["answer"]`` (in the data key;
+    a mixture's parts each ask for their own, in their own data artefacts)."""
+    work = spec(objective).teacher_work
     return [work] if work else []
 
 
 def arms() -> list[str]:
-    """The objectives that train, in registry order."""
-    return [n for n, o in OBJECTIVES.items() if o.trains]
+    """The objectives that train one record set's pairs, in registry order (not the mixture)."""
+    return [n for n, o in OBJECTIVES.items() if o.pair is not None]
 
 
 def labels() -> dict[str, str]:
@@ -131,7 +143,7 @@ def default_configs(include_base: bool = False) -> dict[str, ObjectiveConfig]:
 
     out = {}
     for name, obj in OBJECTIVES.items():
-        if not obj.trains and not include_base:
+        if obj.family == "mix" or (not obj.trains and not include_base):
             continue
         path = CONF_DIR / "objective" / f"{name}.yaml"
         node = OmegaConf.merge(
@@ -139,6 +151,8 @@ def default_configs(include_base: bool = False) -> dict[str, ObjectiveConfig]:
         )
         obj_cfg = OmegaConf.to_object(node)
         assert isinstance(obj_cfg, ObjectiveConfig)
+        if obj_cfg.length_match is not None and not include_base:
+            continue  # a length-matched subset of another arm's pairs: the train stage reports it, not the card
         out[name] = obj_cfg
     return out
 
@@ -155,10 +169,10 @@ class Pair:
 
 def build_pairs(objective: ObjectiveConfig, records: list[dict]) -> tuple[list[Pair], dict]:
     """Pairs for one objective, and counts of the records it used and skipped (with the reason)."""
-    spec = get(objective.name)
-    if spec.pair is None:
-        raise ValueError(f"objective={objective.name} has no training pairs")
-    if spec.needs_instruction and not objective.instruction:
+    entry = spec(objective)
+    if entry.pair is None:
+        raise ValueError(f"objective={objective.name} has no training pairs of its own")
+    if entry.needs_instruction and not objective.instruction:
         raise ValueError(
             f"objective={objective.name} needs objective.instruction (the critique instruction of "
             f"docs/protocol.md §1.2)"
@@ -168,10 +182,10 @@ def build_pairs(objective: ObjectiveConfig, records: list[dict]) -> tuple[list[P
     pairs: list[Pair] = []
     skipped: Counter = Counter()
     for r in records:
-        if spec.needs_response and not r.get("response"):
+        if entry.needs_response and not r.get("response"):
             skipped["no response"] += 1  # never train on the text "None"
             continue
-        got = spec.pair(r, objective)
+        got = entry.pair(r, objective)
         if isinstance(got, str):
             skipped[got] += 1
             continue
@@ -194,8 +208,7 @@ def objectives_by_arm(objective_configs=None) -> dict:
     if objective_configs is None:
         return default_configs()
     items = objective_configs.values() if isinstance(objective_configs, Mapping) else objective_configs
-    out = {o.name: o for o in items if get(o.name).trains}
-    return out
+    return {o.name: o for o in items if spec(o).pair is not None}
 
 
 def arm_pairs(records: list[Record], objective) -> tuple[list, dict]:

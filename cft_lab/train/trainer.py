@@ -163,7 +163,8 @@ def train_inprocess(cfg: Config, model_dir: str, rows: list[dict], out_dir: Path
 
         torch.set_num_threads(cfg.run.num_threads)
     set_seed(cfg.train.seed)
-    revision = cfg.model.revision if cfg.model.source == "hub" else None
+    # the hub revision pins the base model; a chain's parent checkpoint (a local folder) has none
+    revision = cfg.model.hub_revision() if model_dir == cfg.model.path else None
     # the training arguments come first: with a ZeRO-3 config they make from_pretrained shard the weights as they
     # load, instead of every rank holding the whole model
     args = _sft_config(cfg, out_dir, len(rows))

@@ -25,6 +25,8 @@ Kinds (``SourceSpec.kind``), i.e. row schemas:
                       ``meta``); gold = X of a final ``The answer is: X`` line, else None (counted).
 ``numinamath_cot``    ``AI-MO/NuminaMath-CoT`` rows: ``problem`` / ``solution`` (+ ``source`` in ``meta``); gold =
                       the last ``\\boxed{}`` of the solution, else None (counted).
+``chat_messages``     chat-format SFT rows (AceMath-Instruct-Training-Data): ``messages`` = [{role, content}, ...];
+                      question = the first user turn, response = the last assistant turn, gold = ``answer`` if any.
 ``local``             any rows, through ``field_map`` ``{record field: column}`` with record fields ``id``,
                       ``question``, ``response``, ``gold``, ``response_correct``, ``released_critique``
                       (default ``{"question": "question", "response": "response"}``). Mapped columns are required
@@ -71,7 +73,7 @@ from cft_lab.data.sources.schemas import PARSERS, SourceCtx
 
 log = logging.getLogger(__name__)
 
-SCHEMAS = ("webinstruct_cft", "webinstruct_raw", "metamathqa", "numinamath_cot", "local")
+SCHEMAS = ("webinstruct_cft", "webinstruct_raw", "metamathqa", "numinamath_cot", "chat_messages", "local")
 KINDS = SCHEMAS + ("hub",)
 MAPPABLE = ("id", "question", "response", "gold", "response_correct", "released_critique")
 DEFAULT_FIELD_MAP = {"question": "question", "response": "response"}

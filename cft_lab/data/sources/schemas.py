@@ -174,6 +174,33 @@ def _numinamath_cot(row: dict, where: str, i: int, ctx: SourceCtx) -> Record:
     )
 
 
+def _chat_messages(row: dict, where: str, i: int, ctx: SourceCtx) -> Record:
+    """A chat-format SFT row (AceMath-Instruct-Training-Data and most SFT sets on the hub): ``messages`` = a list of
+    ``{"role", "content"}``; the question is the first user turn, the response the last assistant turn; an optional
+    ``answer`` column is the gold."""
+    messages = row.get("messages")
+    if messages is None:
+        raise SourceError(where, "messages", "missing")
+    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+        raise SourceError(where, "messages", "wrong type", "expected a list of {role, content} objects")
+    users = [m.get("content") for m in messages if m.get("role") == "user"]
+    assistants = [m.get("content") for m in messages if m.get("role") == "assistant"]
+    if not users or not isinstance(users[0], str) or not users[0].strip():
+        raise SourceError(where, "messages", "no user turn with text")
+    if not assistants or not isinstance(assistants[-1], str) or not assistants[-1].strip():
+        raise SourceError(where, "messages", "no assistant turn with text")
+    gold = row.get("answer")
+    if gold is not None and (isinstance(gold, bool) or not isinstance(gold, (str, int, float))):
+        raise SourceError(where, "answer", "wrong type", f"expected a string or number, got {type(gold).__name__}")
+    return Record(
+        id=f"{ctx.spec.name}-{i}",
+        question=users[0],
+        response=assistants[-1],
+        gold=None if gold is None else str(gold),
+        source=ctx.source(i),
+    )
+
+
 def _column(row: dict, where: str, col: str, types: tuple[type, ...], expected: str, *, nullable: bool) -> Any:
     """A mapped column's value: present (and not null unless ``nullable``) and of one of ``types`` (a bool is only
     accepted where ``bool`` is listed: it is an int to Python, never a gold or an id)."""
@@ -222,5 +249,6 @@ PARSERS: dict[str, Callable[[dict, str, int, SourceCtx], Record]] = {
     "webinstruct_raw": _webinstruct_raw,
     "metamathqa": _metamathqa,
     "numinamath_cot": _numinamath_cot,
+    "chat_messages": _chat_messages,
     "local": _local,
 }

@@ -25,6 +25,7 @@ from typing import Any
 from cft_lab.config import Config, as_dict
 from cft_lab.pipeline.plan import CellPlan, format_plan, plan_cell
 from cft_lab.pipeline.store import Store
+from cft_lab.report import tracking
 from cft_lab.report.tracking import Logger, NoOpLogger, make_logger, sanitize
 from cft_lab.train.modeling import model_path
 from cft_lab.train.objectives import OBJECTIVES
@@ -44,6 +45,19 @@ def _identity(cfg: Config, plan: CellPlan) -> dict:
         "objective": cfg.objective.name,
         "teacher": (cfg.teacher.label or cfg.teacher.name) if uses_teacher else None,
         "stages": {s.stage: s.key for s in plan.stages},
+    }
+
+
+def _view_config(cfg: Config, plan: CellPlan) -> dict:
+    """Flat config keys the dashboard's view filters and labels runs by (``config:<key>`` columns): the cell key and
+    the paper's labels of the cell's row."""
+    uses_teacher = OBJECTIVES[cfg.objective.name].teacher_work is not None
+    return {
+        "cell_key": plan.key,
+        "model_label": cfg.model.label,
+        "method_label": cfg.objective.label,
+        "teacher_label": (cfg.teacher.label or cfg.teacher.name) if uses_teacher else None,
+        "decoding": cfg.run.variant or str(cfg.inference.mode),
     }
 
 
@@ -93,11 +107,12 @@ def execute(cfg: Config, plan: CellPlan, store: Store, logger) -> dict:
     else:
         data = timed("data", run_data)
         train = timed("train", run_train, data.path, logger)
-        sel = timed("select", run_select, train.path, logger)
+        sel = timed("select", run_select, train.path)
         evaluated = str(sel.model_dir)
         extra["selected"] = store.relative(sel.model_dir)  # relative to the store: portable across mounts
         extra["selection"] = sel.summary()
         selection = sel.selection
+        _log_selection(logger, selection)
         logger.summary(
             {
                 "select/selected_step": selection["selected"]["step"],
@@ -129,10 +144,29 @@ def execute(cfg: Config, plan: CellPlan, store: Store, logger) -> dict:
                 f"test/{name}/disagreements": s.get("disagreements", 0),
             }
         )
+    accuracies = [s["accuracy"] for s in grade.scores.values()]
+    if accuracies:
+        logger.summary({tracking.TEST_AVG: sum(accuracies) / len(accuracies)})
+    from cft_lab.report.items import items_frame
+
+    logger.log_table(tracking.ITEMS_TABLE, items_frame(grade.path, list(grade.scores)))
     if grade.critique is not None:
         extra["critique"] = grade.critique
         logger.summary({f"critique/{k}": v for k, v in grade.critique.items() if isinstance(v, (int, float))})
     return {"scores": grade.scores, "timings_s": timings, **extra}
+
+
+def _log_selection(logger: Logger, selection: dict) -> None:
+    """The selection curve (validation accuracy per checkpoint) from ``selection.json``, so a cell whose selection
+    was found in the store logs it too, then the selected checkpoint as one point of its own series (the view marks
+    it on the curve)."""
+    bench = selection["benchmark"]
+    for c in selection["checkpoints"]:
+        if c["accuracy"] is not None:  # strategy "last" scores nothing
+            logger.log({tracking.SELECT_STEP: c["step"], tracking.select_key(bench): c["accuracy"]})
+    chosen = selection["selected"]
+    if chosen["accuracy"] is not None:
+        logger.log({tracking.SELECT_STEP: chosen["step"], tracking.SELECTED: chosen["accuracy"]})
 
 
 def run_cell(cfg: Config) -> dict:
@@ -155,7 +189,8 @@ def run_cell(cfg: Config) -> dict:
             name=plan.name,
             group=cfg.run.table,
             outputs=store.root.parent,
-            config=sanitize({**as_dict(cfg), "cell_key": plan.key, "stage_keys": ident["stages"]}),
+            config=sanitize({**as_dict(cfg), **_view_config(cfg, plan), "stage_keys": ident["stages"]}),
+            run_id=tracking.cell_run_id(plan.key),
         )
         result = {"status": "ok", **ident, **execute(cfg, plan, store, logger), "error": None}
         failed = False

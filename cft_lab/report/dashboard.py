@@ -33,6 +33,7 @@ import logging
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -147,7 +148,7 @@ def log_table_run(cfg, table: str, run: view.RunRef, config: dict, rendered: dic
         logger.finish()
 
 
-def build(table: str, overrides: list[str] = (), out: Path | None = None, rendered: dict | None = None) -> dict:
+def build(table: str, overrides: Sequence[str] = (), out: Path | None = None, rendered: dict | None = None) -> dict:
     """Render ``table`` from the store, write the comparison files, the picture and the view's specification, and
     log the table's run; returns the specification (also written to ``<out>/<table>.json``)."""
     from cft_lab.pipeline.plan import plan_cell
@@ -322,7 +323,7 @@ def publish(spec: dict, out: Path) -> str:
     except Exception as e:  # no key: wandb raises its own UsageError
         raise PublishError(f"--publish needs a W&B API key (WANDB_API_KEY or `wandb login`): {e}") from None
     try:
-        entity = spec["wandb"]["entity"] or api.default_entity
+        entity = str(spec["wandb"]["entity"] or api.default_entity)
     except Exception as e:
         raise PublishError(f"W&B at {api.settings.get('base_url')} is not reachable: {e}") from None
     command, dirs = spec["sync"].get("command"), [d for d in spec["sync"]["runs"].values() if d]

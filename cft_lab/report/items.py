@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Hashable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -133,14 +134,15 @@ def paired_counts(paired: pd.DataFrame) -> list[dict]:
 # Each rule takes the frame's runs ({run label: {"method", "status", "key", ...}}, in table order) and returns
 # (A, B) run labels: B is the arm under study, A its baseline (differences are B − A, as in `compare A B`).
 
-_Runs = dict[Hashable, dict]
+_Runs = dict[Any, dict]  # run label (a (model, method) tuple or a column name) -> its meta
+_Pairs = list[tuple[Any, Any]]
 
 
-def _table2_pairs(runs: _Runs) -> list[tuple[Hashable, Hashable]]:
+def _table2_pairs(runs: _Runs) -> _Pairs:
     """Per model: every other row against CFT."""
     from cft_lab.report.frames import DELTA_LABEL, METHOD_LABELS
 
-    pairs = []
+    pairs: _Pairs = []
     for label, meta in runs.items():
         if meta.get("method") == METHOD_LABELS["cft"] and isinstance(label, tuple):
             model = label[0]
@@ -148,21 +150,21 @@ def _table2_pairs(runs: _Runs) -> list[tuple[Hashable, Hashable]]:
     return pairs
 
 
-def _table6_pairs(runs: _Runs) -> list[tuple[Hashable, Hashable]]:
+def _table6_pairs(runs: _Runs) -> _Pairs:
     """Base against either CFT column, then self-generated against reference responses."""
     from cft_lab.report.frames import BASE_COLUMN, REFERENCE_COLUMN, SELF_COLUMN
 
     return [(BASE_COLUMN, SELF_COLUMN), (BASE_COLUMN, REFERENCE_COLUMN), (SELF_COLUMN, REFERENCE_COLUMN)]
 
 
-def _table7_pairs(runs: _Runs) -> list[tuple[Hashable, Hashable]]:
+def _table7_pairs(runs: _Runs) -> _Pairs:
     """SFT-verified against every CFT teacher column."""
     from cft_lab.report.frames import SFT_VERIFIED_COLUMN
 
     return [(SFT_VERIFIED_COLUMN, label) for label in runs if label != SFT_VERIFIED_COLUMN]
 
 
-def _table8_pairs(runs: _Runs) -> list[tuple[Hashable, Hashable]]:
+def _table8_pairs(runs: _Runs) -> _Pairs:
     """Per model block: every decoding row against direct inference at the same temperature."""
     from cft_lab.report.table8 import MODE_LABELS
 
@@ -174,7 +176,7 @@ def _table8_pairs(runs: _Runs) -> list[tuple[Hashable, Hashable]]:
     ]
 
 
-PAIR_RULES: dict[str, Callable[[_Runs], list[tuple[Hashable, Hashable]]]] = {
+PAIR_RULES: dict[str, Callable[[_Runs], _Pairs]] = {
     "table2": _table2_pairs,
     "table6": _table6_pairs,
     "table7": _table7_pairs,
@@ -194,7 +196,7 @@ def pair_name(a: Hashable, b: Hashable) -> str:
     return f"{run_label(a)} vs {run_label(b)}"
 
 
-def arm_pairs(layout: str, runs: _Runs) -> list[tuple[Hashable, Hashable]]:
+def arm_pairs(layout: str, runs: _Runs) -> _Pairs:
     """The (A, B) run labels of ``layout`` whose two cells both finished (derived rows, holes and a cell paired with
     itself are left out)."""
     if layout not in PAIR_RULES:

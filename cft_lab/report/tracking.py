@@ -163,7 +163,7 @@ class WandbLogger:
             columns=[str(c) for c in flat.columns],
             data=[[None if v != v else _plain(v) for v in row] for row in flat.itertuples(index=False)],
         )
-        payload = {name: table}
+        payload: dict[str, Any] = {name: table}
         if image is not None and image.is_file():
             payload[f"{name}_plot"] = self._wandb.Image(str(image))
         self.run.log(payload)

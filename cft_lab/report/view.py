@@ -188,12 +188,13 @@ def build_report(spec: dict, *, entity: str, project: str, pairs_text: str = "")
     except ImportError as e:
         raise ImportError("the W&B report API is missing: pip install 'cft-lab[dashboard]' (wandb-workspaces)") from e
 
-    columns = next((p["columns"] for p in spec["panels"] if p["kind"] == "runs_table"), [])
+    columns: list[str] = next((p["columns"] for p in spec["panels"] if p["kind"] == "runs_table"), [])
 
     def runset(name: str):
-        rs = spec["runsets"][name]
-        extra = {"pinned_columns": columns} if name == "cells" else {}
-        return wr.Runset(name=f"{spec['table']}: {name}", filters=rs["filter"], **extra)
+        pinned = columns if name == "cells" else []  # the runs table of the cells: the paper table's columns
+        return wr.Runset(
+            name=f"{spec['table']}: {name}", filters=spec["runsets"][name]["filter"], pinned_columns=pinned
+        )
 
     def make(p: dict):
         if p["kind"] == "bar":

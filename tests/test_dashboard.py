@@ -196,6 +196,42 @@ def test_paired_view_aligns_by_id_and_counts_like_paired_test():
         paired_frame(arm(a), arm(b).assign(mode="strict"))
 
 
+def test_each_layout_pairs_its_arms_and_skips_holes():
+    from cft_lab.report.frames import (
+        BASE_COLUMN,
+        DELTA_LABEL,
+        METHOD_LABELS,
+        REFERENCE_COLUMN,
+        SELF_COLUMN,
+        SFT_VERIFIED_COLUMN,
+    )
+    from cft_lab.report.items import PAIR_RULES, arm_pairs
+    from cft_lab.report.table8 import row_label
+
+    def runs(labels, missing=()):
+        return {lab: {"status": "missing" if lab in missing else "ok", "key": f"k{i}"} for i, lab in enumerate(labels)}
+
+    m, cft, sft = "tiny", METHOD_LABELS["cft"], METHOD_LABELS["sft"]
+    t2 = runs([(m, METHOD_LABELS["base"]), (m, sft), (m, cft), (m, DELTA_LABEL)], missing=[(m, sft)])
+    t2[(m, DELTA_LABEL)].update(status="derived", key=None)
+    assert arm_pairs("table2", t2) == [((m, METHOD_LABELS["base"]), (m, cft))]
+    assert arm_pairs("table6", runs([BASE_COLUMN, SELF_COLUMN, REFERENCE_COLUMN])) == [
+        (BASE_COLUMN, SELF_COLUMN),
+        (BASE_COLUMN, REFERENCE_COLUMN),
+        (SELF_COLUMN, REFERENCE_COLUMN),
+    ]
+    assert arm_pairs("table7", runs([SFT_VERIFIED_COLUMN, "weak", "strong"])) == [
+        (SFT_VERIFIED_COLUMN, "weak"),
+        (SFT_VERIFIED_COLUMN, "strong"),
+    ]
+    d1, d3 = (m, row_label("direct", 0.1)), (m, row_label("direct", 0.3))
+    two1, one3 = (m, row_label("two_stage", 0.1)), (m, row_label("single_pass", 0.3))
+    assert arm_pairs("table8", runs([d1, d3, two1, one3, (m, row_label("two_stage", 0.6))])) == [(d1, two1), (d3, one3)]
+    assert set(PAIR_RULES) == {"table2", "table6", "table7", "table8"}
+    with pytest.raises(ValueError, match="no pair rule for layout 'table9'"):
+        arm_pairs("table9", {})
+
+
 def test_make_dashboard_offline_writes_the_spec_the_parquet_files_and_the_picture(store):
     out = store / "dashboards"
     for path in [out / "table2_tiny.json", out / "table2_tiny.png", out / "table2_tiny" / "paired.parquet"]:

@@ -42,6 +42,11 @@ from cft_lab.report import items as per_item
 from cft_lab.report import tracking, view
 
 log = logging.getLogger(__name__)
+#: the columns of paired_counts.parquet after the pair's (cft_lab.report.items.paired_counts)
+COUNT_COLUMNS = (
+    *("benchmark", "label", "n", "both_right", "only_a", "only_b", "both_wrong"),
+    *("accuracy_a", "accuracy_b", "diff", "p_value"),
+)
 
 
 def _runs_of(cfg) -> Path:
@@ -91,7 +96,10 @@ def _pairs(
     """Every pair the layout compares: aligned items, counts per benchmark, and the spec's summary of them."""
     runs = frame.attrs.get("runs", {})
     aligned, counts, summary = [], [], []
-    for a, b in per_item.arm_pairs(layout, runs):
+    pairs = per_item.arm_pairs(layout, runs) if layout in per_item.PAIR_RULES else []
+    if layout not in per_item.PAIR_RULES:  # a new layout without a rule: the view goes on without a paired section
+        log.warning("layout %s has no pair rule in cft_lab.report.items.PAIR_RULES: no paired view", layout)
+    for a, b in pairs:
         ka, kb = runs[a]["key"], runs[b]["key"]
         name = per_item.pair_name(a, b)
         ids = {"pair": name, "a": per_item.run_label(a), "b": per_item.run_label(b), "a_key": ka, "b_key": kb}
@@ -111,20 +119,7 @@ def _pairs(
     aligned_frame = aligned_frame.reindex(
         columns=[*pair_cols, *[c for c in aligned_frame.columns if c not in pair_cols]]
     )
-    count_cols = [
-        "benchmark",
-        "label",
-        "n",
-        "both_right",
-        "only_a",
-        "only_b",
-        "both_wrong",
-        "accuracy_a",
-        "accuracy_b",
-        "diff",
-        "p_value",
-    ]
-    return aligned_frame, pd.DataFrame.from_records(counts, columns=[*pair_cols, *count_cols]), summary
+    return aligned_frame, pd.DataFrame.from_records(counts, columns=[*pair_cols, *COUNT_COLUMNS]), summary
 
 
 def log_table_run(cfg, table: str, run: view.RunRef, config: dict, rendered: dict, frames: dict, picture: Path):

@@ -143,8 +143,8 @@ def _table2_pairs(runs: _Runs) -> _Pairs:
     from cft_lab.report.frames import DELTA_LABEL, METHOD_LABELS
 
     pairs: _Pairs = []
-    for label, meta in runs.items():
-        if meta.get("method") == METHOD_LABELS["cft"] and isinstance(label, tuple):
+    for label in runs:
+        if isinstance(label, tuple) and label[1] == METHOD_LABELS["cft"]:
             model = label[0]
             pairs += [(r, label) for r in runs if r[0] == model and r != label and r[1] != DELTA_LABEL]
     return pairs

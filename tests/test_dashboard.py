@@ -276,6 +276,9 @@ def test_unknown_table_and_publishing_without_a_key_fail_in_one_line(store, tmp_
     assert dashboard.main(["table9_tiny"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: unknown table 'table9_tiny'; known:") and "table2_tiny" in err and "\n" not in err
+    assert dashboard.main(["table2_tiny", "model=nope"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: In 'config': Could not find 'model/nope'") and "tiny_math" in err and "\n" not in err
     # no key anywhere W&B looks, and a base URL on a closed loopback port: nothing can leave the machine
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     for var in ("HOME", "WANDB_CONFIG_DIR"):

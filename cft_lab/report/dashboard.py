@@ -362,7 +362,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.table not in known:
         print(f"error: unknown table {args.table!r}; known: {', '.join(known)}", file=sys.stderr)
         return 2
-    spec = build(args.table, args.overrides, args.out)
+    from hydra.errors import HydraException
+
+    from cft_lab.config import ConfigError
+
+    try:
+        spec = build(args.table, args.overrides, args.out)
+    except (HydraException, ConfigError) as e:  # a bad override: Hydra's message names it and what is allowed
+        print(f"error: {' '.join(str(e).split()).split(' Config search path')[0]}", file=sys.stderr)
+        return 2
     print(describe(spec, [args.table, *args.overrides]), flush=True)
     if args.publish:
         out = Path(args.out) if args.out else Path(spec["files"]["picture"]).parent

@@ -65,7 +65,7 @@ def _paired(ax, counts: pd.DataFrame) -> None:
         width = pooled[column].to_numpy(dtype=float)
         ax.barh(y, width, left=left, color=_OUTCOME_COLORS[outcome], label=outcome)
         for yi, (lo, w) in enumerate(zip(left, width)):
-            if w:
+            if w and w >= 0.04 * pooled.iloc[yi].sum():  # a label that fits its segment
                 ax.text(lo + w / 2, yi, str(int(w)), ha="center", va="center", fontsize=7)
         left += width
     ax.set_yticks(y, [_short(p, 36) for p in pooled.index], fontsize=7)

@@ -130,18 +130,18 @@ def execute(cfg: Config, plan: CellPlan, store: Store, logger) -> dict:
         stats = s.get("inference", {})
         logger.summary(
             {
-                f"test/{name}/{k}": stats[k]
+                tracking.test_key(name, k): stats[k]
                 for k in ("tokens_per_item", "mean_rounds", "self_verdict_accuracy")
                 if k in stats
             }
         )
         logger.summary(
             {
-                f"test/{name}/accuracy": s["accuracy"],
-                f"test/{name}/ci_low": s["ci_low"],
-                f"test/{name}/ci_high": s["ci_high"],
-                **{f"test/{name}/{m}": a for m, a in s.get("modes", {}).items()},
-                f"test/{name}/disagreements": s.get("disagreements", 0),
+                tracking.test_key(name): s["accuracy"],
+                tracking.test_key(name, "ci_low"): s["ci_low"],
+                tracking.test_key(name, "ci_high"): s["ci_high"],
+                **{tracking.test_key(name, m): a for m, a in s.get("modes", {}).items()},
+                tracking.test_key(name, "disagreements"): s.get("disagreements", 0),
             }
         )
     accuracies = [s["accuracy"] for s in grade.scores.values()]

@@ -31,6 +31,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -54,8 +55,17 @@ def _runs_of(cfg) -> Path:
 
 
 def latest_offline_run(wandb_runs: Path, run_id: str) -> Path | None:
-    """The newest ``offline-run-<time>-<run id>`` folder (names sort by time), or None."""
-    found = sorted(wandb_runs.glob(f"offline-run-*-{run_id}"))
+    """The newest ``offline-run-<YYYYmmdd_HHMMSS>-<run id>`` folder of exactly this id (names sort by time), or None.
+
+    >>> import tempfile
+    >>> runs = Path(tempfile.mkdtemp())
+    >>> for name in ("20260101_000000-t-a", "20260102_000000-t-a", "20260103_000000-x-t-a"):
+    ...     (runs / f"offline-run-{name}").mkdir()
+    >>> latest_offline_run(runs, "t-a").name
+    'offline-run-20260102_000000-t-a'
+    """
+    exact = re.compile(rf"offline-run-\d{{8}}_\d{{6}}-{re.escape(run_id)}")
+    found = sorted(p for p in wandb_runs.glob(f"offline-run-*-{run_id}") if exact.fullmatch(p.name))
     return found[-1] if found else None
 
 
@@ -146,6 +156,7 @@ def log_table_run(cfg, table: str, run: view.RunRef, config: dict, rendered: dic
 def build(table: str, overrides: Sequence[str] = (), out: Path | None = None, rendered: dict | None = None) -> dict:
     """Render ``table`` from the store, write the comparison files, the picture and the view's specification, and
     log the table's run; returns the specification (also written to ``<out>/<table>.json``)."""
+    from cft_lab.options import SelectStrategy
     from cft_lab.pipeline.plan import plan_cell
     from cft_lab.pipeline.store import Store, write_json
     from cft_lab.report import picture, tables
@@ -168,7 +179,7 @@ def build(table: str, overrides: Sequence[str] = (), out: Path | None = None, re
         item_frames[cell.key] = per_item.items_frame(Path(cell.grade_dir), list(cfg.eval.benchmarks))
         item_files[cell.key] = folder / "items" / f"{cell.key}.parquet"
         item_frames[cell.key].to_parquet(item_files[cell.key], index=False)
-        trained = OBJECTIVES[cfg.objective.name].trains and str(cfg.eval.select.strategy) != "last"
+        trained = OBJECTIVES[cfg.objective.name].trains and cfg.eval.select.strategy != SelectStrategy.last
         refs.append(
             view.RunRef(
                 run_id=tracking.cell_run_id(cell.key),

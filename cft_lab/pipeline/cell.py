@@ -130,18 +130,18 @@ def execute(cfg: Config, plan: CellPlan, store: Store, logger) -> dict:
         stats = s.get("inference", {})
         logger.summary(
             {
-                tracking.test_key(name, k): stats[k]
+                tracking.score_key(name, k): stats[k]
                 for k in ("tokens_per_item", "mean_rounds", "self_verdict_accuracy")
                 if k in stats
             }
         )
         logger.summary(
             {
-                tracking.test_key(name): s["accuracy"],
-                tracking.test_key(name, "ci_low"): s["ci_low"],
-                tracking.test_key(name, "ci_high"): s["ci_high"],
-                **{tracking.test_key(name, m): a for m, a in s.get("modes", {}).items()},
-                tracking.test_key(name, "disagreements"): s.get("disagreements", 0),
+                tracking.score_key(name): s["accuracy"],
+                tracking.score_key(name, "ci_low"): s["ci_low"],
+                tracking.score_key(name, "ci_high"): s["ci_high"],
+                **{tracking.score_key(name, m): a for m, a in s.get("modes", {}).items()},
+                tracking.score_key(name, "disagreements"): s.get("disagreements", 0),
             }
         )
     accuracies = [s["accuracy"] for s in grade.scores.values()]

@@ -50,7 +50,7 @@ def select_key(benchmark: str) -> str:
     return f"select/{benchmark}"
 
 
-def test_key(benchmark: str, stat: str = "accuracy") -> str:
+def score_key(benchmark: str, stat: str = "accuracy") -> str:
     """Summary key of a test benchmark's statistic: ``test/<benchmark>/<stat>`` (accuracy, ci_low, ci_high, ...)."""
     return f"test/{benchmark}/{stat}"
 

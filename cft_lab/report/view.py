@@ -68,7 +68,7 @@ def view_spec(
 
     for bench in benchmarks:
         runs = [c.run_id for c in cells if bench in c.benchmarks]
-        key = tracking.test_key(bench)
+        key = tracking.score_key(bench)
         panel("Test accuracy", "bar", f"{bench}: test accuracy (%)", "cells", runs, [key], metrics=[key])
     panel(
         "Test accuracy",
@@ -92,7 +92,7 @@ def view_spec(
             x=tracking.SELECT_STEP,
             y=y,
         )
-    summary_keys = [tracking.test_key(b) for b in benchmarks] + [tracking.TEST_AVG]
+    summary_keys = [tracking.score_key(b) for b in benchmarks] + [tracking.TEST_AVG]
     config_keys = ["model_label", "method_label", "teacher_label", "decoding", "cell_key"]
     panel(
         "Runs",

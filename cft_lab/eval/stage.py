@@ -21,7 +21,6 @@ from cft_lab.eval import benchmarks, engine
 from cft_lab.eval.metrics import score
 from cft_lab.options import SelectStrategy
 from cft_lab.pipeline.store import Store, read_jsonl, write_json, write_jsonl
-from cft_lab.report.tracking import Logger
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +61,12 @@ class GradeResult:
         )
 
 
-def run_select(cfg: Config, store: Store, key: str, train_dir: Path, logger: Logger) -> SelectResult:
+def run_select(cfg: Config, store: Store, key: str, train_dir: Path) -> SelectResult:
     """Score every checkpoint on the validation benchmark with one engine load per checkpoint; keep the strictly
     best (the first on ties, as the paper's script did, docs/protocol.md §3.5). Each checkpoint's graded outputs are
     kept, so an interrupted selection resumes; ``selection.json`` reports the selected and the last checkpoint side by
-    side, and how many validation questions also appear in each test benchmark."""
+    side, and how many validation questions also appear in each test benchmark. The cell logs the curve from
+    ``selection.json`` (also when this artefact was found in the store)."""
     from cft_lab.eval.generation import make_generator
     from cft_lab.train.trainer import checkpoints
 
@@ -110,7 +110,6 @@ def run_select(cfg: Config, store: Store, key: str, train_dir: Path, logger: Log
                         write_jsonl(target, graded)
                     graded = list(read_jsonl(target))
                     acc = score(sum(bool(g["correct"]) for g in graded), len(graded))["accuracy"]
-                    logger.log({"select/step": step, f"select/{sel.benchmark}": acc})
                 scored.append({"step": step, "path": store.relative(ckpt), "accuracy": acc})
             if not scored:
                 raise RuntimeError(f"train artefact {train_dir} holds no complete checkpoint")

@@ -25,6 +25,7 @@ from typing import Any, Optional
 from cft_lab.config import Config, as_dict, parent_config, part_config
 from cft_lab.pipeline.plan import CellPlan, format_plan, plan_cell
 from cft_lab.pipeline.store import Store
+from cft_lab.report import tracking
 from cft_lab.report.tracking import Logger, NoOpLogger, make_logger, sanitize
 from cft_lab.train.modeling import model_path
 from cft_lab.train.objectives import spec
@@ -43,7 +44,20 @@ def _identity(cfg: Config, plan: CellPlan) -> dict:
         "model_name": cfg.model.name,
         "objective": cfg.objective.name,
         "teacher": (cfg.teacher.label or cfg.teacher.name) if uses_teacher else None,
-        "stages": {s.stage: s.key for s in plan.stages},
+        "stages": {(f"{s.role}:{s.stage}" if s.role else s.stage): s.key for s in plan.stages},
+    }
+
+
+def _view_config(cfg: Config, plan: CellPlan) -> dict:
+    """Flat config keys the dashboard's view filters and labels runs by (``config:<key>`` columns): the cell key and
+    the paper's labels of the cell's row."""
+    uses_teacher = spec(cfg.objective).teacher_work is not None
+    return {
+        "cell_key": plan.key,
+        "model_label": cfg.model.label,
+        "method_label": cfg.run.label or cfg.objective.label,
+        "teacher_label": (cfg.teacher.label or cfg.teacher.name) if uses_teacher else None,
+        "decoding": cfg.run.variant or str(cfg.inference.mode),
     }
 
 
@@ -95,6 +109,7 @@ def execute(cfg: Config, plan: CellPlan, store: Store, logger) -> dict:
         extra["selected"] = store.relative(sel.model_dir)  # relative to the store: portable across mounts
         extra["selection"] = sel.summary()
         selection = sel.selection
+        _log_selection(logger, selection)
         logger.summary(
             {
                 "select/selected_step": selection["selected"]["step"],
@@ -112,20 +127,26 @@ def execute(cfg: Config, plan: CellPlan, store: Store, logger) -> dict:
         stats = s.get("inference", {})
         logger.summary(
             {
-                f"test/{name}/{k}": stats[k]
+                tracking.score_key(name, k): stats[k]
                 for k in ("tokens_per_item", "mean_rounds", "self_verdict_accuracy")
                 if k in stats
             }
         )
         logger.summary(
             {
-                f"test/{name}/accuracy": s["accuracy"],
-                f"test/{name}/ci_low": s["ci_low"],
-                f"test/{name}/ci_high": s["ci_high"],
-                **{f"test/{name}/{m}": a for m, a in s.get("modes", {}).items()},
-                f"test/{name}/disagreements": s.get("disagreements", 0),
+                tracking.score_key(name): s["accuracy"],
+                tracking.score_key(name, "ci_low"): s["ci_low"],
+                tracking.score_key(name, "ci_high"): s["ci_high"],
+                **{tracking.score_key(name, m): a for m, a in s.get("modes", {}).items()},
+                tracking.score_key(name, "disagreements"): s.get("disagreements", 0),
             }
         )
+    accuracies = [s["accuracy"] for s in grade.scores.values()]
+    if accuracies:
+        logger.summary({tracking.TEST_AVG: sum(accuracies) / len(accuracies)})
+    from cft_lab.report.items import items_frame
+
+    logger.log_table(tracking.ITEMS_TABLE, items_frame(grade.path, list(grade.scores)))
     if grade.critique is not None:
         extra["critique"] = grade.critique
         logger.summary({f"critique/{k}": v for k, v in grade.critique.items() if isinstance(v, (int, float))})
@@ -158,8 +179,21 @@ def _train_and_select(cfg: Config, plan: CellPlan, store: Store, logger, timed, 
         data = [timed("data", run_data, cfg, plan.key_of("data", role))]
         train_parts = [TrainPart(cfg.objective, data[0].path)]
     train = timed("train", run_train, cfg, plan.key_of("train", role), train_parts, logger, base)
-    sel = timed("select", run_select, cfg, plan.key_of("select", role), train.path, logger)
+    sel = timed("select", run_select, cfg, plan.key_of("select", role), train.path)
     return data, train, sel
+
+
+def _log_selection(logger: Logger, selection: dict) -> None:
+    """The selection curve (validation accuracy per checkpoint) from ``selection.json``, so a cell whose selection
+    was found in the store logs it too, then the selected checkpoint as one point of its own series (the view marks
+    it on the curve)."""
+    bench = selection["benchmark"]
+    for c in selection["checkpoints"]:
+        if c["accuracy"] is not None:  # strategy "last" scores nothing
+            logger.log({tracking.SELECT_STEP: c["step"], tracking.select_key(bench): c["accuracy"]})
+    chosen = selection["selected"]
+    if chosen["accuracy"] is not None:
+        logger.log({tracking.SELECT_STEP: chosen["step"], tracking.SELECTED: chosen["accuracy"]})
 
 
 def run_cell(cfg: Config) -> dict:
@@ -182,7 +216,8 @@ def run_cell(cfg: Config) -> dict:
             name=plan.name,
             group=cfg.run.table,
             outputs=store.root.parent,
-            config=sanitize({**as_dict(cfg), "cell_key": plan.key, "stage_keys": ident["stages"]}),
+            config=sanitize({**as_dict(cfg), **_view_config(cfg, plan), "stage_keys": ident["stages"]}),
+            run_id=tracking.cell_run_id(plan.key),
         )
         result = {"status": "ok", **ident, **execute(cfg, plan, store, logger), "error": None}
         failed = False

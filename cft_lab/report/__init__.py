@@ -3,7 +3,9 @@
 * :mod:`.frames`: cell results -> pandas frames in the paper's layouts (AVG and Δ the paper's way, its own numbers);
 * :mod:`.render`: frames -> md / csv / tex / png; :mod:`.tables`: ``python -m cft_lab.report.tables <table>``
   renders a table from the store; :mod:`.callback`: the Hydra callback that renders a sweep's table when it ends;
-* :mod:`.tracking`: the W&B and no-op loggers.
+* :mod:`.tracking`: the W&B and no-op loggers, the run ids and the keys a cell logs;
+* :mod:`.dashboard`: ``python -m cft_lab dashboard <table>``, a table's W&B view (:mod:`.view`), its per-item and
+  paired comparison files (:mod:`.items`) and a local picture of it (:mod:`.picture`).
 
 The names below are the frames-and-rendering API.
 """

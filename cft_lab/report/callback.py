@@ -1,4 +1,6 @@
-"""Hydra callback: when a table sweep ends, render its table from the run store (and print the plan on dry runs).
+"""Hydra callback: when a table sweep ends, render its table from the run store (and print the plan on dry runs),
+then write the table's view (``cft_lab.report.dashboard``: per-item Parquet files, the picture, the specification,
+and the table's W&B run with the rendered table and the comparison tables).
 
 Registered in ``conf/config.yaml`` under ``hydra.callbacks`` (Hydra instantiates callbacks by ``_target_``; this is the
 one place cft-lab uses it). It runs in the launching process after every job has returned, so with the basic
@@ -33,26 +35,9 @@ class RenderTable(Callback):
             return
         log.info("table %s written: %s", table, ", ".join(str(p) for p in result["paths"].values()))
         try:
-            _log_table(config, table, result)
-        except Exception as e:  # the files are written; a tracker failure is only a warning
-            log.warning("logging table %s to the tracker failed: %s", table, e)
+            from cft_lab.report import dashboard
 
-
-def _log_table(config: DictConfig, table: str, result: dict) -> None:
-    from pathlib import Path
-
-    from cft_lab.report.tracking import make_logger
-
-    cfg = result["configs"][0]
-    logger = make_logger(
-        cfg.logger,
-        name=table,
-        group=cfg.run.table,
-        config={"table": table},
-        outputs=Path(cfg.paths.outputs).resolve(),
-        job_type="table",
-    )
-    try:
-        logger.log_table(table, result["frame"], image=result["paths"].get("png"))
-    finally:
-        logger.finish()
+            spec = dashboard.build(table, overrides, rendered=result)
+            log.info("view of %s written: %s (python -m cft_lab dashboard %s)", table, spec["files"]["picture"], table)
+        except Exception as e:  # the table is written; a view or tracker failure is only a warning
+            log.warning("writing the view of table %s failed: %s: %s", table, type(e).__name__, e, exc_info=True)

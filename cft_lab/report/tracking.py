@@ -1,9 +1,13 @@
 """Experiment loggers: a no-op one and Weights & Biases, behind the same three calls (no ``if wandb:`` branches).
 
 W&B runs are offline unless ``logger.mode=online``; a run is named by its cell (``tiny_math/cft``), grouped by its
-table, and holds the sanitized config, training curves, metrics and, at the end of a sweep, the rendered table.
-Secrets never reach it: the config holds only the *names* of environment variables (``teacher.api_key_env``), and
-``sanitize`` drops any value whose key looks like a secret as a second guard.
+table, and holds the sanitized config, training curves, metrics and its graded items; at the end of a sweep a table
+run holds the rendered table and the comparison tables (``cft_lab.report.dashboard``).
+
+Run ids are deterministic (:func:`cell_run_id`, :func:`table_run_id`) and runs are opened with ``resume="allow"``,
+so syncing the offline runs of a table twice, or a rerun of the same cell, lands in the same W&B run instead of a
+duplicate. Secrets never reach it: the config holds only the *names* of environment variables
+(``teacher.api_key_env``), and ``sanitize`` drops any value whose key looks like a secret as a second guard.
 """
 
 from __future__ import annotations
@@ -34,10 +38,60 @@ def sanitize(obj: Any) -> Any:
     return obj
 
 
+# The keys a cell's run holds that the dashboard's view (cft_lab.report.view) draws: one definition for both.
+SELECT_STEP = "select/step"  # x-axis of the selection curve
+SELECTED = "select/selected"  # one point per run: the selected checkpoint's validation accuracy, at its step
+TEST_AVG = "test/avg_accuracy"  # mean accuracy over the cell's benchmarks (the paper's AVG column)
+ITEMS_TABLE = "items"  # the W&B Table of the cell's graded items (cft_lab.report.items)
+
+
+def select_key(benchmark: str) -> str:
+    """History key of the validation accuracy per checkpoint: ``select/<benchmark>``."""
+    return f"select/{benchmark}"
+
+
+def score_key(benchmark: str, stat: str = "accuracy") -> str:
+    """Summary key of a test benchmark's statistic: ``test/<benchmark>/<stat>`` (accuracy, ci_low, ci_high, ...)."""
+    return f"test/{benchmark}/{stat}"
+
+
+def cell_run_id(cell_key: str) -> str:
+    """The W&B run id of a cell: one run per cell key, whichever table ran it first.
+
+    >>> cell_run_id("0123456789abcdef")
+    'cell-0123456789abcdef'
+    """
+    return f"cell-{cell_key}"
+
+
+def table_key(cell_keys: list[str]) -> str:
+    """A digest of a table's planned cell keys (other overrides, other cells: another key)."""
+    from cft_lab.pipeline.store import digest
+
+    return digest(list(cell_keys), 12)
+
+
+def table_run_id(table: str, cell_keys: list[str]) -> str:
+    """The W&B run id of a table's run: the table's name and :func:`table_key` (W&B run ids allow letters, digits,
+    ``-`` and ``_``).
+
+    >>> table_run_id("table2_tiny", ["a", "b"]) == f"table-table2_tiny-{table_key(['a', 'b'])}"
+    True
+    """
+    return f"table-{re.sub(r'[^A-Za-z0-9_-]', '-', table)}-{table_key(cell_keys)}"
+
+
+def wandb_dir(cfg, outputs: Path) -> Path:
+    """Where W&B writes (``logger.dir``, default ``<outputs>/wandb``); offline runs land in its ``wandb/`` folder as
+    ``offline-run-<YYYYmmdd_HHMMSS>-<run id>/run-<run id>.wandb``."""
+    return Path(cfg.dir) if cfg.dir else Path(outputs) / "wandb"
+
+
 class Logger(Protocol):
     def log(self, metrics: dict, step: int | None = None) -> None: ...
     def summary(self, metrics: dict) -> None: ...
     def log_table(self, name: str, frame, image: Path | None = None) -> None: ...
+    def log_image(self, name: str, path: Path) -> None: ...
     def finish(self, failed: bool = False) -> None: ...
 
 
@@ -51,15 +105,27 @@ class NoOpLogger:
     def log_table(self, name: str, frame, image: Path | None = None) -> None:
         pass
 
+    def log_image(self, name: str, path: Path) -> None:
+        pass
+
     def finish(self, failed: bool = False) -> None:
         pass
 
 
 class WandbLogger:
-    def __init__(self, cfg, name: str, group: str | None, config: dict, outputs: Path, job_type: str = "cell"):
+    def __init__(
+        self,
+        cfg,
+        name: str,
+        group: str | None,
+        config: dict,
+        outputs: Path,
+        job_type: str = "cell",
+        run_id: str | None = None,
+    ):
         import wandb
 
-        wdir = Path(cfg.dir) if cfg.dir else outputs / "wandb"
+        wdir = wandb_dir(cfg, outputs)
         wdir.mkdir(parents=True, exist_ok=True)
         for var, sub in (("WANDB_CONFIG_DIR", "config"), ("WANDB_CACHE_DIR", "cache"), ("WANDB_DATA_DIR", "data")):
             os.environ.setdefault(var, str(wdir / f".{sub}"))  # keep W&B out of the home directory
@@ -68,6 +134,8 @@ class WandbLogger:
             project=cfg.project,
             entity=cfg.entity,
             mode=cfg.mode,
+            id=run_id,
+            resume="allow" if run_id else None,
             dir=str(wdir),
             name=name,
             group=group,
@@ -87,24 +155,37 @@ class WandbLogger:
         self.run.summary.update(metrics)
 
     def log_table(self, name: str, frame, image: Path | None = None) -> None:
-        flat = frame.reset_index()
+        """A frame as a W&B Table (a labelled index becomes columns; a plain range index is dropped; NaN -> None),
+        and ``image`` beside it as ``<name>_plot``."""
+        labelled = any(n is not None for n in frame.index.names)
+        flat = frame.reset_index() if labelled else frame
         table = self._wandb.Table(
             columns=[str(c) for c in flat.columns],
-            data=[[None if v != v else v for v in row] for row in flat.itertuples(index=False)],
+            data=[[None if v != v else _plain(v) for v in row] for row in flat.itertuples(index=False)],
         )
-        payload = {name: table}
+        payload: dict[str, Any] = {name: table}
         if image is not None and image.is_file():
             payload[f"{name}_plot"] = self._wandb.Image(str(image))
         self.run.log(payload)
+
+    def log_image(self, name: str, path: Path) -> None:
+        self.run.log({name: self._wandb.Image(str(path))})
 
     def finish(self, failed: bool = False) -> None:
         self.run.finish(exit_code=1 if failed else 0)
 
 
-def make_logger(cfg, name: str, group: str | None, config: dict, outputs: Path, job_type: str = "cell") -> Logger:
+def _plain(value: Any) -> Any:
+    """numpy scalars as Python ones (W&B Tables type-check their cells)."""
+    return value.item() if hasattr(value, "item") and not isinstance(value, (str, bytes)) else value
+
+
+def make_logger(
+    cfg, name: str, group: str | None, config: dict, outputs: Path, job_type: str = "cell", run_id: str | None = None
+) -> Logger:
     if cfg.name == "none" or cfg.mode == "disabled":
         return NoOpLogger()
     if cfg.name == "wandb":
         os.environ.setdefault("WANDB_SILENT", "true")
-        return WandbLogger(cfg, name, group, config, outputs, job_type)
+        return WandbLogger(cfg, name, group, config, outputs, job_type, run_id)
     raise ValueError(f"logger={cfg.name} is unknown; choose none or wandb")

@@ -30,6 +30,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from cft_lab.options import (
     Backend,
+    CritiqueStyle,
     DataKind,
     DType,
     GradingMode,
@@ -175,6 +176,8 @@ class TeacherConfig:
     false_alarm_rate: float = 0.0
     vague_rate: float = 0.0
     solution_error_rate: float = 0.0
+    # how the rule teacher words its critiques (added later: in the data key only when changed)
+    critique_style: CritiqueStyle = field(default=CritiqueStyle.checklist, metadata=KEY_IF_CHANGED)
     seed: int = 0
     # openai-compatible servers: the key is read from this environment variable, never stored in a config.
     # Everything from here on decides how requests are made, not what the teacher writes: not in any key.

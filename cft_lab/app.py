@@ -32,6 +32,8 @@ register()
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
 def _main(dcfg: DictConfig) -> None:
     from cft_lab.pipeline.cell import run_cell
+    from cft_lab.pipeline.seeds import seed_configs
+    from cft_lab.pipeline.tune import run_trial
     from cft_lab.report.tracking import sanitize
 
     try:
@@ -41,13 +43,17 @@ def _main(dcfg: DictConfig) -> None:
         sys.exit(2)
     if cfg.dry_run and not _in_multirun():  # a sweep prints one resolved config and the plan when it ends
         print(OmegaConf.to_yaml(OmegaConf.create(sanitize(OmegaConf.to_container(dcfg, resolve=True)))), flush=True)
-    result = run_cell(cfg)
-    if result["status"] == "ok" and not cfg.dry_run:
-        summary = {
-            s["label"]: f"{s['accuracy']:.1f} [{s['ci_low']:.1f}, {s['ci_high']:.1f}]"
-            for s in result["scores"].values()
-        }
-        log.info("[%s] %s", result["cell"], json.dumps(summary, ensure_ascii=False))
+    for cell_cfg in seed_configs(cfg):  # run.seeds=N: one cell per training seed
+        if cfg.run.tune:  # a tuning trial: train and select, scored on validation only
+            run_trial(cell_cfg)
+            continue
+        result = run_cell(cell_cfg)
+        if result["status"] == "ok" and not cfg.dry_run:
+            summary = {
+                s["label"]: f"{s['accuracy']:.1f} [{s['ci_low']:.1f}, {s['ci_high']:.1f}]"
+                for s in result["scores"].values()
+            }
+            log.info("[%s seed %d] %s", result["cell"], cell_cfg.train.seed, json.dumps(summary, ensure_ascii=False))
 
 
 def _in_multirun() -> bool:

@@ -100,6 +100,7 @@ def test_impossible_combinations_fail_naming_both_choices(overrides, names):
         ("teacher.kind=oracle", "[none, testbed, replay, openai, vllm, hf]"),
         ("inference.self_critique.unparsed_verdict=maybe", "[wrong, right]"),
         ("eval.modes=[paper,lenient]", "[paper, strict, math_verify]"),
+        ("teacher.critique_style=essay", "[checklist, review]"),
     ],
 )
 def test_values_outside_an_options_choices_fail_naming_the_allowed_ones(override, allowed):

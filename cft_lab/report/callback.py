@@ -34,6 +34,8 @@ class RenderTable(Callback):
             log.exception("rendering %s failed; rerun `python -m cft_lab.report.tables %s`", table, table)
             return
         log.info("table %s written: %s", table, ", ".join(str(p) for p in result["paths"].values()))
+        if "trials" in result:  # a tuning sweep has no test cells to view
+            return
         try:
             from cft_lab.report import dashboard
 

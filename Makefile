@@ -113,7 +113,7 @@ dashboard: install  ## a table's W&B view: TABLE=table2_tiny [PUBLISH=1] [ARGS="
 	@test -n "$(TABLE)" || { echo "error: set TABLE, e.g. make dashboard TABLE=table2_tiny"; exit 2; }
 	$(OFFLINE) $(PYTHON) -m cft_lab dashboard $(TABLE) $(ARGS) $(if $(PUBLISH),--publish)
 
-bases: install  ## rebuild the testbed tokenizer and the three tiny base models (deterministic, ~10 min)
+bases: install  ## rebuild the testbed tokenizer and the three tiny base models (deterministic; 7-35 min per base on 2 cores)
 	$(OFFLINE) $(PYTHON) -m cft_lab.testbed.bases
 
 clean-outputs:  ## delete the run store, Hydra logs, W&B files, rendered tables and dashboards

@@ -4,10 +4,9 @@ pre-training mixture is about pretrain-split questions only and never words a cr
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import pytest
-
-from collections import Counter
 
 from cft_lab.prompts import CFT_INSTRUCTION
 from cft_lab.testbed import corpus, problems

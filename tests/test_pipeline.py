@@ -233,6 +233,9 @@ def test_wandb_offline_run_holds_config_and_metrics_and_no_secret(outputs, monke
     assert len(config["cell_key"]) == 16 and set(config["stage_keys"]) == {"data", "train", "select", "infer", "grade"}
     assert 0 <= summary["test/testbed_2step/accuracy"] <= 100 and summary["train/loss"] > 0
     assert summary["data/examples"] == 48 and "select/testbed_val" in summary
+    assert summary["compute/optimizer_steps"] == 6 and summary["compute/loss_tokens"] > 0  # what training cost
+    assert summary["compute/flops"] == 6 * summary["compute/parameters"] * summary["compute/attended_tokens"]
+    assert 0 <= summary["test/parseable_share"] <= 100
     leaked = [
         p
         for p in outputs.rglob("*")

@@ -1,8 +1,9 @@
 """Tiny Qwen2 base models, pre-trained by the project itself on a web-like mixture of testbed texts.
 
-They stand in for the paper's three 7B bases (docs/protocol.md §2): ``tiny_math`` (≈Qwen2.5-Math-7B: the most
-pre-training, solution-heavy), ``tiny_general`` (≈Qwen2.5-7B: the same size, half the tokens, a less math-specialised
-mixture) and ``tiny_small`` (≈DeepSeek-Math-7B: smaller). Pre-training text is the mixture of
+They stand in for the paper's three 7B bases (docs/protocol.md §2): ``tiny_math`` (≈Qwen2.5-Math-7B: solution-heavy),
+``tiny_general`` (≈Qwen2.5-7B: the same size and tokens, a less math-specialised mixture) and ``tiny_small``
+(≈DeepSeek-Math-7B: smaller, more epochs). Budgets were set so that every base solves part of the validation set, as
+the paper's bases do (docs/testbed.md §1.1). Pre-training text is the mixture of
 :mod:`cft_lab.testbed.corpus` on questions of the ``pretrain`` split (disjoint from train/val/test questions): noisy
 solutions in the evaluation prompt and the training chat formats (so Base scores well above zero and fine-tuning has
 noise to remove), reviews of noisy solutions worded unlike the teacher's critiques, restatements, answer checks and
@@ -67,8 +68,8 @@ class BaseRecipe:
 
 RECIPES = {
     "tiny_math": BaseRecipe(128, 4, 4, 2, 384, documents=32000, epochs=2),
-    "tiny_general": BaseRecipe(128, 4, 4, 2, 384, documents=32000, epochs=1, mixture=GENERAL_MIXTURE),
-    "tiny_small": BaseRecipe(96, 3, 4, 2, 256, documents=24000, epochs=2),
+    "tiny_general": BaseRecipe(128, 4, 4, 2, 384, documents=32000, epochs=2, mixture=GENERAL_MIXTURE),
+    "tiny_small": BaseRecipe(96, 3, 4, 2, 256, documents=32000, epochs=3),
 }
 
 

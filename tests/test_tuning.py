@@ -130,3 +130,37 @@ def test_the_sweep_chooses_per_arm_writes_the_tuned_file_and_tables_read_it(outp
     # a tuned cell and a plain cell with the same values are the same artefacts
     same = compose(["train=tiny", "method=cft", "train.learning_rate=1e-5", "train.num_train_epochs=2"])
     assert plan_cell(tuned).key == plan_cell(same).key
+
+
+def test_a_sweep_over_part_of_the_models_adds_to_the_tuned_file(outputs, tmp_path, monkeypatch):
+    """Tuning one base at a time (`make tune SCALE=tiny ARGS=model=tiny_math`) keeps the other bases' choices; a
+    re-sweep of a pair replaces that pair's choice and trials whole."""
+    from cft_lab.report import tables
+
+    monkeypatch.setattr(config_module, "TUNED_DIR", tmp_path / "tuned")
+    store = Store(outputs)
+
+    def sweep(model: str, lrs: str, score) -> dict:
+        grid = [f"train.learning_rate={lrs}", "train.num_train_epochs=1", f"model={model}", "method=sft"]
+        configs = tables.expand("tune_tiny", [f"paths.outputs={outputs}", *grid])
+        for cfg in configs:
+            _fake_trial(store, cfg, score(cfg.train.learning_rate))
+        tables.render("tune_tiny", [f"paths.outputs={outputs}", *grid], out_dir=tmp_path / "tables", quiet=True)
+        return yaml.safe_load((tmp_path / "tuned" / "tiny.yaml").read_text())
+
+    first = sweep("tiny_math", "1e-5,1e-4", lambda lr: 70.0 if lr == 1e-4 else 60.0)
+    assert first["chosen"]["tiny_math"]["sft"]["learning_rate"] == 1e-4 and len(first["trials"]) == 2
+    second = sweep("tiny_small", "1e-5,1e-4", lambda lr: 30.0 if lr == 1e-5 else 20.0)
+    assert second["chosen"]["tiny_math"]["sft"]["learning_rate"] == 1e-4  # kept
+    assert second["chosen"]["tiny_small"]["sft"]["learning_rate"] == 1e-5
+    assert sorted((t["model"], t["learning_rate"]) for t in second["trials"]) == [
+        ("tiny_math", 1e-5),
+        ("tiny_math", 1e-4),
+        ("tiny_small", 1e-5),
+        ("tiny_small", 1e-4),
+    ]
+    third = sweep("tiny_math", "3e-4", lambda lr: 10.0)  # a new grid for tiny_math/sft replaces its old trials
+    assert third["chosen"]["tiny_math"]["sft"]["learning_rate"] == 3e-4
+    assert sorted(t["learning_rate"] for t in third["trials"] if t["model"] == "tiny_math") == [3e-4]
+    assert third["chosen"]["tiny_small"]["sft"]["learning_rate"] == 1e-5
+    assert compose(["train=tiny_tuned", "method=sft", "model=tiny_small"]).train.learning_rate == 1e-5

@@ -88,9 +88,37 @@ def choose(trials: pd.DataFrame) -> dict:
     return out
 
 
+def _kept_from(path: Path, trials: pd.DataFrame) -> tuple[dict, list[dict]]:
+    """What an earlier sweep wrote for (model, objective) pairs this sweep does not cover: its choices and its trials.
+    A sweep over part of the models (``make tune SCALE=tiny ARGS=model=tiny_math``) adds to the file; the pairs it
+    covers are replaced whole (choice and trials)."""
+    if not path.is_file():
+        return {}, []
+    old = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    swept = {(str(m), str(o)) for m, o in zip(trials["model"], trials["objective"])}
+    kept: dict = {}
+    for model, arms in (old.get("chosen") or {}).items():
+        for objective, values in arms.items():
+            if (model, objective) not in swept:
+                kept.setdefault(model, {})[objective] = values
+    rows = [r for r in old.get("trials") or [] if (r["model"], r["objective"]) not in swept]
+    return kept, rows
+
+
 def write_tuned(path: Path, chosen: dict, trials: pd.DataFrame, table: str, configs: Sequence[Config]) -> Path:
-    """The repository file the tuned tables read (see the module doc)."""
+    """The repository file the tuned tables read (see the module doc); choices of pairs this sweep did not cover
+    are kept (:func:`_kept_from`)."""
     cfg = configs[0]
+    kept, kept_rows = _kept_from(path, trials)
+    for model, arms in chosen.items():
+        kept.setdefault(model, {}).update(arms)
+    new_rows = [
+        {k: (float(v) if k in ("learning_rate", "num_train_epochs", "validation") else v) for k, v in row.items()}
+        for row in trials[["model", "objective", "learning_rate", "num_train_epochs", "validation", "step"]]
+        .astype(object)
+        .to_dict("records")
+    ]
+    rows = kept_rows + new_rows
     doc = {
         "how": (
             f"written by `python -m cft_lab table={table}` (make tune) on "
@@ -99,16 +127,11 @@ def write_tuned(path: Path, chosen: dict, trials: pd.DataFrame, table: str, conf
             f"smaller learning rate); train seed {cfg.train.seed}; everything else as train={cfg.train.name}"
         ),
         "grid": {
-            "learning_rate": sorted({float(x) for x in trials["learning_rate"]}),
-            "num_train_epochs": sorted({float(x) for x in trials["num_train_epochs"]}),
+            "learning_rate": sorted({float(r["learning_rate"]) for r in rows}),
+            "num_train_epochs": sorted({float(r["num_train_epochs"]) for r in rows}),
         },
-        "chosen": chosen,
-        "trials": [
-            {k: (float(v) if k in ("learning_rate", "num_train_epochs", "validation") else v) for k, v in row.items()}
-            for row in trials[["model", "objective", "learning_rate", "num_train_epochs", "validation", "step"]]
-            .astype(object)
-            .to_dict("records")
-        ],
+        "chosen": kept,
+        "trials": rows,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     header = "# Tuned hyper-parameters of the tiny arms (docs/testbed.md §2). Regenerate with `make tune SCALE=tiny`.\n"

@@ -4,8 +4,17 @@
 looks its request key up in the durable cache (:mod:`cft_lab.teachers.cache`), asks the server only for keys
 with no stored row (or, with ``retry_failed=True``, a stored failure), and stores every outcome as it arrives:
 
-* ``AsyncOpenAI`` with ``max_retries=0`` and a per-request ``timeout_s``; ``concurrency`` workers, so at most
-  that many requests in flight; retries, backoff and ``Retry-After`` per :mod:`cft_lab.teachers.retry`;
+* ``AsyncOpenAI`` with ``max_retries=0`` and a per-request ``timeout_s``; ``concurrency`` workers, of which an
+  adaptive window (:mod:`cft_lab.teachers.adaptive`) lets as many requests be in flight as the server keeps up with;
+* **a 429 is back-pressure, not a failed attempt**: it shrinks the window, the request waits its ``Retry-After``
+  and is asked again, for at most ``rate_limit_patience_s`` in all; other faults are retried per
+  :mod:`cft_lab.teachers.retry` for at most ``max_attempts`` attempts;
+* **an unreachable server stops the run**: when no HTTP answer has come for ``connect_grace_s`` while every attempt
+  failed to connect (refused, no route, unknown host), the run raises :class:`TeacherFatalError` naming the host,
+  instead of retrying every request; so do 401/403/404 (wrong key or model);
+* **two runs sharing one cache never ask the same key at the same time**: a key is claimed in the cache before it is
+  asked (:meth:`RequestCache.claim`); a key another run holds is waited for and read from the cache when it lands
+  (or taken over when that run's claim expires);
 * the API key is read from the environment variable named ``api_key_env`` when the teacher is built and kept
   only in memory (``api_key_env=None``: no key, for local servers); it is redacted from every error this module
   stores, logs or raises, and ``describe()`` gives the endpoint's host, never the key;
@@ -15,7 +24,8 @@ with no stored row (or, with ``retry_failed=True``, a stored failure), and store
   never asked end ``budget_exhausted`` (not stored: a rerun with more budget asks them). The estimate uses the
   observed tokens-per-character of prompts (1/3 before any answer) and the observed mean completion length
   (``max_tokens`` before any answer), so the first requests are estimated high;
-* a tqdm bar counts ok / failed / cached and the running cost.
+* ``mode="batch"`` sends the same requests through the Batch API instead (:mod:`cft_lab.teachers.batch`);
+* ``last_run`` reports counts, cost, the achieved rate and what the window learned (429s, the limit it found).
 
 Costs use the price of the model the server reports (a snapshot), else of the model asked; a model with no price
 costs ``None`` (warned), and a budget with an unknown price is refused at construction. A response without
@@ -38,18 +48,22 @@ import asyncio
 import json
 import logging
 import os
+import random
+import socket
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import openai
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
+from tenacity import AsyncRetrying, retry_if_exception
 from tqdm import tqdm
 
 from cft_lab.prompts.teacher import default_sampling, render_messages, template_hash
+from cft_lab.teachers.adaptive import AdaptiveLimit
 from cft_lab.teachers.base import TeacherResult, TeacherTask, failed_result, redact
 from cft_lab.teachers.cache import CacheRow, RequestCache, dumps_sampling, loads_sampling, request_key
 from cft_lab.teachers.pricing import PriceTable
@@ -57,9 +71,11 @@ from cft_lab.teachers.retry import (
     MalformedResponse,
     TeacherFatalError,
     describe_error,
+    is_connect_error,
     is_fatal,
     is_retryable,
     retry_after_of,
+    status_of,
     wait_retry_after_or_backoff,
 )
 
@@ -80,6 +96,8 @@ class _RunState:
     fatal: str | None = None
     budget_stopped: bool = False
     pause_until: float = 0.0
+    connect_failures: int = 0  # attempts that could not connect since the last HTTP answer
+    unreachable_since: float | None = None
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -95,6 +113,10 @@ class _Run:
     state: _RunState
     bar: tqdm
     n_cached: int
+    limiter: AdaptiveLimit
+    retry_failed: bool
+    asked: set = field(default_factory=set)  # keys this run asked (the others were answered before or elsewhere)
+    deferred: list = field(default_factory=list)  # keys another run holds a claim on
 
 
 class OpenAITeacher:
@@ -116,15 +138,23 @@ class OpenAITeacher:
         backoff_initial_s: float = 1.0,
         backoff_max_s: float = 60.0,
         max_retry_after_s: float = 600.0,
+        rate_limit_patience_s: float = 900.0,
+        connect_grace_s: float = 10.0,
+        claim_poll_s: float = 0.5,
         budget_usd: float | None = None,
         prices: PriceTable | None = None,
         fsync: bool = False,
+        mode: str = "sync",
+        batch_poll_s: float = 30.0,
+        batch_wait_s: float = 86400.0,
     ):
-        if concurrency < 1 or max_attempts < 1 or timeout_s <= 0:
+        if concurrency < 1 or max_attempts < 1 or timeout_s <= 0 or rate_limit_patience_s <= 0:
             raise ValueError(
-                f"need concurrency >= 1, max_attempts >= 1, timeout_s > 0; got {concurrency}, "
-                f"{max_attempts}, {timeout_s}"
+                f"need concurrency >= 1, max_attempts >= 1, timeout_s > 0, rate_limit_patience_s > 0; got "
+                f"{concurrency}, {max_attempts}, {timeout_s}, {rate_limit_patience_s}"
             )
+        if mode not in ("sync", "batch"):
+            raise ValueError(f"teacher {name}: mode must be sync or batch, got {mode!r}")
         self.name, self.model, self.base_url = name, model, base_url
         self.api_key_env, self.prompt_version = api_key_env, prompt_version
         self.sampling = default_sampling(prompt_version) if sampling is None else dict(sampling)
@@ -135,6 +165,12 @@ class OpenAITeacher:
         self.concurrency, self.timeout_s, self.max_attempts = concurrency, timeout_s, max_attempts
         self.backoff_initial_s, self.backoff_max_s = backoff_initial_s, backoff_max_s
         self.max_retry_after_s, self.budget_usd = max_retry_after_s, budget_usd
+        self.rate_limit_patience_s, self.connect_grace_s = rate_limit_patience_s, connect_grace_s
+        self.claim_poll_s, self.mode = claim_poll_s, mode
+        self.batch_poll_s, self.batch_wait_s = batch_poll_s, batch_wait_s
+        # a claim outlives any single attempt; it is renewed before every wait
+        self.claim_ttl_s = 2 * timeout_s + 60.0
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.prices = prices or PriceTable()
         if budget_usd is not None and not self.prices.known(model):
             raise ValueError(
@@ -152,10 +188,10 @@ class OpenAITeacher:
         self.last_run: dict = {}
 
     def __repr__(self) -> str:
-        return f"OpenAITeacher(name={self.name!r}, model={self.model!r}, endpoint={self._host()!r})"
+        return f"OpenAITeacher(name={self.name!r}, model={self.model!r}, endpoint={self.host()!r})"
 
     # ----------------------------------------------------------------- description
-    def _host(self) -> str:
+    def host(self) -> str:
         if not self.base_url:
             return "api.openai.com"
         parts = urlsplit(self.base_url)  # hostname and port only: never userinfo, path or query
@@ -166,15 +202,17 @@ class OpenAITeacher:
         return {
             "name": self.name,
             "kind": "openai",
+            "mode": self.mode,
             "model": self.model,
             "prompt_version": self.prompt_version,
             "template_hashes": {k: template_hash(k, self.prompt_version) for k in ("critique", "answer")},
             "sampling": dict(self.sampling),
-            "endpoint_host": self._host(),
+            "endpoint_host": self.host(),
             "api_key_env": self.api_key_env,
             "concurrency": self.concurrency,
             "timeout_s": self.timeout_s,
             "max_attempts": self.max_attempts,
+            "rate_limit_patience_s": self.rate_limit_patience_s,
             "budget_usd": self.budget_usd,
             "price_usd_per_1m": None if price is None else {"input": price.input, "output": price.output},
             "cache": str(self.cache_path),
@@ -185,12 +223,24 @@ class OpenAITeacher:
         messages = render_messages(task.kind, task.question, task.response, self.prompt_version)
         return request_key(self.model, messages, self.sampling), messages
 
+    def client(self) -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(api_key=self._api_key, base_url=self.base_url, max_retries=0, timeout=self.timeout_s)
+
+    def redact(self, text: str) -> str:
+        return redact(text, self._api_key)
+
     # ----------------------------------------------------------------- running
     def run(
         self, tasks: list[TeacherTask], *, retry_failed: bool = False, progress: bool = True
     ) -> list[TeacherResult]:
-        """One result per task, in order (see the module docstring). Raises only :class:`TeacherFatalError`."""
-        coro = self._run(list(tasks), retry_failed, progress)
+        """One result per task, in order (see the module docstring). Raises only :class:`TeacherFatalError` (and,
+        in batch mode, :class:`cft_lab.teachers.batch.BatchPending` while its batches run)."""
+        if self.mode == "batch":
+            from cft_lab.teachers.batch import BatchRun
+
+            coro = BatchRun(self).run(list(tasks), retry_failed)
+        else:
+            coro = self._run(list(tasks), retry_failed, progress)
         try:
             asyncio.get_running_loop()
         except RuntimeError:
@@ -226,43 +276,82 @@ class OpenAITeacher:
                 total=len(to_ask), desc=f"teacher {self.name}", unit="req", disable=not progress, mininterval=1.0
             ) as bar:
                 bar.set_postfix(ok=0, failed=0, cached=n_cached, usd="0.00", refresh=False)
-                client = openai.AsyncOpenAI(
-                    api_key=self._api_key, base_url=self.base_url, max_retries=0, timeout=self.timeout_s
-                )
+                client = self.client()
+                limiter = AdaptiveLimit(self.concurrency)
+                run = _Run(client, cache, first, outcomes, earlier, state, bar, n_cached, limiter, retry_failed)
                 try:
-                    pending = iter(to_ask)
-                    run = _Run(client, cache, first, outcomes, earlier, state, bar, n_cached)
-                    await asyncio.gather(*[self._worker(run, pending) for _ in range(self.concurrency)])
+                    todo = to_ask
+                    while todo:
+                        pending = iter(todo)
+                        await asyncio.gather(*[self._worker(run, pending) for _ in range(self.concurrency)])
+                        todo = await self._await_other_runs(run)
                 finally:
                     await client.close()
         if state.fatal:
             raise TeacherFatalError(
                 f"teacher {self.name}: {state.fatal}; stopped after {state.ok} ok and "
-                f"{state.failed} failed answers (stored)"
+                f"{state.failed} failed answers (stored); rerun to resume"
             )
-        results = self._results(tasks, requests, outcomes, set(to_ask))
+        results = self._results(tasks, requests, outcomes, run.asked)
+        wall = time.monotonic() - t0
+        answered = state.ok + state.failed
         self.last_run = {
-            "asked": state.ok + state.failed,
+            "mode": "sync",
+            "asked": answered,
             "ok": state.ok,
             "failed": state.failed,
             "cached_keys": n_cached,
+            "answered_by_another_run": sum(1 for k in to_ask if k not in run.asked and k in outcomes),
             "spent_usd": round(state.spent, 6),
             "budget_stopped": state.budget_stopped,
-            "wall_s": round(time.monotonic() - t0, 3),
+            "wall_s": round(wall, 3),
+            "achieved_rps": round(answered / wall, 2) if wall > 0 else None,
+            "concurrency": self.concurrency,
+            **limiter.report(),
         }
         log.info("teacher %s: %s", self.name, self.last_run)
         return results
 
+    async def _await_other_runs(self, run: _Run) -> list[str]:
+        """Keys another run claimed: wait until each is answered there (read from the cache) or its claim
+        expires; returns those to ask here (claims taken over), [] when every key is settled."""
+        while run.deferred and not run.state.fatal and not run.state.budget_stopped:
+            await asyncio.sleep(self.claim_poll_s)
+            keys, run.deferred = run.deferred, []
+            stored = run.cache.get_many(keys)
+            todo = []
+            for k in keys:
+                row = stored.get(k)
+                if row is not None and (row.status == "ok" or not run.retry_failed):
+                    run.outcomes[k] = row
+                    run.bar.update(1)
+                elif run.cache.claim(k, self.owner, self.claim_ttl_s, retry_failed=run.retry_failed) == "busy":
+                    run.deferred.append(k)
+                else:
+                    todo.append(k)
+            if todo:
+                return todo
+        return []
+
     async def _worker(self, run: _Run, pending) -> None:
-        """One of ``concurrency`` workers: takes the next key, checks the budget, asks, stores, repeats.
+        """One of ``concurrency`` workers: takes the next key, claims it, checks the budget, asks, stores, repeats.
 
         Workers (rather than a task per request behind a semaphore) start the next request as soon as one is
-        stored, without a scheduler round trip, which keeps a server's capacity busy (``cft_lab.perf.teacher``).
+        stored, without a scheduler round trip, which keeps a server's capacity busy (``cft_lab.perf.teacher``);
+        the adaptive window decides how many of them may have a request in flight.
         """
         state = run.state
         for key in pending:  # a shared iterator: each key goes to exactly one worker
             if state.fatal or state.budget_stopped:
                 return
+            claim = run.cache.claim(key, self.owner, self.claim_ttl_s, retry_failed=run.retry_failed)
+            if claim != "mine":
+                if claim == "busy":
+                    run.deferred.append(key)  # another run is asking it: wait for its answer
+                else:  # answered by another run since this one started
+                    run.outcomes[key] = run.cache.get_many([key])[key]
+                    run.bar.update(1)
+                continue
             task, messages = run.first[key]
             est = self._estimate(messages, state)
             if self.budget_usd is not None:
@@ -280,14 +369,18 @@ class OpenAITeacher:
                             self.budget_usd,
                             state.spent,
                         )
+                    run.cache.release(key, self.owner)
                     return  # this key stays unasked: budget_exhausted
             state.inflight += 1
             state.inflight_est += est
+            row = None
             try:
-                row = await self._ask(run.client, key, task, messages, state)
+                row = await self._ask(run, key, task, messages)
                 if row is not None:  # None: a fatal error, not this item's fault and not stored
                     self._record(run, key, task, messages, row)
             finally:
+                if row is None:
+                    run.cache.release(key, self.owner)
                 state.inflight -= 1
                 state.inflight_est -= est
                 state.changed.set()
@@ -298,9 +391,10 @@ class OpenAITeacher:
                     )
 
     def _record(self, run: _Run, key: str, task: TeacherTask, messages: list[dict], row: CacheRow) -> None:
-        run.cache.put(row)  # durable before anything else; adds row.attempts to a stored failure's
+        run.cache.put(row)  # durable before anything else; adds row.attempts to a stored failure's; drops the claim
         row.attempts += run.earlier.get(key, 0)
         run.outcomes[key] = row
+        run.asked.add(key)
         state = run.state
         if row.status == "ok":
             state.ok += 1
@@ -325,33 +419,66 @@ class OpenAITeacher:
         )
         return self.prices.cost(self.model, int(chars * per_char) + 1, int(completion) + 1) or 0.0
 
-    async def _ask(self, client, key, task, messages, state) -> CacheRow | None:
-        attempts = 0
+    async def _ask(self, run: _Run, key: str, task: TeacherTask, messages: list[dict]) -> CacheRow | None:
+        """Ask one key until it is answered, fails for good, or the run stops (None)."""
+        state, limiter = run.state, run.limiter
         body = {"model": self.model, "messages": messages, **self.sampling}
+        tally = {"attempts": 0, "failures": 0, "throttled_since": None}
 
         async def attempt():
-            nonlocal attempts
-            attempts += 1
-            delay = state.pause_until - time.monotonic()  # a Retry-After seen by any request of the run
+            tally["attempts"] += 1
+            delay = state.pause_until - time.monotonic()  # a 503's Retry-After holds back every request of the run
             if delay > 0:
                 await asyncio.sleep(delay)
+            seq, in_flight = await limiter.acquire()
             try:
                 # The SDK's documented raw-request path: the same auth, timeout and error classes (a non-2xx
                 # status still raises APIStatusError) as ``chat.completions.create``, minus its per-call parameter
                 # transform and the typed model it builds from the body; together they were about 1 of ~2.1 ms
                 # client CPU per request (measured with cft_lab.perf.teacher). The body is read as plain JSON.
-                resp = await client.post("/chat/completions", cast_to=httpx.Response, body=body)
+                resp = await run.client.post("/chat/completions", cast_to=httpx.Response, body=body)
+            except Exception as exc:
+                self._observe(run, exc, seq, in_flight, tally)
+                raise
+            finally:
+                await limiter.release()
+            self._observe(run, None, seq, in_flight, tally, resp.headers)
+            try:
                 data = json.loads(resp.content)
             except ValueError as exc:  # the body claimed JSON but was not
                 raise MalformedResponse(f"response body is not valid JSON ({exc})") from None
             return _parse(data)
 
-        def pause_all(seconds: float) -> None:  # a Retry-After holds back every request of the run
+        def pause_all(seconds: float) -> None:
             state.pause_until = max(state.pause_until, time.monotonic() + seconds)
 
-        def retry(exc: BaseException) -> bool:
+        backoff = wait_retry_after_or_backoff(self.backoff_initial_s, self.backoff_max_s, pause_all)
+
+        def retry(exc: BaseException) -> bool:  # called once per failed attempt
+            if status_of(exc) != 429:
+                tally["failures"] += 1
+            if state.fatal or not is_retryable(exc):
+                return False
             asked = retry_after_of(exc)
-            return is_retryable(exc) and (asked is None or asked <= self.max_retry_after_s)
+            if asked is not None and asked > self.max_retry_after_s:
+                return False
+            if status_of(exc) == 429:  # back-pressure: bounded by the patience, not by the attempts
+                waited = time.monotonic() - tally["throttled_since"]
+                return waited + (asked or 0.0) <= self.rate_limit_patience_s
+            return tally["failures"] < self.max_attempts
+
+        def wait(retry_state) -> float:
+            exc = retry_state.outcome.exception()
+            if status_of(exc) == 429:  # this request waits; the window has already shrunk for the others
+                asked = retry_after_of(exc)
+                # jittered, so that the requests one burst of 429s turned away do not come back as one burst
+                seconds = (
+                    asked * random.uniform(1.0, 1.1) if asked is not None else backoff.seconds(None, tally["throttled"])
+                )
+            else:
+                seconds = backoff.seconds(exc, tally["failures"])
+            run.cache.renew(key, self.owner, seconds + self.claim_ttl_s)
+            return seconds
 
         base = CacheRow(
             key,
@@ -366,29 +493,28 @@ class OpenAITeacher:
             try:
                 parsed = await attempt()  # most requests succeed at once: they skip the retry machinery
             except Exception as first:
-                if state.fatal or self.max_attempts == 1 or not retry(first):
+                if not retry(first):
                     raise
-                wait = wait_retry_after_or_backoff(self.backoff_initial_s, self.backoff_max_s, pause_all, offset=1)
-                await asyncio.sleep(wait.seconds(first, 1))
+                await asyncio.sleep(wait(_Outcome(first)))
                 async for tries in AsyncRetrying(
-                    stop=stop_after_attempt(self.max_attempts - 1),
-                    reraise=True,
-                    retry=retry_if_exception(retry),
-                    wait=wait,
+                    stop=lambda _: False, retry=retry_if_exception(retry), wait=wait, reraise=True
                 ):
                     with tries:
-                        if state.fatal:
-                            return None
                         parsed = await attempt()
         except Exception as exc:
-            error = redact(describe_error(exc), self._api_key)
+            error = self.redact(describe_error(exc))
             asked = retry_after_of(exc)
             if asked is not None and asked > self.max_retry_after_s:
                 error += f" (server asked to retry after {asked:.0f} s, more than max_retry_after_s)"
+            elif status_of(exc) == 429:
+                error += f" (rate-limited for {self.rate_limit_patience_s:g} s: teacher.rate_limit_patience_s)"
             if is_fatal(exc):
                 state.fatal = state.fatal or error
+            elif is_connect_error(exc) and state.unreachable_since is not None:  # no answer since: not the item
+                state.fatal = state.fatal or self._unreachable(state, exc)
+            if state.fatal:
                 return None
-            base.error, base.attempts = error, attempts
+            base.error, base.attempts = error, tally["attempts"]
             return base
         text, finish, usage, reported = parsed
         prompt_tokens, completion_tokens, cached_tokens = usage
@@ -398,13 +524,35 @@ class OpenAITeacher:
             else self.prices.cost(reported, prompt_tokens, completion_tokens, cached_tokens, fallback=self.model)
         )
         base.status, base.text, base.model, base.finish_reason = "ok", text, reported, finish
-        base.prompt_tokens, base.completion_tokens, base.cost_usd, base.attempts = (
-            prompt_tokens,
-            completion_tokens,
-            cost,
-            attempts,
-        )
+        base.prompt_tokens, base.completion_tokens, base.cost_usd = prompt_tokens, completion_tokens, cost
+        base.attempts = tally["attempts"]
         return base
+
+    def _observe(self, run: _Run, exc, seq: int, in_flight: int, tally: dict, headers=None) -> None:
+        """Feed one attempt's outcome to the window and to the run's reachability watch."""
+        state, now = run.state, time.monotonic()
+        if exc is not None and is_connect_error(exc):
+            state.connect_failures += 1
+            state.unreachable_since = state.unreachable_since or now
+            if state.connect_failures >= 3 and now - state.unreachable_since >= self.connect_grace_s:
+                state.fatal = state.fatal or self._unreachable(state, exc)
+            return
+        state.connect_failures, state.unreachable_since = 0, None  # the server answered (perhaps with an error)
+        if exc is not None and status_of(exc) == 429:
+            tally["throttled_since"] = tally["throttled_since"] or now
+            tally["throttled"] = tally.get("throttled", 0) + 1
+            run.limiter.on_throttle(seq, in_flight, exc.response.headers)
+            return
+        if exc is not None:
+            headers = getattr(getattr(exc, "response", None), "headers", None)
+        run.limiter.on_answer(headers)
+
+    def _unreachable(self, state: _RunState, exc: BaseException) -> str:
+        since = time.monotonic() - (state.unreachable_since or time.monotonic())
+        return (
+            f"cannot connect to {self.host()} ({self.redact(describe_error(exc))}): {state.connect_failures} "
+            f"attempts in {since:.0f} s and no answer; is the server running and teacher.base_url right?"
+        )
 
     # ----------------------------------------------------------------- results
     def _results(self, tasks, requests, outcomes, asked: set[str]) -> list[TeacherResult]:
@@ -445,6 +593,18 @@ class OpenAITeacher:
                 )
             )
         return out
+
+
+class _Outcome:
+    """The smallest stand-in for tenacity's RetryCallState that :meth:`OpenAITeacher._ask`'s ``wait`` reads (for
+    the first attempt, which runs outside tenacity)."""
+
+    def __init__(self, exc: BaseException):
+        self.outcome = self
+        self._exc = exc
+
+    def exception(self) -> BaseException:
+        return self._exc
 
 
 def _parse(data) -> tuple[str, str | None, tuple[int, int, int], str | None]:

@@ -129,6 +129,8 @@ class SourceSpec:
                 )
         elif self.schema not in (None, self.kind):
             raise ValueError(f"source {self.path}: 'schema' is only for kind 'hub' (kind is {self.kind!r})")
+        if isinstance(self.field_map, dict):  # from the typed config: unmapped fields are null
+            self.field_map = {k: v for k, v in self.field_map.items() if v is not None} or None
         if self.field_map is not None and self.row_schema != "local":
             raise ValueError(
                 f"source {self.path}: 'field_map' applies to kind 'local' (or hub schema 'local'), "

@@ -212,7 +212,8 @@ def test_keys_ignore_run_identity_and_logging_but_not_the_recipe():
 def test_paper_table2_dry_run_prints_15_cells_with_paper_hyperparameters(tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-THIS-IS-A-TEST-SECRET-0123456789abcdef")
     out = tmp_path / "outputs"
-    proc = run_cli(["cft_lab", "table=table2", "dry_run=true", "logger=none"], out, timeout=300)
+    pinned = "data.source.revision=" + "0" * 40  # unpinned, every trained cell would be refused (test_bad_input)
+    proc = run_cli(["cft_lab", "table=table2", "dry_run=true", "logger=none", pinned], out, timeout=300)
     text = proc.stdout
     assert "table2: 15 cells" in text
     plan = text[text.index("table2: 15 cells") :]

@@ -228,6 +228,10 @@ def load_source(spec: SourceSpec) -> SourceResult:
             continue
         records.append(rec)
     n_valid = len(records)
+    if n_rows == 0:
+        raise SourceError(spec.path, "<file>", "no rows", "the source is empty: nothing to build a dataset from")
+    if not records:
+        raise SourceError(spec.path, "<file>", "no valid rows", f"all {n_rows} rows were skipped: {dict(skipped)}")
     if spec.sample is not None:
         records = sample_records(records, spec.sample, spec.seed)
         prov["sample"] = {"n": spec.sample, "seed": spec.seed, "rule": "smallest sha256(f'{seed}:{id}')"}

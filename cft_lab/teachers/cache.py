@@ -254,6 +254,10 @@ class RequestCache:
         """key -> (owner, expires_at) of every claim held."""
         return {k: (o, e) for k, o, e in self._db.execute("SELECT key, owner, expires_at FROM claims")}
 
+    def sql(self, query: str, params: tuple = ()) -> list[tuple]:
+        """One statement (its own transaction), e.g. on the batch tables (``cft_lab.teachers.batch``)."""
+        return self._db.execute(query, params).fetchall()
+
     def counts(self) -> dict[str, int]:
         got = dict(self._db.execute("SELECT status, COUNT(*) FROM responses GROUP BY status").fetchall())
         return {"ok": got.get("ok", 0), "failed": got.get("failed", 0)}

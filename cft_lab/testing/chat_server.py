@@ -21,6 +21,9 @@ attributes in-thread and JSON at ``GET /stats`` for subprocess use. ``capacity``
 it a request waits (``over_capacity="queue"``) or gets a 429 (``"reject"``) with ``retry-after-ms: 50``, or with
 ``Retry-After: <over_capacity_retry_after>`` seconds when that is set (as a rate-limited account answers).
 
+The OpenAI Files and Batch APIs (``/v1/files``, ``/v1/batches``) are served too, from :mod:`.batch_api`
+(``server.batch``: its latency, an expiring or failing batch, its counters).
+
 In-thread (tests)::
 
     with ChatServer(latency=0.2, capacity=64, faults=FaultPlan(per_key=["429", "ok"])) as server:
@@ -155,6 +158,9 @@ class ChatServer:
         self.total = 0
         self.in_flight = 0
         self.max_in_flight = 0
+        from cft_lab.testing.batch_api import BatchAPI
+
+        self.batch = BatchAPI(self)
         self._httpd = _Server((host, port), _make_handler(self))
         self._thread: threading.Thread | None = None
 
@@ -294,7 +300,39 @@ def _make_handler(server: ChatServer):
         def _error(self, status: int, message: str, kind: str, headers: dict | None = None) -> None:
             self._json(status, {"error": {"message": message, "type": kind, "param": None, "code": None}}, headers)
 
+        def _batch_route(self, method: str, raw: bytes) -> bool:
+            """The Files and Batch APIs (cft_lab.testing.batch_api); False when the path is not theirs."""
+            path = self.path.split("?")[0].rstrip("/")
+            parts = path.split("/")[2:]  # after /v1
+            if len(parts) < 1 or parts[0] not in ("files", "batches") or path.split("/")[1] != "v1":
+                return False
+            api = server.batch
+            if parts == ["files"] and method == "POST":
+                status, obj = api.upload(self.headers.get("Content-Type", ""), raw)
+            elif parts[0] == "files" and len(parts) in (2, 3) and method == "GET":
+                status, obj = api.file(parts[1], content=parts[2:] == ["content"])
+            elif parts == ["batches"] and method == "POST":
+                try:
+                    status, obj = api.create(json.loads(raw or b"{}"))
+                except ValueError:
+                    status, obj = 400, {"error": {"message": "request body is not JSON"}}
+            elif parts == ["batches"] and method == "GET":
+                status, obj = api.list()
+            elif parts[0] == "batches" and len(parts) == 2 and method == "GET":
+                status, obj = api.get(parts[1])
+            elif parts[0] == "batches" and len(parts) == 3 and parts[2] == "cancel" and method == "POST":
+                status, obj = api.cancel(parts[1])
+            else:
+                status, obj = 404, {"error": {"message": f"no route {method} {self.path}"}}
+            if isinstance(obj, bytes):
+                self._send(status, obj, "application/octet-stream")
+            else:
+                self._json(status, obj)
+            return True
+
         def do_GET(self):
+            if self._batch_route("GET", b""):
+                return
             if self.path.rstrip("/") in ("/health", "/v1/health"):
                 self._json(200, {"status": "ok"})
             elif self.path.rstrip("/") == "/stats":
@@ -307,6 +345,8 @@ def _make_handler(server: ChatServer):
         def do_POST(self):
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
+            if self._batch_route("POST", raw):
+                return
             if self.path.rstrip("/") != "/v1/chat/completions":
                 self._error(404, f"no route {self.path}", "not_found")
                 return

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from cft_lab.config import ConfigError, register, to_config
 from cft_lab.paths import CONF_DIR, check_checkout
@@ -45,8 +46,10 @@ def _main(dcfg: DictConfig) -> None:
 
     try:
         cfg = to_config(dcfg)
-    except ConfigError as e:  # an impossible combination: one line that names the choices, no traceback
-        print(f"error: {e}", file=sys.stderr, flush=True)
+    except (ConfigError, OmegaConfBaseException) as e:  # one line that names the choices or the key, no traceback
+        from cft_lab.cli import one_line
+
+        print(f"error: {one_line(e)}", file=sys.stderr, flush=True)
         sys.exit(2)
     if cfg.dry_run and not _in_multirun():  # a sweep prints one resolved config and the plan when it ends
         print(OmegaConf.to_yaml(OmegaConf.create(sanitize(OmegaConf.to_container(dcfg, resolve=True)))), flush=True)

@@ -436,6 +436,11 @@ def check_combination(cfg: Config) -> None:
         raise ConfigError(f"data={data.name} has kind testbed but no `testbed:` block")
     if data.kind == DataKind.source and data.source is None:
         raise ConfigError(f"data={data.name} has kind source but no `source:` block")
+    if data.kind == DataKind.source and data.source is not None and not data.source.path:
+        raise ConfigError(
+            f"data={data.name} needs data.source.path=FILE: a .jsonl, .json or .parquet file (the released "
+            f"WebInstruct-CFT schema, instruction/input/output, unless data.source.kind says otherwise)"
+        )
     if teacher.kind in (TeacherKind.openai, TeacherKind.vllm, TeacherKind.hf) and not teacher.model:
         raise ConfigError(
             f"teacher={teacher.name} (kind {teacher.kind}) needs teacher.model: the API model name, "

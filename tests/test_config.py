@@ -24,7 +24,8 @@ PAPER_WORLD = [
     "eval=paper_math6",
 ]
 # Each option must compose on top of at least one of these (the testbed default, the paper world, no teacher).
-BASES = [[], PAPER_WORLD, ["objective=sft"], PAPER_WORLD + ["objective=sft"]]
+LOCAL_FILE = "data.source.path=tests/fixtures/sources/webinstruct_cft.jsonl"  # data=local names its file
+BASES = [[], PAPER_WORLD, ["objective=sft"], PAPER_WORLD + ["objective=sft"], PAPER_WORLD + [LOCAL_FILE]]
 PAPER = json.loads((Path(__file__).resolve().parents[1] / "cft_lab/assets/paper_tables.json").read_text())
 
 
@@ -64,9 +65,9 @@ def test_every_option_composes():
     options = _options()
     composed = [o for o in options if _composes(*o)]
     assert composed == options, f"do not compose: {sorted(set(options) - set(composed))}"
-    # 6 models, 4 data, 2 response sources, 6 teachers, 5 objectives, 2 train, 3 inference, 5 eval, 2 loggers,
+    # 6 models, 5 data, 2 response sources, 6 teachers, 5 objectives, 2 train, 3 inference, 5 eval, 2 loggers,
     # 8 methods, 9 tables, 13 inference methods (Table 8's rows), 1 launcher
-    assert len(composed) == 66
+    assert len(composed) == 67
 
 
 @pytest.mark.parametrize(

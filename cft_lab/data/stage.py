@@ -136,8 +136,9 @@ def run_teacher(cfg: Config, records: list[Record], extra: dict, cache_dir: Path
             rec = replace(rec, meta={**rec.meta, "teacher_truncated": True})
         by_id[res.record_id] = rec
     summary = {"teacher": teacher.describe(), **summarize(results)}
-    if getattr(teacher, "last_run", None):
-        summary["run"] = teacher.last_run  # the achieved rate and the limit found (openai), the batches (batch mode)
+    run = getattr(teacher, "last_run", None)  # openai: the achieved rate and the limit found, or the batches
+    if run:
+        summary["run"] = run
     return [by_id[r.id] for r in records], summary
 
 

@@ -56,6 +56,14 @@ def _check_source(cfg: Config) -> None:
         raise PreflightError(f"data={cfg.data.name}: {e}") from None
     if src.kind != SourceKind.hub:
         check_local_file(src.path, "data.source.path")
+        from dataclasses import replace
+
+        from cft_lab.data.sources import load_source
+
+        try:  # the first row through the schema (and field map): a wrong column is named now, not after buying
+            load_source(replace(spec, limit=1, sample=None, on_error="raise"))
+        except ValueError as e:
+            raise PreflightError(f"data={cfg.data.name}: {e}") from None
         return
     try:
         check_pinned(spec)

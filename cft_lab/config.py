@@ -467,6 +467,15 @@ def check_combination(cfg: Config) -> None:
     check_values(cfg)
     if not cfg.eval.benchmarks:
         raise ConfigError(f"eval={cfg.eval.name} lists no benchmarks")
+    from cft_lab.eval.benchmarks import REGISTRY
+
+    for option, names in (
+        ("eval.benchmarks", cfg.eval.benchmarks),
+        ("eval.select.benchmark", [cfg.eval.select.benchmark]),
+    ):
+        unknown = [b for b in names if b not in REGISTRY]
+        if unknown:
+            raise ConfigError(f"{option}: unknown benchmark {unknown[0]!r}; known: {', '.join(sorted(REGISTRY))}")
     if not cfg.eval.modes:
         raise ConfigError(
             "eval.modes is empty: choose from paper, strict, math_verify (the first one scores the table)"

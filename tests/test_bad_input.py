@@ -197,6 +197,7 @@ def test_bad_input_ends_in_one_clear_error(name, argv, status, messages, tmp_pat
     for m in messages:
         assert sub(m) in said, said[-3000:]
     assert "Traceback" not in said, said[-3000:]
+    assert "sk-test-bad-input-0123" not in said  # the key is in the environment: no message may carry it
 
 
 def test_every_audit_case_is_here():

@@ -98,3 +98,16 @@ def test_a_stopped_run_resumes_its_stored_batch_in_a_new_process(server, tmp_pat
     assert json.loads(out)["summary"]["ok"] == 5
     with RequestCache(tmp_path / "cache.sqlite") as c:
         assert c.sql("SELECT status FROM batches") == [("merged",)]
+
+
+def test_batch_mode_keeps_the_api_key_out_of_every_error_and_file(server, tmp_path, api_key):
+    srv = server(api_key=api_key)
+    srv.batch.latency_s = 0.02
+    res = batch_teacher(srv, tmp_path).run(make_tasks(3), progress=False)
+    assert [r.status for r in res] == ["ok"] * 3
+    wrong = server(api_key="sk-cftlab-the-other-key")  # answers 401 and echoes the key it was sent
+    with pytest.raises(TeacherFatalError) as err:
+        batch_teacher(wrong, tmp_path / "b").run(make_tasks(3), progress=False)
+    assert "HTTP 401" in str(err.value) and "[REDACTED]" in str(err.value) and api_key not in str(err.value)
+    written = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
+    assert api_key.encode() not in written

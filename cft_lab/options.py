@@ -66,6 +66,23 @@ class TeacherKind(StrEnum):
     hf = "hf"
 
 
+class TeacherMode(StrEnum):
+    """How an ``openai`` teacher sends its requests (not part of any key: the same request, the same answer)."""
+
+    sync = "sync"  # chat completions, adaptive concurrency
+    batch = "batch"  # the Batch API: one JSONL upload, polled, half the price (cft_lab.teachers.batch)
+
+
+class Stage(StrEnum):
+    """The stages of a cell, in order (``run.stop_after``)."""
+
+    data = "data"
+    train = "train"
+    select = "select"
+    infer = "infer"
+    grade = "grade"
+
+
 class Truncation(StrEnum):
     paper = "paper"  # LLaMA-Factory's infer_seqlen (docs/protocol.md §3.1)
     drop = "drop"  # drop pairs over the cutoff

@@ -24,7 +24,8 @@ PAPER_WORLD = [
     "eval=paper_math6",
 ]
 # Each option must compose on top of at least one of these (the testbed default, the paper world, no teacher).
-BASES = [[], PAPER_WORLD, ["objective=sft"], PAPER_WORLD + ["objective=sft"]]
+LOCAL_FILE = "data.source.path=tests/fixtures/sources/webinstruct_cft.jsonl"  # data=local names its file
+BASES = [[], PAPER_WORLD, ["objective=sft"], PAPER_WORLD + ["objective=sft"], PAPER_WORLD + [LOCAL_FILE]]
 PAPER = json.loads((Path(__file__).resolve().parents[1] / "cft_lab/assets/paper_tables.json").read_text())
 
 
@@ -64,9 +65,9 @@ def test_every_option_composes():
     options = _options()
     composed = [o for o in options if _composes(*o)]
     assert composed == options, f"do not compose: {sorted(set(options) - set(composed))}"
-    # 8 models, 9 data, 2 response sources, 6 teachers, 8 objectives, 3 train, 3 inference, 6 eval, 2 loggers,
+    # 8 models, 10 data, 2 response sources, 6 teachers, 8 objectives, 3 train, 3 inference, 6 eval, 2 loggers,
     # 16 methods, 16 tables, 13 inference methods (Table 8's rows), 1 launcher
-    assert len(composed) == 93
+    assert len(composed) == 94
 
 
 @pytest.mark.parametrize(
@@ -212,7 +213,8 @@ def test_keys_ignore_run_identity_and_logging_but_not_the_recipe():
 def test_paper_table2_dry_run_prints_15_cells_with_paper_hyperparameters(tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-THIS-IS-A-TEST-SECRET-0123456789abcdef")
     out = tmp_path / "outputs"
-    proc = run_cli(["cft_lab", "table=table2", "dry_run=true", "logger=none"], out, timeout=300)
+    pinned = "data.source.revision=" + "0" * 40  # unpinned, every trained cell would be refused (test_bad_input)
+    proc = run_cli(["cft_lab", "table=table2", "dry_run=true", "logger=none", pinned], out, timeout=300)
     text = proc.stdout
     assert "table2: 15 cells" in text
     plan = text[text.index("table2: 15 cells") :]

@@ -23,7 +23,9 @@ from collections.abc import Callable
 from typing import Any, Optional
 
 from cft_lab.config import Config, as_dict, parent_config, part_config
+from cft_lab.options import Stage
 from cft_lab.pipeline.plan import CellPlan, format_plan, plan_cell
+from cft_lab.pipeline.preflight import preflight, teacher_estimates
 from cft_lab.pipeline.store import Store
 from cft_lab.report import tracking
 from cft_lab.report.tracking import Logger, NoOpLogger, make_logger, sanitize
@@ -61,30 +63,6 @@ def _view_config(cfg: Config, plan: CellPlan) -> dict:
     }
 
 
-def preflight(cfg: Config) -> None:
-    """Refuse, before any data is built or model trained, what this build cannot finish: an unknown benchmark, a
-    generation backend that is not installed, grading modes whose libraries are missing."""
-    from cft_lab.eval import benchmarks
-    from cft_lab.eval.generation import check_backend
-
-    check_backend(cfg.inference)
-    for b in [*cfg.eval.benchmarks, cfg.eval.select.benchmark]:
-        benchmarks.get(b)  # raises with the known names
-    if cfg.eval.critique.enabled and cfg.eval.critique.benchmark not in benchmarks.TESTBED_SPECS:
-        raise ValueError(
-            f"eval.critique.benchmark={cfg.eval.critique.benchmark}: the critique probe needs a testbed "
-            f"benchmark ({', '.join(benchmarks.TESTBED_SPECS)}), whose responses' correctness is known"
-        )
-    if "math_verify" in cfg.eval.modes:
-        import importlib.util
-
-        if importlib.util.find_spec("math_verify") is None:
-            raise ImportError(
-                "eval.modes includes math_verify but the math-verify package is not installed: "
-                "pip install 'math-verify[antlr4_9_3]' or drop the mode (eval.modes=[paper,strict])"
-            )
-
-
 def execute(cfg: Config, plan: CellPlan, store: Store, logger) -> dict:
     """Run the cell's stages in order; each returns a small typed result, from which the cell's result is built."""
     from cft_lab.eval.stage import run_grade, run_infer
@@ -101,10 +79,23 @@ def execute(cfg: Config, plan: CellPlan, store: Store, logger) -> dict:
 
     preflight(cfg)
     extra: dict = {}
+    stop = cfg.run.stop_after
+
+    def stopped(stage: Stage, path: Any) -> dict | None:  # run.stop_after: the artefact so far, no scores
+        if stop != stage:
+            return None
+        return {"stopped_after": str(stage), str(stage): store.relative(path), "timings_s": timings}
+
     if not spec(cfg.objective).trains:
         evaluated = model_path(cfg.model)
     else:
-        data, train, sel = _train_and_select(cfg, plan, store, logger, timed)
+        data, train, sel = _train_and_select(cfg, plan, store, logger, timed, stop=stop)
+        if early := stopped(Stage.data, data[0].path):
+            return {**early, "data_card": data[0].card if len(data) == 1 else [d.card for d in data]}
+        if early := stopped(Stage.train, train.path):
+            return early
+        if early := stopped(Stage.select, sel.model_dir):
+            return early
         evaluated = str(sel.model_dir)
         extra["selected"] = store.relative(sel.model_dir)  # relative to the store: portable across mounts
         extra["selection"] = sel.summary()
@@ -122,6 +113,8 @@ def execute(cfg: Config, plan: CellPlan, store: Store, logger) -> dict:
         extra["data_card"] = data[0].card if len(data) == 1 else {f"part {k}": d.card for k, d in enumerate(data)}
         extra["train_examples"] = train.pairs  # truncated / dropped per arm (per part for a mixture)
     infer_dir = timed("infer", run_infer, cfg, plan.key_of("infer"), evaluated)
+    if early := stopped(Stage.infer, infer_dir):
+        return early
     grade = timed("grade", run_grade, cfg, plan.key_of("grade"), infer_dir)
     for name, s in grade.scores.items():
         stats = s.get("inference", {})
@@ -153,17 +146,20 @@ def execute(cfg: Config, plan: CellPlan, store: Store, logger) -> dict:
     return {"scores": grade.scores, "timings_s": timings, **extra}
 
 
-def _train_and_select(cfg: Config, plan: CellPlan, store: Store, logger, timed, role: Optional[str] = None):
+def _train_and_select(
+    cfg: Config, plan: CellPlan, store: Store, logger, timed, role: Optional[str] = None, stop: Optional[Stage] = None
+):
     """The data (one artefact, or one per mixture part), train and select stages of a training cell, a chain's
-    parent's first; returns (data results, train result, select result)."""
+    parent's first; returns (data results, train result, select result). ``stop=data`` builds the data artefacts
+    only (the parent's too) and returns no train or select result."""
     from cft_lab.data.stage import run_data
     from cft_lab.eval.stage import run_select
     from cft_lab.train.stage import TrainPart, run_train
 
     base = None
     if cfg.chain is not None:  # the parent cell's stages (found in the store when another table built them)
-        _, _, parent = _train_and_select(parent_config(cfg), plan, store, NoOpLogger(), timed, role="parent")
-        base = str(parent.model_dir)
+        _, _, parent = _train_and_select(parent_config(cfg), plan, store, NoOpLogger(), timed, "parent", stop)
+        base = None if parent is None else str(parent.model_dir)
     prefix = f"{role} " if role else ""
     if spec(cfg.objective).family == "mix":
         parts = cfg.objective.parts or []
@@ -178,6 +174,8 @@ def _train_and_select(cfg: Config, plan: CellPlan, store: Store, logger, timed, 
     else:
         data = [timed("data", run_data, cfg, plan.key_of("data", role))]
         train_parts = [TrainPart(cfg.objective, data[0].path)]
+    if stop == Stage.data:
+        return data, None, None
     train = timed("train", run_train, cfg, plan.key_of("train", role), train_parts, logger, base)
     sel = timed("select", run_select, cfg, plan.key_of("select", role), train.path)
     return data, train, sel
@@ -196,13 +194,33 @@ def _log_selection(logger: Logger, selection: dict) -> None:
         logger.log({tracking.SELECT_STEP: chosen["step"], tracking.SELECTED: chosen["accuracy"]})
 
 
+def dry_run(cfg: Config, plan: CellPlan, store: Store, ident: dict) -> dict:
+    """Print the plan, then run every check the run would run first (and the teacher's cost estimate): a refusal
+    here is the refusal the run would meet, and the cell counts as failed."""
+    print(format_plan(plan), flush=True)
+    from cft_lab.pipeline.preflight import EstimateUnavailable
+
+    try:
+        preflight(cfg)
+        ests = teacher_estimates(cfg, store.root)
+    except EstimateUnavailable as e:
+        print(f"  buys   {e}", flush=True)
+        return {"status": "planned", **ident}
+    except Exception as e:
+        print(f"  refused: {e}", flush=True)
+        return {"status": "failed", **ident, "error": f"{type(e).__name__}: {e}", "dry_run": True}
+    for role, est in ests:
+        print(f"  buys   {f'({role}) ' if role else ''}{est.line()}", flush=True)
+    return {"status": "planned", **ident}
+
+
 def run_cell(cfg: Config) -> dict:
+    """Run (or plan, with ``dry_run``) one cell; returns its result (``status``: ok, failed, planned, stopped)."""
     plan = plan_cell(cfg)
     store = Store(cfg.paths.outputs)
     ident = _identity(cfg, plan)
     if cfg.dry_run:
-        print(format_plan(plan), flush=True)
-        return {"status": "planned", **ident}
+        return dry_run(cfg, plan, store, ident)
     cached = store.cell_result(plan.key)
     if cached and cached.get("status") == "ok":
         log.info("[%s] finished before (cell %s): nothing to do", plan.name, plan.key)
@@ -238,5 +256,10 @@ def run_cell(cfg: Config) -> dict:
         except Exception as e:  # a tracker hiccup must not lose the cell's result
             log.warning("[%s] logger.finish failed: %s", plan.name, e)
     result["wall_s"] = round(time.time() - t0, 2)
+    if result["status"] == "ok" and "stopped_after" in result:
+        # a partial cell: its artefacts are in the store, but it has no scores, so no result.json (a later full
+        # run must not find it "finished before")
+        log.info("[%s] stopped after %s: %s", plan.name, cfg.run.stop_after, result.get("data"))
+        return {**result, "status": "stopped"}
     store.write_cell_result(plan.key, result)
     return result

@@ -6,7 +6,8 @@ config subtrees that change the artefact, never on run identity (``run.*``), log
 say how something runs are marked where they are declared (``cft_lab.config.NOT_IN_KEY``) and left out by
 ``cft_lab.config.key_dict``:
 
-* data   = data + response_source (+ teacher, only when the objective needs one) + version
+* data   = data + response_source (+ teacher, only when the objective needs one) + version, + the content digests
+  of the local files and folders it reads (``cft_lab.pipeline.fingerprint``: an edited file is a new key)
 * train  = data key + model + objective + train recipe (minus how it is launched) + version
 * select = train key + eval.select + inference settings + version
 * infer  = the model to evaluate (select key, or the base model) + inference + benchmarks + eval template + version
@@ -74,8 +75,13 @@ def cell_name(cfg: Config) -> str:
 
 def _model_identity(cfg: Config) -> dict:
     """What the base weights are: hub id + revision, or a testbed base + its recipe digest (so `make bases`
-    after a recipe change does not reuse cells of the old bases)."""
+    after a recipe change does not reuse cells of the old bases), or a local folder's content digest."""
+    from cft_lab.pipeline.fingerprint import model_fingerprint
+
     ident = key_dict(cfg.model)
+    local = model_fingerprint(cfg)
+    if local:
+        ident["content"] = local
     if cfg.model.source == ModelSource.testbed:
         from cft_lab.testbed.bases import RECIPES, recipe_digest
 
@@ -94,7 +100,18 @@ def data_key(cfg: Config) -> str:
         responses["from"] = responses["model"] or _model_identity(cfg)  # the cell's base model writes them
         responses["inference"] = {k: as_dict(cfg.inference)[k] for k in ("backend", "max_new_tokens")}
         responses["template"] = responses["template"] or cfg.model.eval_template
-    return digest({"v": STAGE_VERSIONS["data"], "data": key_dict(cfg.data), "responses": responses, "teacher": teacher})
+    from cft_lab.pipeline.fingerprint import data_inputs
+
+    data = key_dict(cfg.data)
+    if data.get("source") is not None:
+        # the field map is a dataclass of nullable fields; unmapped (all null) it is keyed as before it was one
+        assert cfg.data.source is not None
+        data["source"]["field_map"] = cfg.data.source.field_map.as_map()
+    body = {"v": STAGE_VERSIONS["data"], "data": data, "responses": responses, "teacher": teacher}
+    local = data_inputs(cfg, teacher_used=bool(work))
+    if local:
+        body["local_inputs"] = local  # absent when nothing local is read: hub and testbed keys are unchanged
+    return digest(body)
 
 
 def _grading(cfg: Config) -> dict:
@@ -155,15 +172,19 @@ def _training_stages(cfg: Config, role: Optional[str] = None) -> tuple[list[Stag
     else:
         stages.append(_data_stage(cfg, role))
         data = stages[-1].key
-    tkey = digest(
-        {
-            "v": STAGE_VERSIONS["train"],
-            "data": data,
-            "model": model,
-            "objective": key_dict(cfg.objective),
-            "train": key_dict(cfg.train),
-        }
-    )
+    from cft_lab.pipeline.fingerprint import deepspeed_fingerprint
+
+    train_body = {
+        "v": STAGE_VERSIONS["train"],
+        "data": data,
+        "model": model,
+        "objective": key_dict(cfg.objective),
+        "train": key_dict(cfg.train),
+    }
+    ds = deepspeed_fingerprint(cfg)  # a DeepSpeed JSON outside conf/: its content, not only its path
+    if ds:
+        train_body["deepspeed_content"] = ds
+    tkey = digest(train_body)
     if cfg.model.source == ModelSource.hub and cfg.model.revision is None and role is None:
         log.warning("model=%s has no pinned revision: its cache keys cannot see hub updates", cfg.model.name)
     stages.append(StagePlan("train", tkey, _train_summary(cfg), role))

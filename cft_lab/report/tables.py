@@ -169,7 +169,14 @@ def plan_text(table: str, overrides: list[str] = (), show_config: bool = False) 
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
+    """The CLI: one-line errors (an unknown table, a bad override, an unwritable folder), ``--debug`` for tracebacks."""
+    from cft_lab import cli
+
+    return cli.run(_main, argv)
+
+
+def _main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m cft_lab tables", description="Render a paper table from the cft-lab run store."
     )
@@ -177,13 +184,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("overrides", nargs="*", help="Hydra overrides applied to every cell (as on the sweep)")
     parser.add_argument("--plan", action="store_true", help="print the planned cells and keys instead")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default <outputs>/tables)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.plan:
         print(plan_text(args.table, args.overrides))
     else:
         render(args.table, args.overrides, args.out)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -18,7 +18,11 @@ The reply to a critique request (a system message that mentions ``Conclusion``) 
 request gets a text ending ``Answer: N``. ``usage`` is a fixed ``usage_tokens=(prompt, completion)`` or about one
 token per 4 characters. Counters (``requests_by_key``, ``ok_by_key``, ``faults``, ``max_in_flight``) are
 attributes in-thread and JSON at ``GET /stats`` for subprocess use. ``capacity`` bounds requests in flight: over
-it a request waits (``over_capacity="queue"``) or gets a 429 (``"reject"``).
+it a request waits (``over_capacity="queue"``) or gets a 429 (``"reject"``) with ``retry-after-ms: 50``, or with
+``Retry-After: <over_capacity_retry_after>`` seconds when that is set (as a rate-limited account answers).
+
+The OpenAI Files and Batch APIs (``/v1/files``, ``/v1/batches``) are served too, from :mod:`.batch_api`
+(``server.batch``: its latency, an expiring or failing batch, its counters).
 
 In-thread (tests)::
 
@@ -129,6 +133,7 @@ class ChatServer:
         latency: float = 0.0,
         capacity: int | None = None,
         over_capacity: str = "queue",
+        over_capacity_retry_after: float | None = None,
         faults: FaultPlan | None = None,
         model_alias: dict[str, str] | None = None,
         usage_tokens: tuple[int, int] | None = None,
@@ -139,6 +144,7 @@ class ChatServer:
         if over_capacity not in ("queue", "reject"):
             raise ValueError(f"over_capacity must be 'queue' or 'reject', got {over_capacity!r}")
         self.latency, self.capacity, self.over_capacity = latency, capacity, over_capacity
+        self.over_capacity_retry_after = over_capacity_retry_after
         self.faults = faults or FaultPlan()
         self.model_alias = dict(model_alias or {})
         self.usage_tokens = usage_tokens
@@ -152,6 +158,9 @@ class ChatServer:
         self.total = 0
         self.in_flight = 0
         self.max_in_flight = 0
+        from cft_lab.testing.batch_api import BatchAPI
+
+        self.batch = BatchAPI(self)
         self._httpd = _Server((host, port), _make_handler(self))
         self._thread: threading.Thread | None = None
 
@@ -291,7 +300,15 @@ def _make_handler(server: ChatServer):
         def _error(self, status: int, message: str, kind: str, headers: dict | None = None) -> None:
             self._json(status, {"error": {"message": message, "type": kind, "param": None, "code": None}}, headers)
 
+        def _batch_route(self, method: str, raw: bytes) -> bool:
+            """The Files and Batch APIs (cft_lab.testing.batch_api); False when the path is not theirs."""
+            from cft_lab.testing.batch_api import route
+
+            return route(server, self, method, raw)
+
         def do_GET(self):
+            if self._batch_route("GET", b""):
+                return
             if self.path.rstrip("/") in ("/health", "/v1/health"):
                 self._json(200, {"status": "ok"})
             elif self.path.rstrip("/") == "/stats":
@@ -304,6 +321,8 @@ def _make_handler(server: ChatServer):
         def do_POST(self):
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
+            if self._batch_route("POST", raw):
+                return
             if self.path.rstrip("/") != "/v1/chat/completions":
                 self._error(404, f"no route {self.path}", "not_found")
                 return
@@ -323,7 +342,9 @@ def _make_handler(server: ChatServer):
                 with server._lock:
                     server.faults_seen[fault] -= 1
                     server.faults_seen["over_capacity"] += 1
-                self._error(429, "over capacity", "rate_limit_error", {"retry-after-ms": "50"})
+                wait = server.over_capacity_retry_after
+                headers = {"retry-after-ms": "50"} if wait is None else {"Retry-After": f"{wait:g}"}
+                self._error(429, "over capacity", "rate_limit_error", headers)
                 return
             try:
                 if server.latency:
@@ -393,6 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--latency", type=float, default=0.0, help="seconds per request")
     p.add_argument("--capacity", type=int, default=None, help="max requests in flight")
     p.add_argument("--over-capacity", choices=("queue", "reject"), default="queue")
+    p.add_argument("--over-capacity-retry-after", type=float, default=None, help="Retry-After seconds of a rejection")
     p.add_argument("--rate", action="append", default=[], help="FAULT=PROBABILITY (repeatable)")
     p.add_argument("--schedule", default="", help="comma-separated faults for the first requests received")
     p.add_argument("--per-key", default="", help="comma-separated faults for the first requests of each key")
@@ -421,6 +443,7 @@ def main(argv: list[str] | None = None) -> int:
         latency=a.latency,
         capacity=a.capacity,
         over_capacity=a.over_capacity,
+        over_capacity_retry_after=a.over_capacity_retry_after,
         faults=plan,
         model_alias=_pairs(a.model_alias, "model-alias"),
         usage_tokens=usage,

@@ -38,7 +38,7 @@ install: $(VENV)/.installed  ## create/refresh the environment (editable install
 # The modules whose types are checked: configuration, plan, store, stages and the registries (the spine a new
 # option or stage plugs into), the trackers and the dashboard; the rest is linted.
 TYPED := cft_lab/config.py cft_lab/options.py cft_lab/pipeline cft_lab/data/stage.py cft_lab/train/stage.py \
-	cft_lab/eval/stage.py cft_lab/eval/modes.py cft_lab/train/objectives.py cft_lab/teachers/__init__.py cft_lab/app.py \
+	cft_lab/eval/stage.py cft_lab/eval/select_pool.py cft_lab/eval/modes.py cft_lab/train/objectives.py cft_lab/teachers/__init__.py cft_lab/app.py \
 	cft_lab/report/table8.py cft_lab/report/tracking.py cft_lab/report/items.py cft_lab/report/view.py \
 	cft_lab/report/dashboard.py cft_lab/report/picture.py cft_lab/validate.py cft_lab/cli.py \
 	cft_lab/teachers/estimate.py cft_lab/teachers/adaptive.py

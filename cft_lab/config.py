@@ -34,9 +34,11 @@ from cft_lab.options import (
     DType,
     GradingMode,
     InferenceMode,
+    KeepCheckpoints,
     Launcher,
     LoggerMode,
     LoggerName,
+    LossNormalization,
     ModelSource,
     ResponseKind,
     SelectStrategy,
@@ -304,6 +306,27 @@ class TrainConfig:
     lora: Optional[LoraConfig] = None  # null = full fine-tuning (the paper)
     logging_steps: int = _nk(1)
     seed: int = 42  # HF Trainer default seed, as in the paper's LLaMA-Factory runs
+    # Throughput options (added later: in the train key only when changed, so every existing key stays). packing:
+    # each micro-batch's examples are flattened into one row with positions restarting per example (TRL's
+    # padding-free path: no padding computed, attention never crosses examples; the batch and the step count are
+    # unchanged). use_liger_kernel: Liger's fused kernels (RMSNorm, RoPE, SwiGLU, fused linear cross-entropy;
+    # GPU only, `pip install liger-kernel`).
+    packing: bool = field(default=False, metadata=KEY_IF_CHANGED)
+    use_liger_kernel: bool = field(default=False, metadata=KEY_IF_CHANGED)
+    # how the loss is averaged over tokens across devices (cft_lab.options.LossNormalization); the paper's
+    # LLaMA-Factory runs used per_device, transformers now defaults to global_batch
+    loss_normalization: LossNormalization = field(default=LossNormalization.global_batch, metadata=KEY_IF_CHANGED)
+    # Checkpoints (how much is written and kept, not what is computed): every save (save_steps / num_checkpoints, the
+    # selection interval) holds the weights; every full_state_steps optimizer steps, and when a stop signal arrives
+    # (SIGUSR1, SIGUSR2 or SIGTERM: a SLURM timeout or pre-emption), a save also holds the optimizer, scheduler and
+    # RNG state a run resumes from (None: every save does). Only the newest full state is kept while training, none
+    # once it is done; after selection only the selected and the last checkpoints stay (keep_checkpoints=all: every).
+    full_state_steps: Optional[int] = _nk(None)
+    keep_checkpoints: KeepCheckpoints = _nk(KeepCheckpoints.selected_last)
+    stop_grace_s: float = _nk(600.0)  # after a stop signal, how long the launcher waits for the trainers to save
+    # PYTORCH_CUDA_ALLOC_CONF of the training processes (the paper's launcher set expandable_segments:True, which
+    # lets the caching allocator grow segments instead of fragmenting at long sequence lengths); null: unset
+    cuda_alloc_conf: Optional[str] = _nk("expandable_segments:True")
 
 
 @dataclass
@@ -313,6 +336,10 @@ class SelectConfig:
     benchmark: str = "testbed_val"  # paper: math500
     limit: Optional[int] = None
     strategy: SelectStrategy = SelectStrategy.best
+    # engines that score checkpoints at once, one per inference.tensor_parallel_size GPUs of the job (None: every GPU
+    # the job sees; 1 without CUDA). Several run as processes of their own (cft_lab.eval.select_pool); on CPU each is
+    # a CPU process standing in for a device.
+    devices: Optional[int] = _nk(None)
 
 
 @dataclass

@@ -12,7 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 from safetensors.torch import load_file
 
 from cft_lab.pipeline.cell import run_cell
@@ -98,10 +97,11 @@ def test_weights_at_the_selection_interval_full_state_coarser_and_a_killed_run_r
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
 
 
-@pytest.mark.parametrize("sig", [signal.SIGUSR1, signal.SIGTERM])
-def test_a_stop_signal_saves_the_full_state_at_once_and_a_rerun_resumes_there(tmp_path, sig):
-    """A signal between full-state saves (full state only every 100 steps here): the step in progress ends with a
-    full save, the stage fails naming the signal and the checkpoint, and the rerun resumes from it."""
+def test_a_stop_signal_saves_the_full_state_at_once_and_a_rerun_resumes_there(tmp_path):
+    """SIGTERM (what SLURM sends at pre-emption) between full-state saves (full state only every 100 steps here): the
+    step in progress ends with a full save, the stage fails naming the signal and the checkpoint, and the rerun
+    resumes from it. (SIGUSR1 through torchrun: the next test.)"""
+    sig = signal.SIGTERM
     extra = [*EXTRA[:-1], "train.full_state_steps=100"]
     out = tmp_path / "stopped"
     proc = _start(out, extra)
@@ -153,3 +153,25 @@ def test_keep_and_full_state_settings_leave_every_key_unchanged():
     base = plan_cell(compose(SMOKE))
     for extra in (["train.keep_checkpoints=all"], ["train.full_state_steps=4"], ["train.stop_grace_s=5"]):
         assert [s.key for s in plan_cell(compose(SMOKE + extra)).stages] == [s.key for s in base.stages], extra
+
+
+def test_a_stop_signal_reaches_torchrun_ranks_which_save_and_stop(tmp_path):
+    """2 gloo ranks under torchrun: SIGUSR1 to the launching process is forwarded to the ranks (torchrun itself
+    ignores it), they agree on the step, save its full state and exit; the stage fails naming the checkpoint and
+    a rerun resumes from it."""
+    extra = [*EXTRA[:-1], "train.full_state_steps=100", "train.launcher=torchrun", "train.num_devices=2",
+             "train.per_device_train_batch_size=8"]  # fmt: skip
+    out = tmp_path / "torchrun"
+    proc = _start(out, extra)
+    _wait_for("store/train/*/checkpoint-2/trainer_state.json", out, proc, timeout=300)
+    proc.send_signal(signal.SIGUSR1)
+    log = proc.communicate(timeout=300)[0]
+    assert proc.returncode != 0, log[-3000:]
+    (train_dir,) = (out / "store" / "train").iterdir()
+    stopped = json.loads((train_dir / "stopped.json").read_text())
+    assert 2 <= stopped["step"] < 12 and _full(train_dir) == [stopped["step"]]
+    assert f"saved its full state in checkpoint-{stopped['step']}" in log and "TrainingInterrupted" in log
+    assert not any(p.is_dir() for p in (train_dir / f"checkpoint-{stopped['step']}").glob("global_step*"))
+    resumed = _finish(out, extra)
+    metrics = json.loads((resumed / "metrics.json").read_text())
+    assert metrics["resumed_from"].endswith(f"checkpoint-{stopped['step']}") and metrics["global_step"] == 12

@@ -444,6 +444,19 @@ class _Forward:
             self.deadline = float("inf")
 
     def _signal_group(self, sig: int) -> None:
+        """Signal the launcher's session and every process below it: torchrun starts each rank in a session of its
+        own, so a signal to the launcher's process group alone would not reach the ranks."""
+        import psutil
+
+        try:
+            below = psutil.Process(self.proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            below = []
+        for p in below:
+            try:
+                p.send_signal(sig)
+            except psutil.NoSuchProcess:
+                pass
         try:
             os.killpg(self.proc.pid, sig)
         except ProcessLookupError:

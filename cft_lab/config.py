@@ -80,6 +80,12 @@ class ModelConfig:
     eval_template: str = _nk("qwen25-math-cot")
     attn_implementation: Optional[str] = _nk(None)  # e.g. flash_attention_2 on GPU; None = transformers' default
     trust_remote_code: bool = _nk(False)
+    # a hub model without a pinned revision is refused (its weights could change under the same key) unless this is
+    # set; then it loads whatever the hub serves, with a warning
+    allow_unpinned: bool = _nk(False)
+    # parameter count, for the dry run's GPU-hour and disk estimates (a testbed or local model is counted from its
+    # files); None for a hub model: no estimate
+    num_parameters: Optional[float] = _nk(None)
 
     def hub_revision(self) -> Optional[str]:
         """The revision to ask the hub for: the pinned one for a hub model, None for a shipped testbed model."""
@@ -159,6 +165,10 @@ class DataConfig:
     # "<model>/<prompt version>" of the critiques the source ships (WebInstruct-CFT: gpt-4o-2024-11-20/v1): an
     # openai teacher of that model and prompt replays them instead of paying for them again
     released_critiques_by: Optional[str] = None
+    # for the dry run's estimates before the data is built (then its card's counts are used): rows of the source
+    # (after sample / limit) and mean tokens per training example (docs/protocol.md §3.3: WebInstruct ~1.1-1.3K)
+    rows: Optional[int] = _nk(None)
+    tokens_per_row: Optional[int] = _nk(None)
 
 
 @dataclass
@@ -462,6 +472,28 @@ class ChainConfig:
 
 
 @dataclass
+class ClusterConfig:
+    """The GPU nodes paper-scale cells run on (``conf/cluster``): what the dry run's GPU-hour, wall-time and disk
+    estimates assume, how many GPUs a node has (a cell asking for more is refused before it is submitted) and the
+    SLURM resources per GPU (``hydra/launcher=slurm``). Measure ``train_mfu`` and ``decode_tokens_per_s`` on your
+    nodes with ``python -m cft_lab.perf.throughput``. Not part of any key."""
+
+    name: str = MISSING
+    gpu: str = ""  # e.g. "H100 80GB SXM"
+    gpus_per_node: int = 8
+    peak_tflops: float = 989.0  # dense bf16 per GPU (H100 SXM)
+    train_mfu: float = 0.15  # model-FLOPs utilisation assumed for training (6 x params x tokens per step)
+    decode_tokens_per_s: float = 2500.0  # generated tokens/s per GPU of a 7B model in vLLM, many sequences at once
+    engine_load_s: float = 120.0  # starting an inference engine on a checkpoint
+    output_tokens_per_item: int = 600  # mean generated tokens per benchmark item (chains of thought)
+    cpus_per_gpu: int = 8
+    mem_gb_per_gpu: int = 60
+    timeout_factor: float = 1.5  # SLURM time limit = estimate x this + timeout_margin_min
+    timeout_margin_min: int = 30
+    max_timeout_min: int = 2880  # the partition's limit; longer cells rely on requeue (the store resumes)
+
+
+@dataclass
 class PathsConfig:
     outputs: str = "outputs"  # root of the run store, Hydra logs and rendered tables
 
@@ -477,6 +509,7 @@ class Config:
     inference: InferenceConfig = MISSING
     eval: EvalConfig = MISSING
     logger: LoggerConfig = MISSING
+    cluster: ClusterConfig = MISSING
     run: RunConfig = field(default_factory=RunConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     chain: Optional[ChainConfig] = None  # experiments/method bundles set it (a cell trained from a parent cell)

@@ -77,7 +77,7 @@ def execute(cfg: Config, plan: CellPlan, store: Store, logger) -> dict:
         timings[stage] = round(timings.get(stage, 0.0) + time.time() - t0, 2)
         return out
 
-    preflight(cfg)
+    preflight(cfg, store)
     extra: dict = {}
     stop = cfg.run.stop_after
 
@@ -224,20 +224,38 @@ def dry_run(cfg: Config, plan: CellPlan, store: Store, ident: dict) -> dict:
     """Print the plan, then run every check the run would run first (and the teacher's cost estimate): a refusal
     here is the refusal the run would meet, and the cell counts as failed."""
     print(format_plan(plan), flush=True)
-    from cft_lab.pipeline.preflight import EstimateUnavailable
+    from cft_lab.pipeline.estimate import estimate_cell
+    from cft_lab.pipeline.preflight import EstimateUnavailable, PreflightError
 
+    est = estimate_cell(cfg, plan, store)
+    print(
+        f"  needs  {est.line()}\n         (assumed: {'; '.join(est.assumptions)}; cluster={cfg.cluster.name})",
+        flush=True,
+    )
+    refused: list[str] = []
     try:
-        preflight(cfg)
-        ests = teacher_estimates(cfg, store.root)
+        preflight(cfg, store, dry_run=True)
+    except PreflightError as e:
+        refused += e.problems
+    try:  # what the data stage would buy, also when something else is refused (a budget is one more refusal)
+        for role, bought in teacher_estimates(cfg, store.root):
+            print(f"  buys   {f'({role}) ' if role else ''}{bought.line()}", flush=True)
     except EstimateUnavailable as e:
         print(f"  buys   {e}", flush=True)
-        return {"status": "planned", **ident}
     except Exception as e:
-        print(f"  refused: {e}", flush=True)
-        return {"status": "failed", **ident, "error": f"{type(e).__name__}: {e}", "dry_run": True}
-    for role, est in ests:
-        print(f"  buys   {f'({role}) ' if role else ''}{est.line()}", flush=True)
-    return {"status": "planned", **ident}
+        if not any(str(e) in r or r in str(e) for r in refused):  # the same bad source, already said
+            refused.append(str(e))
+    for problem in refused:
+        print(f"  refused: {problem}", flush=True)
+    if refused:
+        error = "PreflightError: " + "; ".join(refused)
+        return {"status": "failed", **ident, "error": error, "dry_run": True}
+    return {"status": "planned", **ident, "estimate": _estimate_dict(est)}
+
+
+def _estimate_dict(est) -> dict:
+    return {"gpus": est.gpus, "gpu_hours": est.gpu_hours, "wall_hours": est.wall_hours,
+            "disk_peak_gb": est.disk_peak_gb, "disk_kept_gb": est.disk_kept_gb}  # fmt: skip
 
 
 def run_cell(cfg: Config) -> dict:

@@ -164,9 +164,35 @@ def plan_text(table: str, overrides: list[str] = (), show_config: bool = False) 
             "the swept choices",
             OmegaConf.to_yaml(OmegaConf.create(sanitize(as_dict(configs[0])))),
         ]
+    from cft_lab.pipeline.estimate import estimate_cell
+
     lines.append(f"{table}: {len(configs)} cells")
-    lines += [format_plan(plan_cell(c)) for c in configs]
+    ests = []
+    for c in configs:
+        plan = plan_cell(c)
+        est = estimate_cell(c, plan, Store(c.paths.outputs))
+        ests.append(est)
+        lines += [format_plan(plan), f"  needs  {est.line()}"]
+    lines.append(estimate_totals(table, configs[0].cluster.name, ests))
     return "\n".join(lines)
+
+
+def estimate_totals(table: str, cluster: str, ests) -> str:
+    """One line: the table's GPU-hours, its largest job, and its disk (peak if every cell trained at once)."""
+
+    def total(attr: str) -> str:
+        values = [getattr(e, attr) for e in ests]
+        if any(v is None for v in values):
+            return "?"
+        gb = sum(values)
+        return f"{gb / 1000:.1f} TB" if gb >= 1000 else f"{gb:.0f} GB"
+
+    hours = sum(e.total_gpu_hours for e in ests)
+    return (
+        f"{table} on cluster={cluster}: ~{hours:.0f} GPU-h in all (estimates: see each cell's `needs`), jobs of "
+        f"{max(e.gpus for e in ests)} GPUs at most, disk ~{total('disk_peak_gb')} if every cell trained at once, "
+        f"~{total('disk_kept_gb')} kept after selection"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

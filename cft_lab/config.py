@@ -333,7 +333,9 @@ class TrainConfig:
     # once it is done; after selection only the selected and the last checkpoints stay (keep_checkpoints=all: every).
     full_state_steps: Optional[int] = _nk(None)
     keep_checkpoints: KeepCheckpoints = _nk(KeepCheckpoints.selected_last)
-    stop_grace_s: float = _nk(600.0)  # after a stop signal, how long the launcher waits for the trainers to save
+    # after a stop signal, how long the launching process waits for the trainers to save (below the SLURM launcher's
+    # signal_delay_s of 300 s: the job is killed that long after the signal)
+    stop_grace_s: float = _nk(240.0)
     # PYTORCH_CUDA_ALLOC_CONF of the training processes (the paper's launcher set expandable_segments:True, which
     # lets the caching allocator grow segments instead of fragmenting at long sequence lengths); null: unset
     cuda_alloc_conf: Optional[str] = _nk("expandable_segments:True")

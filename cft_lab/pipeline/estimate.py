@@ -58,7 +58,7 @@ class Estimate:
     def line(self) -> str:
         stages = ", ".join(f"{k} {v:.1f}" for k, v in self.gpu_hours.items() if v > 0) or "nothing left to run"
         disk = (
-            f"disk peak ~{_gb(self.disk_peak_gb)}, kept ~{_gb(self.disk_kept_gb)}"
+            f"disk peak ~{size_text(self.disk_peak_gb)}, kept ~{size_text(self.disk_kept_gb)}"
             if self.disk_peak_gb is not None
             else "disk unknown (set model.num_parameters)"
         )
@@ -68,7 +68,8 @@ class Estimate:
         )
 
 
-def _gb(x: Optional[float]) -> str:
+def size_text(x: Optional[float]) -> str:
+    """GB as text: TB, GB or MB."""
     if x is None:
         return "?"
     return f"{x / 1000:.2f} TB" if x >= 1000 else f"{x:.1f} GB" if x >= 1 else f"{x * 1000:.0f} MB"

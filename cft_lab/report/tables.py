@@ -180,12 +180,11 @@ def plan_text(table: str, overrides: list[str] = (), show_config: bool = False) 
 def estimate_totals(table: str, cluster: str, ests) -> str:
     """One line: the table's GPU-hours, its largest job, and its disk (peak if every cell trained at once)."""
 
+    from cft_lab.pipeline.estimate import size_text
+
     def total(attr: str) -> str:
         values = [getattr(e, attr) for e in ests]
-        if any(v is None for v in values):
-            return "?"
-        gb = sum(values)
-        return f"{gb / 1000:.1f} TB" if gb >= 1000 else f"{gb:.0f} GB"
+        return "?" if any(v is None for v in values) else size_text(sum(values))
 
     hours = sum(e.total_gpu_hours for e in ests)
     return (

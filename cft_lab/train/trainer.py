@@ -193,6 +193,7 @@ class StopRequest:
         """After the save: let the previous handler of the signal run (submitit requeues the job and exits), else raise
         :class:`TrainingInterrupted` with ``message`` (the cell is recorded as failed; a rerun resumes)."""
         previous = self._previous.get(self.signum) if self.signum is not None else None
+        log.warning(message)  # said here: submitit's handler (the previous one) exits the process
         if callable(previous):
             previous(self.signum, None)
         raise TrainingInterrupted(message)
@@ -337,7 +338,14 @@ def train_inprocess(cfg: Config, model_dir: str, rows: list[dict], out_dir: Path
     }
     if state.is_world_process_zero:
         for ckpt in checkpoints(out_dir):  # done: nothing resumes from here on, only the weights are read
-            _drop_state(ckpt)
+            step = _step(ckpt)
+            if step % args.save_steps and step != state.global_step:
+                # a save made on a stop signal, off the selection interval: selection reads the same checkpoints
+                # whether or not the run was interrupted
+                shutil.rmtree(ckpt, ignore_errors=True)
+            else:
+                _drop_state(ckpt)
+        metrics["checkpoint_steps"] = [_step(p) for p in checkpoints(out_dir)]
         (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics
 

@@ -169,6 +169,12 @@ class DataConfig:
     # (after sample / limit) and mean tokens per training example (docs/protocol.md §3.3: WebInstruct ~1.1-1.3K)
     rows: Optional[int] = _nk(None)
     tokens_per_row: Optional[int] = _nk(None)
+    # the larger critiqued pool this data was drawn from (a data option, e.g. webinstruct_cft_600k for the 50K) and
+    # how many pairs an arm with objective.pool=true samples from it (the paper's SFT-verified: the rows of the
+    # 600K pool judged right, sampled to 50K). Not in this data's key: the pool's own data key and the sample size
+    # enter the key of the arm that uses them.
+    pool: Optional[str] = _nk(None)
+    pool_sample: Optional[int] = _nk(None)
 
 
 @dataclass
@@ -277,6 +283,11 @@ class ObjectiveConfig:
     # length matching of CFT-Short
     parts: Optional[list[MixturePart]] = field(default=None, metadata=KEY_IF_CHANGED)
     length_match: Optional[LengthMatchConfig] = field(default=None, metadata=KEY_IF_CHANGED)
+    # true: the pairs come from the records of data.pool (built as their own data artefact), data.pool_sample of
+    # them chosen by sha256(train.seed:id) after the objective's filter; false: from the cell's own records, all
+    # usable ones (SFT-verified on the same 50K: about 28K rows judged right); null: true for an objective the paper
+    # built that way (sft_verified) when the data names its pool, else false (see uses_pool)
+    pool: Optional[bool] = field(default=None, metadata=KEY_IF_CHANGED)
 
 
 @dataclass
@@ -673,6 +684,47 @@ def part_config(cfg: Config, part: MixturePart) -> Config:
     return out
 
 
+def pool_config(cfg: Config) -> Config:
+    """The config the data artefact of a cell with ``objective.pool`` is built from: the cell with ``data.pool`` in
+    place of its data. Raises naming the fields when the data has no pool or no sample size."""
+    if not cfg.data.pool or not cfg.data.pool_sample:
+        raise ValueError(
+            f"objective={cfg.objective.name} has objective.pool=true (pairs sampled from a larger critiqued pool) but "
+            f"data={cfg.data.name} sets no data.pool (a conf/data option) and data.pool_sample (pairs to keep): set "
+            f"both in conf/data/{cfg.data.name}.yaml, or use objective.pool=false (method=sft_verified_same50k: "
+            f"the records of the cell's own data judged right)"
+        )
+    out = _with_options(cfg, data=cfg.data.pool)
+    out.chain = None
+    mine, theirs = cfg.data.source, out.data.source
+    if mine is not None and theirs is not None and mine.path == theirs.path:
+        # the pool in the same hub repository as the cell's data (WebInstruct-CFT's 600K and 50K configs): the
+        # cell's pin (data.source.revision / allow_unpinned) is the pool's, unless the pool's YAML pins its own
+        out.data = copy.deepcopy(out.data)
+        assert out.data.source is not None
+        if out.data.source.revision is None:
+            out.data.source.revision = mine.revision
+        out.data.source.allow_unpinned = out.data.source.allow_unpinned or mine.allow_unpinned
+    return out
+
+
+def uses_pool(cfg: Config) -> bool:
+    """Whether the cell's pairs are sampled from ``data.pool`` (``objective.pool``; null: where the objective was
+    built that way in the paper, ``Objective.from_pool``, and the data names a pool). A mixture's parts never do."""
+    from cft_lab.train.objectives import spec
+
+    if cfg.objective.parts:
+        return False
+    if cfg.objective.pool is not None:
+        return cfg.objective.pool
+    return spec(cfg.objective).from_pool and cfg.data.pool is not None
+
+
+def own_data_config(cfg: Config) -> Config:
+    """The config the data artefact of a (not mixture) training cell is built from: its pool's, or its own."""
+    return pool_config(cfg) if uses_pool(cfg) else cfg
+
+
 def parent_config(cfg: Config) -> Config:
     """The parent cell of a chain: this cell with the chain's options, the same base model, no chain."""
     assert cfg.chain is not None
@@ -700,7 +752,7 @@ def data_configs(cfg: Config, role: Optional[str] = None) -> list[tuple[Optional
     if cfg.objective.parts:
         out += [(f"{prefix}part {k}", part_config(cfg, p)) for k, p in enumerate(cfg.objective.parts)]
     else:
-        out.append((role, cfg))
+        out.append((role, own_data_config(cfg)))
     return out
 
 

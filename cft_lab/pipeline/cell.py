@@ -22,7 +22,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any, Optional
 
-from cft_lab.config import Config, as_dict, parent_config, part_config
+from cft_lab.config import Config, as_dict, own_data_config, parent_config, part_config, uses_pool
 from cft_lab.options import Stage
 from cft_lab.pipeline.plan import CellPlan, format_plan, plan_cell, stage_label
 from cft_lab.pipeline.preflight import preflight, teacher_estimates
@@ -198,8 +198,9 @@ def _train_and_select(
             for k, (p, d) in enumerate(zip(parts, data))
         ]
     else:
-        data = [timed("data", run_data, cfg, plan.key_of("data", role))]
-        train_parts = [TrainPart(cfg.objective, data[0].path)]
+        data = [timed("data", run_data, own_data_config(cfg), plan.key_of("data", role))]
+        # objective.pool: data.pool_sample of the pool's pairs (own_data_config has refused a pool without one)
+        train_parts = [TrainPart(cfg.objective, data[0].path, cfg.data.pool_sample if uses_pool(cfg) else None)]
     if stop == Stage.data:
         return data, None, None
     train = timed("train", run_train, cfg, plan.key_of("train", role), train_parts, logger, base)

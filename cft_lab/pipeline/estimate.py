@@ -109,13 +109,20 @@ def count_parameters(cfg: Config) -> Optional[float]:
 
 def _examples_and_tokens(cfg: Config, store: Optional[Store], data_key: Optional[str]) -> tuple[int, float, str]:
     """(examples, mean tokens per example, where these come from): the built dataset's card, else the config."""
+    from cft_lab.config import uses_pool
+
     if store is not None and data_key and store.done("data", data_key):
         card = json.loads((store.path("data", data_key) / "card.json").read_text(encoding="utf-8"))
         arm = card.get("arms", {}).get(cfg.objective.name, {})
         n = int(arm.get("usable") or card.get("records") or 0)  # the arm's usable records, else all
+        if uses_pool(cfg) and cfg.data.pool_sample:
+            n = min(n, cfg.data.pool_sample)
         if n:
             tokens = min(cfg.data.tokens_per_row or cfg.train.cutoff_len / 2, cfg.train.cutoff_len)
             return n, float(tokens), "the built dataset's card"
+    if uses_pool(cfg) and cfg.data.pool_sample:  # pairs sampled from the pool: that many train
+        tokens = min(cfg.data.tokens_per_row or cfg.train.cutoff_len / 2, cfg.train.cutoff_len)
+        return cfg.data.pool_sample, float(tokens), "data.pool_sample"
     src, tb = cfg.data.source, cfg.data.testbed
     rows = cfg.data.rows or (src.sample or src.limit if src is not None else None) or (tb.n_train if tb else None)
     tokens = cfg.data.tokens_per_row or cfg.train.cutoff_len / 2

@@ -30,7 +30,16 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from cft_lab.config import Config, as_dict, key_dict, parent_config, part_config, selection_inference
+from cft_lab.config import (
+    Config,
+    as_dict,
+    key_dict,
+    own_data_config,
+    parent_config,
+    part_config,
+    selection_inference,
+    uses_pool,
+)
 from cft_lab.options import ModelSource, ResponseKind
 from cft_lab.pipeline.store import digest
 from cft_lab.train.objectives import spec, teacher_work
@@ -188,7 +197,7 @@ def _training_stages(cfg: Config, role: Optional[str] = None) -> tuple[list[Stag
         stages += [dataclasses.replace(p, role=p.role if role is None else f"{role} {p.role}") for p in parts]
         data: Any = [p.key for p in parts]
     else:
-        stages.append(_data_stage(cfg, role))
+        stages.append(_data_stage(own_data_config(cfg), role))
         data = stages[-1].key
     from cft_lab.pipeline.fingerprint import deepspeed_fingerprint
 
@@ -199,6 +208,8 @@ def _training_stages(cfg: Config, role: Optional[str] = None) -> tuple[list[Stag
         "objective": key_dict(cfg.objective),
         "train": key_dict(cfg.train),
     }
+    if uses_pool(cfg):  # the pool's data key is `data`; how many of its pairs are sampled is keyed here
+        train_body["pool_sample"] = cfg.data.pool_sample
     ds = deepspeed_fingerprint(cfg)  # a DeepSpeed JSON outside conf/: its content, not only its path
     if ds:
         train_body["deepspeed_content"] = ds

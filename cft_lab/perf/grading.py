@@ -132,7 +132,7 @@ def _perturbed(raw: str) -> str:
     else the expression plus one."""
     try:
         x = Fraction(raw.replace(",", ""))
-        return str(x + max(1, abs(x)))
+        return str(x + max(Fraction(1), abs(x)))
     except (ValueError, ZeroDivisionError):
         return raw + "+1"
 

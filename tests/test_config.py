@@ -25,7 +25,16 @@ PAPER_WORLD = [
 ]
 # Each option must compose on top of at least one of these (the testbed default, the paper world, no teacher).
 LOCAL_FILE = "data.source.path=tests/fixtures/sources/webinstruct_cft.jsonl"  # data=local names its file
-BASES = [[], PAPER_WORLD, ["objective=sft"], PAPER_WORLD + ["objective=sft"], PAPER_WORLD + [LOCAL_FILE]]
+BASES = [
+    [],
+    PAPER_WORLD,
+    ["objective=sft"],
+    PAPER_WORLD + ["objective=sft"],
+    PAPER_WORLD + [LOCAL_FILE],
+    PAPER_WORLD + ["objective=base"],  # an API model is evaluated only
+]
+#: options with a mandatory field that the command line gives (conf/model/checkpoint.yaml: model.path)
+REQUIRED = {("model", "checkpoint"): ["model.path=org/some-model"]}
 PAPER = json.loads((Path(__file__).resolve().parents[1] / "cft_lab/assets/paper_tables.json").read_text())
 
 
@@ -52,7 +61,7 @@ def _options() -> list[tuple[str, str]]:
 def _composes(group: str, option: str) -> bool:
     for base in BASES:
         try:
-            cfg = compose(base + [f"{group}={option}"])
+            cfg = compose(base + [f"{group}={option}", *REQUIRED.get((group, option), [])])
         except ConfigError:
             continue
         if group not in ("hydra/launcher", "method", "table", "inference_method"):
@@ -65,9 +74,9 @@ def test_every_option_composes():
     options = _options()
     composed = [o for o in options if _composes(*o)]
     assert composed == options, f"do not compose: {sorted(set(options) - set(composed))}"
-    # 8 models, 10 data, 2 response sources, 6 teachers, 8 objectives, 3 train, 3 inference, 6 eval, 2 loggers,
+    # 21 models (Table 3's 12 and checkpoint), 10 data, 2 response sources, 6 teachers, 8 objectives, 3 train, 3 inference, 6 eval, 2 loggers,
     # 16 methods, 16 tables, 13 inference methods (Table 8's rows), 1 launcher
-    assert len(composed) == 94
+    assert len(composed) == 107
 
 
 @pytest.mark.parametrize(

@@ -44,6 +44,16 @@ CHUNK = 256  # prompts per generation call between durable writes
 # ---- generation ---------------------------------------------------------------------------------------------------
 
 
+def build_prompt(generator, item: dict, template: str, benchmark: str, prompt_format: str = "harness"):
+    """One item's prompt as the generator takes it: chat messages for an API model, the messages through the
+    tokenizer's chat template for ``model.prompt_format=chat``, else the template's pinned text (the paper's)."""
+    if getattr(generator, "takes_messages", False):
+        return benchmarks.messages(item, template, benchmark)
+    if prompt_format == "chat" and benchmarks.get(benchmark).kind != "instruct":
+        return generator.chat_prompt(benchmarks.messages(item, template, benchmark))
+    return benchmarks.render(item, template, benchmark)
+
+
 def _read_partial(path: Path) -> list[dict]:
     """Rows of a partial file; a torn last line (a kill mid-write) is dropped and its item regenerated."""
     if not path.is_file():
@@ -74,6 +84,7 @@ def generate_benchmark(
     desc: str = "",
     temperature: Optional[float] = None,
     inference: Optional[InferenceConfig] = None,
+    prompt_format: str = "harness",
 ) -> Path:
     """Generate every (or the first ``limit``) item of a benchmark into ``out_dir/<bench>.jsonl``, resumably.
 
@@ -101,7 +112,7 @@ def generate_benchmark(
         f.flush()
         for start in range(0, len(todo), CHUNK):
             chunk = todo[start : start + CHUNK]
-            prompts = [benchmarks.render(it, template, bench_name) for it in chunk]
+            prompts = [build_prompt(generator, it, template, bench_name, prompt_format) for it in chunk]
             seeds = [seed + it["index"] * n for it in chunk]  # sample j of item i: seed + i*n + j (vLLM's rule)
             outs = generator.generate(
                 prompts,

@@ -53,9 +53,11 @@ import importlib
 import logging
 import platform
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
-from cft_lab.config import InferenceConfig, ModelConfig
+from cft_lab.config import InferenceConfig, ModelConfig, effective_tensor_parallel
+from cft_lab.options import ModelSource
 from cft_lab.train.modeling import load_model, load_tokenizer, stop_token_ids
 
 log = logging.getLogger(__name__)
@@ -125,6 +127,37 @@ class _Base:
         self._seed_stream = np.random.default_rng(inference.seed)
         self.tok = load_tokenizer(model_dir, revision, model_cfg.trust_remote_code)
         self.stop_ids = stop_token_ids(self.tok)
+
+    takes_messages = False  # the openai backend is sent chat messages; the local backends a rendered string
+
+    def chat_prompt(self, messages: list[dict]) -> str:
+        """``messages`` through the tokenizer's own chat template (``model.prompt_format=chat``), with the assistant
+        header opened. A leading BOS the tokenizer adds again when encoding is dropped here (else it would appear
+        twice, as vLLM's own chat path avoids)."""
+        if not getattr(self.tok, "chat_template", None):
+            raise ValueError(
+                f"model.prompt_format=chat but the tokenizer of {self.model_dir} has no chat template; use "
+                "model.prompt_format=harness (the eval template's pinned text)"
+            )
+        text = self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        bos = self.tok.bos_token
+        if (
+            bos
+            and text.startswith(bos)
+            and self.tok("x", add_special_tokens=True)["input_ids"][:1] == [self.tok.bos_token_id]
+        ):
+            text = text[len(bos) :]
+        return text
+
+    def chat_template_info(self) -> dict[str, Any] | None:
+        """Which chat template the tokenizer holds (its sha256), recorded with outputs of ``prompt_format=chat``."""
+        import hashlib
+
+        tpl = getattr(self.tok, "chat_template", None)
+        if not tpl:
+            return None
+        text = tpl if isinstance(tpl, str) else repr(tpl)
+        return {"sha256": hashlib.sha256(text.encode()).hexdigest(), "chars": len(text)}
 
     def _prepare(
         self,
@@ -354,7 +387,7 @@ class VLLMGenerator(_Base):
         self.engine_args: dict[str, Any] = dict(
             model=model_dir,
             revision=revision,
-            tensor_parallel_size=inference.tensor_parallel_size,
+            tensor_parallel_size=effective_tensor_parallel(model_cfg, inference),
             seed=inference.seed,
             dtype=self.dtype,
             gpu_memory_utilization=inference.gpu_memory_utilization,
@@ -458,8 +491,20 @@ def _import_vllm():
 
 
 def make_generator(
-    model_dir: str, model_cfg: ModelConfig, inference: InferenceConfig, revision: str | None = None
+    model_dir: str,
+    model_cfg: ModelConfig,
+    inference: InferenceConfig,
+    revision: str | None = None,
+    *,
+    cache_dir: Path | None = None,
 ) -> Generator:
+    """The generator for a model: an API model (``model.source=api``) always goes through the ``openai`` backend
+    (its request cache under ``cache_dir`` unless ``model.api.cache`` names one); local weights through
+    ``inference.backend``."""
+    if model_cfg.source == ModelSource.api:
+        from cft_lab.eval.api import OpenAIGenerator
+
+        return OpenAIGenerator(model_cfg, inference, cache_dir=cache_dir)
     check_backend(inference)
     cls = {"hf": HFGenerator, "vllm": VLLMGenerator}[inference.backend]
     return cls(model_dir, model_cfg, inference, revision)

@@ -97,6 +97,7 @@ def run_select(cfg: Config, store: Store, key: str, train_dir: Path) -> SelectRe
                                 seed=cfg.inference.seed,
                                 n=1,
                                 desc=f"select {ckpt.name}",
+                                prompt_format=str(cfg.model.prompt_format),
                             )
                         finally:
                             generator.close()
@@ -153,11 +154,13 @@ def run_infer(cfg: Config, store: Store, key: str, model_dir: str) -> Path:
             # a hub base row is loaded at its pinned revision; a trained checkpoint is a local folder
             revision = cfg.model.hub_revision() if model_dir == model_path(cfg.model) else None
             generator = (
-                make_generator(model_dir, cfg.model, cfg.inference, revision) if (todo or need_critique) else None
+                make_generator(model_dir, cfg.model, cfg.inference, revision, cache_dir=store.root)
+                if (todo or need_critique)
+                else None
             )
             try:
                 if generator is not None:
-                    write_json(out / "generator.json", generator.describe())
+                    write_json(out / "generator.json", _describe(generator, cfg))
                 for name in todo:
                     t0 = time.time()
                     template = benchmarks.template_for(name, cfg.model.eval_template)
@@ -171,16 +174,29 @@ def run_infer(cfg: Config, store: Store, key: str, model_dir: str) -> Path:
                         n=cfg.inference.n,
                         desc=f"infer {name}",
                         inference=cfg.inference,
+                        prompt_format=str(cfg.model.prompt_format),
                     )
                     log.info("infer %s %s: done in %.1f s", key, name, time.time() - t0)
                 if need_critique:
                     from cft_lab.eval import critique_probe
 
                     critique_probe.generate(cfg, generator, out)
+                if generator is not None:  # again, now with what the run used (an API model's requests and cost)
+                    write_json(out / "generator.json", _describe(generator, cfg))
             finally:
                 if generator is not None:
                     generator.close()
     return art.path
+
+
+def _describe(generator, cfg: Config) -> dict:
+    """What to store next to the outputs: the generator's settings, and the prompt format (with the tokenizer's
+    chat template's hash when the model's own chat template renders the prompts)."""
+    info = generator.describe()
+    info["prompt_format"] = "messages" if getattr(generator, "takes_messages", False) else str(cfg.model.prompt_format)
+    if info["prompt_format"] == "chat":
+        info["chat_template"] = generator.chat_template_info()
+    return info
 
 
 def run_grade(cfg: Config, store: Store, key: str, infer_dir: Path) -> GradeResult:

@@ -27,7 +27,15 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from cft_lab.config import Config, as_dict, key_dict, parent_config, part_config, selection_inference
+from cft_lab.config import (
+    Config,
+    as_dict,
+    effective_tensor_parallel,
+    key_dict,
+    parent_config,
+    part_config,
+    selection_inference,
+)
 from cft_lab.options import ModelSource, ResponseKind
 from cft_lab.pipeline.store import digest
 from cft_lab.train.objectives import spec, teacher_work
@@ -144,14 +152,37 @@ def _train_summary(cfg: Config) -> str:
     )
 
 
+def template_key(cfg: Config) -> Any:
+    """How prompts reach the model: the eval template's name (its pinned text, as every key before
+    ``model.prompt_format`` existed), or the template with the format when the messages go through the model's own chat
+    template or an API (the chat template's text comes with the model's weights, pinned by its revision)."""
+    from cft_lab.options import PromptFormat
+
+    if cfg.model.source == ModelSource.api:
+        return {"template": cfg.model.eval_template, "format": "messages"}
+    if cfg.model.prompt_format != PromptFormat.harness:
+        return {"template": cfg.model.eval_template, "format": str(cfg.model.prompt_format)}
+    return cfg.model.eval_template
+
+
+def _inference_key(cfg: Config, inference: Any) -> dict:
+    """The decoding settings in a key: the inference config, and the tensor-parallel size the engine will really use
+    when the model asks for more than the inference config (greedy outputs depend on it)."""
+    body = key_dict(inference)
+    tp = effective_tensor_parallel(cfg.model, inference)
+    if tp != inference.tensor_parallel_size:
+        body["tensor_parallel_size"] = tp
+    return body
+
+
 def _select_key(cfg: Config, tkey: str) -> str:
     return digest(
         {
             "v": STAGE_VERSIONS["select"],
             "train": tkey,
             "select": as_dict(cfg.eval.select),
-            "inference": key_dict(selection_inference(cfg.inference)),
-            "template": cfg.model.eval_template,
+            "inference": _inference_key(cfg, selection_inference(cfg.inference)),
+            "template": template_key(cfg),
             "grading": _grading(cfg),
         }
     )
@@ -197,7 +228,7 @@ def _training_stages(cfg: Config, role: Optional[str] = None) -> tuple[list[Stag
 def plan_cell(cfg: Config) -> CellPlan:
     """The stages of one cell with their keys. Pure: reads the config, touches no file."""
     stages: list[StagePlan] = []
-    inf = key_dict(cfg.inference)
+    inf = _inference_key(cfg, cfg.inference)
     if not spec(cfg.objective).trains:
         evaluated: dict[str, Any] = {"base": _model_identity(cfg)}
     else:
@@ -210,7 +241,7 @@ def plan_cell(cfg: Config) -> CellPlan:
             "inference": inf,
             "benchmarks": list(cfg.eval.benchmarks),
             "limit": cfg.eval.limit,
-            "template": cfg.model.eval_template,
+            "template": template_key(cfg),
             "critique": as_dict(cfg.eval.critique) if cfg.eval.critique.enabled else None,
         }
     )
@@ -231,11 +262,21 @@ def _infer_summary(cfg: Config, counts: dict[str, int]) -> str:
 
     inf, sc = cfg.inference, cfg.inference.self_critique
     items = sum(counts.values())
+    m = cfg.model
+    if m.source == ModelSource.api:
+        api = m.api
+        host = (api.base_url if api and api.base_url else "api.openai.com").split("//")[-1].split("/")[0]
+        backend = f"openai API ({host}{', reasoning model' if api and api.reasoning else ''})"
+        how = f"template {m.eval_template} as chat messages"
+    else:
+        tp = effective_tensor_parallel(m, inf)
+        backend = str(inf.backend) + (f" TP={tp}" if tp > 1 and inf.backend == "vllm" else "")
+        how = f"template {m.eval_template}" + (
+            " through the model's chat template" if m.prompt_format == "chat" else ""
+        )
     line = (
-        f"{inf.backend} {inf.mode}, T={inf.temperature:g}, n={inf.n}, max {inf.max_new_tokens} new tokens, "
-        f"template {cfg.model.eval_template}; {items} prompts ("
-        + ", ".join(f"{b} {n}" for b, n in counts.items())
-        + ")"
+        f"{backend} {inf.mode}, T={inf.temperature:g}, n={inf.n}, max {inf.max_new_tokens} new tokens, "
+        f"{how}; {items} prompts (" + ", ".join(f"{b} {n}" for b, n in counts.items()) + ")"
     )
     if inf.mode == InferenceMode.direct:
         return line

@@ -100,6 +100,29 @@ def _check_teacher(cfg: Config) -> None:
             raise PreflightError(f"teacher={t.name} (kind vllm) needs vLLM: pip install vllm (or teacher.kind=hf)")
 
 
+def _check_api_model(cfg: Config) -> None:
+    """An API model's endpoint, key and prices (what its first request would otherwise find out)."""
+    from cft_lab.eval.api import prices_for
+
+    m = cfg.model
+    api = m.api
+    assert api is not None  # compose time refuses source=api without an api block
+    if api.api_key_env and not os.environ.get(api.api_key_env):
+        raise PreflightError(
+            f"model={m.name}: environment variable {api.api_key_env} (model.api.api_key_env, the API key) is not "
+            f"set; export it, or set model.api.api_key_env=null for a server that checks no key"
+        )
+    if api.base_url and not api.base_url.startswith(("http://", "https://")):
+        raise PreflightError(f"model.api.base_url={api.base_url}: expected an http:// or https:// URL")
+    if (api.price_input is None) != (api.price_output is None):
+        raise PreflightError(f"model={m.name}: set both model.api.price_input and model.api.price_output (USD/1M)")
+    if api.budget_usd is not None and not prices_for(api, m.path).known(m.path):
+        raise PreflightError(
+            f"model={m.name}: model.api.budget_usd={api.budget_usd:g} but {m.path!r} has no price; set "
+            f"model.api.price_input and model.api.price_output so the budget can be enforced"
+        )
+
+
 def _check_model_path(path: Optional[str], option: str) -> None:
     """A path-like model name (``/``, ``./``, ``~``) must exist; a hub id (``org/name``) is left to the hub."""
     if path and path.startswith(("/", "./", "../", "~")) and not Path(path).expanduser().exists():
@@ -128,6 +151,8 @@ def preflight(cfg: Config) -> None:
         )
     if cfg.model.source == ModelSource.hub:
         _check_model_path(cfg.model.path, "model.path")
+    if cfg.model.source == ModelSource.api:
+        _check_api_model(cfg)
     if cfg.response_source.kind == ResponseKind.self_generated:
         _check_model_path(cfg.response_source.model, "response_source.model")
     if cfg.train.launcher != Launcher.inprocess and cfg.train.deepspeed:
@@ -155,10 +180,15 @@ class EstimateUnavailable(Exception):
 
 
 def teacher_estimates(cfg: Config, cache_dir: Path) -> list[tuple[Optional[str], Estimate]]:
-    """What each of the cell's data stages would buy (a chain's parent, a mixture's parts), with its stage role;
-    empty when no teacher costs anything. Each is refused when over its teacher's budget."""
+    """What each of the cell's data stages would buy (a chain's parent, a mixture's parts), with its stage role, or
+    what an API model's evaluation would buy (role "infer"); empty when nothing costs anything. Each is refused when
+    over its budget."""
     from cft_lab.config import data_configs
 
+    if cfg.model.source == ModelSource.api:  # an API model's evaluation is bought too
+        from cft_lab.eval import api
+
+        return [("infer", api.estimate(cfg, cache_dir))]
     if not spec(cfg.objective).trains:
         return []
     out = []

@@ -332,6 +332,17 @@ def render(item: dict, template: str, benchmark: str) -> str:
     return text.replace("{question}", item["question"].strip() if b.kind != "choice" else item["question"])
 
 
+def messages(item: dict, template: str, benchmark: str) -> list[dict]:
+    """The chat messages of one item under ``template`` (a chat-template model or an API model is sent these; the
+    pinned prompt of :func:`render` is their ChatML form): the same question text, stripped as :func:`render` does."""
+    b = get(benchmark)
+    if b.kind == "instruct":  # IF-Eval, MT-Bench: the prompt as written, no system turn
+        return [{"role": "user", "content": item["question"]}]
+    render(item, template, benchmark)  # the same checks (a benchmark with its own template, a math template)
+    question = item["question"].strip() if b.kind != "choice" else item["question"]
+    return prompts.eval_messages(template, question, item.get("category"))
+
+
 def prompt(benchmark: str, index: int, template: str) -> str:
     """The exact rendered prompt of item ``index`` of ``benchmark`` under ``template``.
 

@@ -51,7 +51,7 @@ def _options() -> list[tuple[str, str]]:
     opts = [(g, p.stem) for g in GROUPS for p in sorted((CONF_DIR / g).glob("*.yaml"))]
     opts += [
         (g, p.stem)
-        for g in ("method", "table", "inference_method")
+        for g in ("method", "table", "inference_method", "row")
         for p in sorted((EXPERIMENTS_DIR / g).glob("*.yaml"))
     ]
     opts += [("hydra/launcher", p.stem) for p in sorted((CONF_DIR / "hydra/launcher").glob("*.yaml"))]
@@ -64,7 +64,7 @@ def _composes(group: str, option: str) -> bool:
             cfg = compose(base + [f"{group}={option}", *REQUIRED.get((group, option), [])])
         except ConfigError:
             continue
-        if group not in ("hydra/launcher", "method", "table", "inference_method"):
+        if group not in ("hydra/launcher", "method", "table", "inference_method", "row"):
             assert getattr(cfg, group).name == option, f"{group}/{option}.yaml must set name: {option}"
         return True
     return False
@@ -74,9 +74,10 @@ def test_every_option_composes():
     options = _options()
     composed = [o for o in options if _composes(*o)]
     assert composed == options, f"do not compose: {sorted(set(options) - set(composed))}"
-    # 21 models (Table 3's 12 and checkpoint), 10 data, 2 response sources, 6 teachers, 8 objectives, 3 train, 3 inference, 6 eval, 2 loggers,
-    # 16 methods, 16 tables, 13 inference methods (Table 8's rows), 1 launcher
-    assert len(composed) == 107
+    # 21 models (Table 3's 12 and checkpoint), 10 data, 2 response sources, 6 teachers, 8 objectives, 3 train,
+    # 3 inference, 8 eval, 2 loggers, 16 methods, 20 tables, 13 inference methods (Table 8's rows), 19 rows (Table 3's
+    # 14 and 5 tiny), 1 launcher
+    assert len(composed) == 132
 
 
 @pytest.mark.parametrize(

@@ -137,6 +137,7 @@ def run_select(cfg: Config, store: Store, key: str, train_dir: Path) -> SelectRe
                     {b: n for b, n in overlap.items() if n},
                 )
             art.meta["selected_step"] = best["step"]
+            art.meta.update(_devices(cfg))
     return SelectResult.read(store, art.path)
 
 
@@ -183,10 +184,24 @@ def run_infer(cfg: Config, store: Store, key: str, model_dir: str) -> Path:
                     critique_probe.generate(cfg, generator, out)
                 if generator is not None:  # again, now with what the run used (an API model's requests and cost)
                     write_json(out / "generator.json", _describe(generator, cfg))
+                art.meta.update(_devices(cfg))
             finally:
                 if generator is not None:
                     generator.close()
     return art.path
+
+
+def _devices(cfg: Config) -> dict:
+    """The devices a generation stage ran on, for the compute ledger: an API model's are not ours (0, "api");
+    vLLM shards over its tensor-parallel size; hf runs on one."""
+    from cft_lab.config import effective_tensor_parallel
+    from cft_lab.options import Backend, ModelSource
+
+    if cfg.model.source == ModelSource.api:
+        return {"devices": 0, "device_type": "api"}
+    if cfg.inference.backend == Backend.vllm:
+        return {"devices": effective_tensor_parallel(cfg.model, cfg.inference)}
+    return {"devices": 1}
 
 
 def _describe(generator, cfg: Config) -> dict:

@@ -94,6 +94,8 @@ CSV_COLUMNS = [
     "paper_v3_v4",
     "metric",
     "value",
+    "quoted",  # a number the paper copied from another report (never the accuracy of a run here)
+    "quoted_from",
 ]
 
 _PAPER_DELTA = "Delta = CFT - SFT_best"
@@ -135,6 +137,9 @@ class CellResult:
     label: str | None = None
     train_examples: dict = field(default_factory=dict)
     steps: int | None = None
+    group: str | None = None  # the row group of a comparison table (Table 3), from run.group
+    model_source: str | None = None  # hub | testbed | api (a comparison table lists the paper's rows at paper scale)
+    ledger: dict = field(default_factory=dict)  # device time per stage (cft_lab.report.ledger.cell_ledger)
 
 
 @dataclass

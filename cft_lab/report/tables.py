@@ -26,7 +26,8 @@ from cft_lab.eval import benchmarks
 from cft_lab.paths import CONF_DIR
 from cft_lab.pipeline.plan import format_plan, plan_cell
 from cft_lab.pipeline.store import Store
-from cft_lab.report import ablations, table8
+from cft_lab.report import ablations, comparisons, table8
+from cft_lab.report.ledger import cell_ledger
 from cft_lab.train.objectives import teacher_work
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,9 @@ def collect(configs: list[Config]):
                 label=cfg.run.label,
                 train_examples=res.get("train_examples") or {},
                 steps=(res.get("selection") or {}).get("last", {}).get("step"),
+                group=cfg.run.group,
+                model_source=str(cfg.model.source),
+                ledger=cell_ledger(cfg) if res["status"] == "ok" else {},
             )
         )
     return cells
@@ -117,6 +121,8 @@ def paper_frames(layout: str):
     """The paper's numbers for a layout: the v1 frame, with the v3/v4 one in ``attrs["later"]`` where it exists."""
     if layout in ablations.LAYOUTS:
         v1, later = ablations.paper_frame(layout, "v1"), ablations.paper_frame(layout, "v3_v4")
+    elif layout in comparisons.LAYOUTS:
+        v1, later = comparisons.paper_frame(layout, "v1"), comparisons.paper_frame(layout, "v3_v4")
     elif layout == "table8":
         v1, later = table8.paper_frame("v1"), table8.paper_frame("v3_v4")
     else:
@@ -134,11 +140,11 @@ def render(table: str, overrides: list[str] = (), out_dir: Path | None = None, q
     layout = configs[0].run.table or table
     columns = [benchmarks.label(b) for b in configs[0].eval.benchmarks]
     cells = collect(configs)
-    frames = {**LAYOUTS, **ablations.LAYOUTS}
+    frames = {**LAYOUTS, **ablations.LAYOUTS, **comparisons.LAYOUTS}
     if layout not in frames:
         raise ValueError(f"table={table}: no layout for run.table={layout} (known: {', '.join(frames)})")
     frame = frames[layout](cells, columns)
-    paper = paper_frames(layout) if all(c.model.source == "hub" for c in configs) else None
+    paper = paper_frames(layout) if all(c.model.source != "testbed" for c in configs) else None
     out_dir = out_dir or Path(configs[0].paths.outputs) / "tables"
     title = f"{layout} ({table}): {len([c for c in cells if c.status == 'ok'])}/{len(cells)} cells done"
     paths = report.write_table(frame, out_dir, table, title, paper=paper)

@@ -20,7 +20,7 @@ VLLM_ENV := VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1 OMP_NUM_THREADS=1 VLLM_CACHE_RO
 	VLLM_CONFIG_ROOT=$${VLLM_CONFIG_ROOT:-$(CURDIR)/.cache/vllm-config}
 
 .PHONY: help install lint typecheck demo data test test-slow install-vllm test-vllm bench-generation table2 table4 table5 \
-	table6 table7 table8 combine_with_sft token_length_control table3 rl_comparison tables dashboard bases clean-outputs
+	table6 table7 table8 combine_with_sft token_length_control table3 rl_comparison if_eval_mtbench tables dashboard bases clean-outputs
 
 help:  ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -106,10 +106,15 @@ table3: install  ## Table 3 (CFT vs open/API reasoning models; quoted cells mark
 rl_comparison: install  ## the RL comparison (v3 T5 / v4 T4) with measured device-hours: SCALE=tiny or paper
 	$(if $(filter tiny,$(SCALE)),$(OFFLINE)) $(PYTHON) -m cft_lab table=rl_comparison$(TABLE_SUFFIX) $(HYDRA_ARGS)
 
+if_eval_mtbench: install  ## v4 Table 8 (IF-Eval, MT-Bench): SCALE=tiny (loopback TEST SERVER judge) or paper
+	$(if $(filter tiny,$(SCALE)),$(OFFLINE) $(PYTHON) -m cft_lab.testing.loopback_judge --) $(PYTHON) -m cft_lab \
+		table=if_eval_mtbench$(TABLE_SUFFIX) $(HYDRA_ARGS)
+
 tables: install  ## re-render every tiny table from the run store (no training)
 	$(PYTHON) -m cft_lab tables table2_tiny && $(PYTHON) -m cft_lab tables table6_tiny && \
 	$(PYTHON) -m cft_lab tables table7_tiny && $(PYTHON) -m cft_lab tables table8_tiny && \
-	$(PYTHON) -m cft_lab tables table3_tiny && $(PYTHON) -m cft_lab tables rl_comparison_tiny
+	$(PYTHON) -m cft_lab tables table3_tiny && $(PYTHON) -m cft_lab tables rl_comparison_tiny && \
+	$(PYTHON) -m cft_lab tables if_eval_mtbench_tiny
 
 dashboard: install  ## a table's W&B view: TABLE=table2_tiny [PUBLISH=1] [ARGS="overrides"] (offline: spec, Parquet, PNG)
 	@test -n "$(TABLE)" || { echo "error: set TABLE, e.g. make dashboard TABLE=table2_tiny"; exit 2; }

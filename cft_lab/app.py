@@ -46,6 +46,9 @@ def _main(dcfg: DictConfig) -> None:
     from cft_lab.pipeline.cell import run_cell
     from cft_lab.report.tracking import sanitize
 
+    for noisy in ("httpx", "httpx2", "openai"):  # one INFO line per HTTP request would drown the run's own log
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
     try:
         cfg = to_config(dcfg)
     except (ConfigError, OmegaConfBaseException) as e:  # one line that names the choices or the key, no traceback

@@ -438,6 +438,9 @@ class EvalConfig:
     grade_workers: Optional[int] = None  # None = all cores
     n_boot: int = 10000  # bootstrap resamples for each cell's 95% CI
     critique: CritiqueEvalConfig = field(default_factory=CritiqueEvalConfig)  # eval.critique.enabled=true
+    # MT-Bench's judge: a conf/teacher option of kind openai (its model, prompts and sampling are in the grade key of
+    # a cell that is judged; cft_lab.eval.instruct)
+    judge: Optional[str] = _nk(None)
 
 
 @dataclass

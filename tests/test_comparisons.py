@@ -118,7 +118,8 @@ def test_table3_and_the_rl_table_dry_run_at_paper_scale(tmp_path, monkeypatch):
     pinned = ["data.source.revision=" + "0" * 40]
     out = run_cli(["cft_lab", "table=table3", "dry_run=true", *pinned], tmp_path, timeout=600).stdout
     assert "table3: 14 cells" in out
-    assert "cell gpt4o_0806/base" in out and "openai API (api.openai.com)" in out and "API requests: 18774 to buy" in out
+    assert "cell gpt4o_0806/base" in out and "openai API (api.openai.com)" in out
+    assert "API requests: 18774 to buy" in out  # 18775 prompts, two of them identical: one request
     assert "cell llama3_1_70b_instruct/base" in out and "vllm TP=4" in out
     assert "through the model's chat template" in out and "cell qwen2_5_math_7b/cft" in out
     out = run_cli(["cft_lab", "table=rl_comparison", "dry_run=true", *pinned], tmp_path, timeout=300).stdout

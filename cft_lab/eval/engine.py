@@ -93,6 +93,12 @@ def generate_benchmark(
     final = out_dir / f"{bench_name}.jsonl"
     if final.is_file():
         return final
+    if bench_name == "mt_bench":  # two turns, the second with the model's own first answer
+        from cft_lab.eval import instruct
+
+        return instruct.generate_mt_bench(
+            generator, out_dir, template=template, prompt_format=prompt_format, limit=limit, seed=seed, desc=desc
+        )
     if inference is not None and inference.mode != InferenceMode.direct:
         from cft_lab.eval import modes as inference_modes
 
@@ -148,11 +154,28 @@ def generate_benchmark(
 
 
 def grade_benchmark(
-    bench_name: str, rows: list[dict], modes: Sequence[str], *, timeout: float = 3.0, workers: Optional[int] = None
+    bench_name: str,
+    rows: list[dict],
+    modes: Sequence[str],
+    *,
+    timeout: float = 3.0,
+    workers: Optional[int] = None,
+    judge=None,
 ) -> list[dict]:
-    """Grade generated rows: per sample, each mode's extracted answer, verdict and status."""
+    """Grade generated rows: per sample, each mode's extracted answer, verdict and status (IF-Eval: each
+    instruction's strict and loose verdict; MT-Bench: the ``judge``'s ratings, ``(judge config, client)``)."""
     bench = benchmarks.get(bench_name)
     items = {it["id"]: it for it in benchmarks.items(bench_name)}
+    if bench.grader == "ifeval":
+        from cft_lab.eval import instruct
+
+        return instruct.grade_ifeval(rows, items)
+    if bench.grader == "mt_bench":
+        from cft_lab.eval import instruct
+
+        if judge is None:
+            raise ValueError("mt_bench is judged: pass judge=(judge config, client) (cft_lab.eval.instruct.make_judge)")
+        return instruct.judge_mt_bench(rows, items, *judge)
     graded = []
     if bench.kind == "testbed":  # one exact grader: the testbed's answers are integers
         for r in rows:
@@ -342,6 +365,13 @@ def aggregate(bench_name: str, graded: list[dict], modes: Sequence[str], *, n_bo
     from cft_lab.eval import metrics
 
     bench = benchmarks.get(bench_name)
+    if bench.grader in ("ifeval", "mt_bench"):
+        from cft_lab.eval import instruct
+
+        if bench.grader == "ifeval":
+            return instruct.aggregate_ifeval(bench.label, graded, n_boot=n_boot, seed=seed)
+        judge = graded[0]["judge"] if graded and "judge" in graded[0] else {}
+        return instruct.aggregate_mt_bench(bench.label, graded, judge, n_boot=n_boot, seed=seed)
     modes = ["testbed"] if bench.kind == "testbed" else list(modes)
     primary = modes[0]
     first = [bool(g["samples"][0]["correct"][primary]) for g in graded]

@@ -302,6 +302,16 @@ class HFGenerator(_Base):
         rows = n if sample else 1  # rows per prompt
         per_batch = max(1, self.inference.batch_size // rows)
         ids = self.tok(list(prompts), add_special_tokens=True)["input_ids"]
+        context = getattr(self.model.config, "max_position_embeddings", None)
+        cap = max_new_tokens or self.inference.max_new_tokens
+        too_long = [i for i, x in enumerate(ids) if context and len(x) + cap > context]
+        if too_long:  # transformers would fail deep inside attention (or silently wrap positions)
+            i = too_long[0]
+            raise ValueError(
+                f"{desc or 'generate'}: {len(too_long)} of {len(ids)} prompts do not fit the model's context "
+                f"({context} positions) with {cap} new tokens, the first (#{i}) has {len(ids[i])} tokens; lower "
+                f"eval.limit, inference.max_new_tokens, or use a model with a longer context"
+            )
         order = sorted(range(len(prompts)), key=lambda i: len(ids[i]))
         results: list[list[Completion]] = [[] for _ in prompts]
         with (

@@ -221,23 +221,33 @@ def run_grade(cfg: Config, store: Store, key: str, infer_dir: Path) -> GradeResu
             out = art.path
             modes = list(cfg.eval.modes)
             scores = {}
+            judge = None
             for name in cfg.eval.benchmarks:
                 target = out / f"{name}.jsonl"
                 if not target.is_file():
+                    if name == "mt_bench" and judge is None:
+                        from cft_lab.eval.instruct import judge_identity, make_judge
+
+                        judge = make_judge(cfg, store.root)
                     graded = engine.grade_benchmark(
                         name,
                         list(read_jsonl(infer_dir / f"{name}.jsonl")),
                         modes,
                         timeout=cfg.eval.grade_timeout,
                         workers=cfg.eval.grade_workers,
+                        judge=judge,
                     )
+                    if name == "mt_bench" and judge is not None:
+                        for g in graded:  # the judge's identity travels with its ratings
+                            g["judge"] = {**judge_identity(judge[0]), "name": judge[0].name}
                     write_jsonl(target, graded)
                 graded = list(read_jsonl(target))
                 scores[name] = s = engine.aggregate(name, graded, modes, n_boot=cfg.eval.n_boot)
                 log.info(
-                    "grade %s: %.1f%% [%.1f, %.1f] (%s; %s); %d disagreements, quirks %s",
+                    "grade %s: %.1f%s [%.1f, %.1f] (%s; %s); %d disagreements, quirks %s",
                     name,
                     s["accuracy"],
+                    f" (scale {s['scale']})" if "scale" in s else "%",
                     s["ci_low"],
                     s["ci_high"],
                     s["mode"],

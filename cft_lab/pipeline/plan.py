@@ -249,7 +249,13 @@ def plan_cell(cfg: Config) -> CellPlan:
 
     counts = {b: min(benchmarks.size(b), cfg.eval.limit or benchmarks.size(b)) for b in cfg.eval.benchmarks}
     stages.append(StagePlan("infer", ikey, _infer_summary(cfg, counts)))
-    gkey = digest({"v": STAGE_VERSIONS["grade"], "infer": ikey, "grading": _grading(cfg), "n_boot": cfg.eval.n_boot})
+    gbody: dict[str, Any] = {"v": STAGE_VERSIONS["grade"], "infer": ikey, "grading": _grading(cfg)}
+    gbody["n_boot"] = cfg.eval.n_boot
+    if "mt_bench" in cfg.eval.benchmarks:  # judged: the judge's model, prompts and sampling decide the scores
+        from cft_lab.eval.instruct import judge_config, judge_identity
+
+        gbody["judge"] = judge_identity(judge_config(cfg))
+    gkey = digest(gbody)
     summary = f"{', '.join(cfg.eval.benchmarks)}" + (f" (limit {cfg.eval.limit})" if cfg.eval.limit else "")
     stages.append(StagePlan("grade", gkey, summary))
     return CellPlan(name=cell_name(cfg), key=gkey, stages=stages)

@@ -123,6 +123,28 @@ def _check_api_model(cfg: Config) -> None:
         )
 
 
+def _check_judge(cfg: Config) -> None:
+    """MT-Bench's judge: an OpenAI-compatible option, its key set, and a server named when it takes no key."""
+    from cft_lab.config import ConfigError
+    from cft_lab.eval.instruct import judge_config
+
+    try:
+        judge = judge_config(cfg)
+    except ConfigError as e:
+        raise PreflightError(str(e)) from None
+    if judge.api_key_env and not os.environ.get(judge.api_key_env):
+        raise PreflightError(
+            f"eval.judge={judge.name}: environment variable {judge.api_key_env} (the judge's API key) is not set"
+        )
+    if not judge.api_key_env and not judge.base_url:
+        raise PreflightError(
+            f"eval.judge={judge.name} takes no API key but names no server (base_url); for the loopback judge run "
+            f"through `python -m cft_lab.testing.loopback_judge -- ...` (it sets CFT_LAB_JUDGE_URL)"
+        )
+    if judge.base_url and not judge.base_url.startswith(("http://", "https://")):
+        raise PreflightError(f"eval.judge={judge.name}: base_url {judge.base_url} is not an http(s) URL")
+
+
 def _check_model_path(path: Optional[str], option: str) -> None:
     """A path-like model name (``/``, ``./``, ``~``) must exist; a hub id (``org/name``) is left to the hub."""
     if path and path.startswith(("/", "./", "../", "~")) and not Path(path).expanduser().exists():
@@ -153,6 +175,8 @@ def preflight(cfg: Config) -> None:
         _check_model_path(cfg.model.path, "model.path")
     if cfg.model.source == ModelSource.api:
         _check_api_model(cfg)
+    if "mt_bench" in cfg.eval.benchmarks:
+        _check_judge(cfg)
     if cfg.response_source.kind == ResponseKind.self_generated:
         _check_model_path(cfg.response_source.model, "response_source.model")
     if cfg.train.launcher != Launcher.inprocess and cfg.train.deepspeed:

@@ -70,12 +70,16 @@ MMLU_PRO_STOP_STRINGS = ["</s>", IM_END, ENDOFTEXT, "Question:"]
 CFT_INSTRUCTION = "Please critique whether the following solution to the question is correct."
 
 
+#: IF-Eval and MT-Bench (docs/protocol.md §4.6): the prompt as written, no chat template (the authors' IF-Eval script).
+INSTRUCT_TEMPLATES = {"raw": "{question}"}
+
+
 def template_text(template: str) -> str:
-    """The pinned text of any evaluation template (math, GPQA or MMLU-Pro)."""
-    for table in (EVAL_TEMPLATES, GPQA_TEMPLATES, MMLU_PRO_TEMPLATES):
+    """The pinned text of any evaluation template (math, GPQA, MMLU-Pro, or the raw instruction prompt)."""
+    for table in (EVAL_TEMPLATES, GPQA_TEMPLATES, MMLU_PRO_TEMPLATES, INSTRUCT_TEMPLATES):
         if template in table:
             return table[template]
-    known = sorted([*EVAL_TEMPLATES, *GPQA_TEMPLATES, *MMLU_PRO_TEMPLATES])
+    known = sorted([*EVAL_TEMPLATES, *GPQA_TEMPLATES, *MMLU_PRO_TEMPLATES, *INSTRUCT_TEMPLATES])
     raise KeyError(f"unknown eval template {template!r}; known: {known}")
 
 
@@ -89,6 +93,7 @@ EVAL_MESSAGES: dict[str, tuple[str | None, str]] = {
     "deepseek-math": (None, "{question}\n" + _BOXED_SYSTEM),
     "gpqa-qwen": ("You are a helpful assistant.", "{question}"),
     "mmlu-pro-cot-0shot": (MMLU_PRO_SYSTEM, "{question}\n"),
+    "raw": (None, "{question}"),
 }
 
 

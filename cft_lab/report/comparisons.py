@@ -188,10 +188,92 @@ def rl_comparison_frame(cells: Sequence[CellResult], benchmarks: Sequence[str]) 
     return frame
 
 
+IF_STRICT, IF_LOOSE, MT = "IF-Eval strict", "IF-Eval loose", "MT-Bench"
+#: our row labels -> v4 Table 8's (Table 3 calls the base "Qwen2.5-Math-Base")
+IF_ALIASES = {"Qwen2.5-Math-Base": "Qwen2.5-Math-7B"}
+
+
+def if_eval_mtbench_frame(cells: Sequence[CellResult], benchmarks: Sequence[str]) -> pd.DataFrame:
+    """v4 Table 8: rows (group, model); columns IF-Eval instruction-level strict and loose (percent, where the paper
+    prints fractions) and MT-Bench (the mean judge rating, 1-10), from each cell's scores."""
+    runs: dict[Hashable, _Run] = {}
+    for cell in cells:
+        label = IF_ALIASES.get(cell.label or cell.model, cell.label or cell.model)
+        key = (cell.group or "Measured", label)
+        meta = _cell_meta(cell, label, key[0])
+        meta["model"], meta["method"] = label, key[0]
+        run = _Run(meta=meta)
+        if cell.status != "ok":
+            run.note = f"{cell.status}: {cell.error or 'not run'}"
+        else:
+            raw = cell.raw_scores
+            ifeval, mt = (raw.get("IF-Eval") or {}).get("ifeval"), raw.get("MT-Bench")
+            if ifeval:
+                run.values[IF_STRICT], run.values[IF_LOOSE] = ifeval["instruction_strict"], ifeval["instruction_loose"]
+                run.ci[IF_STRICT] = (raw["IF-Eval"]["ci_low"], raw["IF-Eval"]["ci_high"])
+                run.n[IF_STRICT] = run.n[IF_LOOSE] = ifeval["instructions"]
+            if mt:
+                run.values[MT] = mt["value"]
+                run.ci[MT] = (mt["ci_low"], mt["ci_high"])
+                run.n[MT] = mt["mt_bench"]["judged"]
+            missing = [c for c in (IF_STRICT, IF_LOOSE, MT) if c not in run.values]
+            if missing:
+                run.note = "no score for " + ", ".join(missing)
+        runs[key] = run
+    columns = [IF_STRICT, IF_LOOSE, MT]
+    frame = pd.DataFrame(
+        [[r.values.get(c, np.nan) for c in columns] for r in runs.values()],
+        index=pd.MultiIndex.from_tuples(list(runs), names=["group", "model"]),
+        columns=columns,
+        dtype=float,
+    )
+    judges = sorted(
+        {
+            f"{j.get('name')} ({j.get('model')}, prompts {j.get('prompt_version')})"
+            for c in cells
+            for j in [((c.raw_scores.get("MT-Bench") or {}).get("mt_bench") or {}).get("judge") or {}]
+            if j
+        }
+    )
+    unparsed = {
+        c.label or c.model: m["mt_bench"]["unparsed"]
+        for c in cells
+        for m in [c.raw_scores.get("MT-Bench") or {}]
+        if m and m["mt_bench"]["unparsed"]
+    }
+    frame.attrs = {
+        "layout": "if_eval_mtbench",
+        "run_axis": 0,
+        "notes": {k: r.note for k, r in runs.items() if r.note},
+        "runs": {k: r.meta for k, r in runs.items()},
+        "ci": {(k, b): ci for k, r in runs.items() for b, ci in r.ci.items()},
+        "n": {(k, b): n for k, r in runs.items() for b, n in r.n.items()},
+        "legend": [
+            "IF-Eval = instruction-level accuracy in % (the paper prints fractions: 0.335 = 33.5), strict / loose "
+            "(google's loose variants); MT-Bench = mean judge rating (1-10) over both turns"
+            + (f"; judge: {', '.join(judges)}" if judges else "")
+        ],
+    }
+    if unparsed:
+        frame.attrs["footnotes"] = [f"MT-Bench judgments without a rating (left out of the mean): {unparsed}"]
+    return frame
+
+
 def paper_frame(table: str, version: str = "v1", path: Path = PAPER_TABLES) -> pd.DataFrame:
-    """The paper's ``table3`` or ``rl_comparison`` in this module's layouts."""
+    """The paper's ``table3``, ``rl_comparison`` or ``if_eval_mtbench`` in this module's layouts."""
     spec = _paper_spec(table, path)
     rows = _rows_of(spec, version)
+    if table == "if_eval_mtbench":
+        group = "Initialized from Qwen2.5-Math-7B-Base"
+        frame = pd.DataFrame(
+            [[100 * r["IF_Eval_strict"], 100 * r["IF_Eval_loose"], r["MT-Bench"]] for r in rows],
+            index=pd.MultiIndex.from_tuples([(group, r["model"]) for r in rows], names=["group", "model"]),
+            columns=[IF_STRICT, IF_LOOSE, MT],
+            dtype=float,
+        )
+        frame.attrs = {"layout": table, "run_axis": 0, "version": "v4", "title": spec.get("title", "")}
+        frame.attrs.update({"notes": {}, "runs": {}, "ci": {}, "n": {}})
+        return frame
     if table == "rl_comparison":
         cols = [c for c in spec["columns"] if c not in ("model", "data_size", "gpu_hours_h100")]
         frame = pd.DataFrame(
@@ -222,4 +304,4 @@ def stand_in(label: str) -> str:
     return approx_target(label) or label
 
 
-LAYOUTS = {"table3": table3_frame, "rl_comparison": rl_comparison_frame}
+LAYOUTS = {"table3": table3_frame, "rl_comparison": rl_comparison_frame, "if_eval_mtbench": if_eval_mtbench_frame}

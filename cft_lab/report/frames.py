@@ -112,6 +112,7 @@ class BenchScore:
     n: int
     ci_low: float
     ci_high: float
+    value: float | None = None  # a score that is not a share of items (MT-Bench's mean rating, 1-10)
 
 
 @dataclass
@@ -191,7 +192,7 @@ def _measure(cell: CellResult, benchmarks: Sequence[str], meta: dict[str, Any]) 
         if score is None or score.n <= 0:
             unscored.append(bench)
             continue
-        run.values[bench] = 100.0 * score.correct / score.n
+        run.values[bench] = score.value if score.value is not None else 100.0 * score.correct / score.n
         run.ci[bench] = (float(score.ci_low), float(score.ci_high))
         run.n[bench] = int(score.n)
     if unscored:

@@ -68,7 +68,9 @@ def collect(configs: list[Config]):
         plan = plan_cell(cfg)
         res = Store(cfg.paths.outputs).cell_result(plan.key) or {"status": "missing", "error": "not run", "scores": {}}
         scores = {
-            s.get("label", benchmarks.label(name)): BenchScore(s["correct"], s["n"], s["ci_low"], s["ci_high"])
+            s.get("label", benchmarks.label(name)): BenchScore(
+                s["correct"], s["n"], s["ci_low"], s["ci_high"], s.get("value")
+            )
             for name, s in res.get("scores", {}).items()
         }
         teacher = (cfg.teacher.label or cfg.teacher.name) if teacher_work(cfg.objective) else None

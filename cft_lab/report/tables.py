@@ -114,8 +114,8 @@ LAYOUTS = {
 }
 
 #: Layouts that are not a frame of cell scores, each rendered by a module of its own (``render(table, configs, out_dir,
-#: quiet)``, returning what :func:`render` returns): Figure 2 (training curves).
-RENDERERS = {"figure2": "cft_lab.report.figure2"}
+#: quiet)``, returning what :func:`render` returns): Figure 2 (training curves) and Table 1 (dataset sizes).
+RENDERERS = {"figure2": "cft_lab.report.figure2", "table1": "cft_lab.report.table1"}
 
 
 def paper_frames(layout: str):

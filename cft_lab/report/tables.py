@@ -12,6 +12,7 @@ At paper scale (every model from the hub) the paper's own numbers (``assets/pape
 from __future__ import annotations
 
 import argparse
+import importlib
 import itertools
 import logging
 from pathlib import Path
@@ -118,6 +119,10 @@ LAYOUTS = {
     "table8": table8.table8_frame,
 }
 
+#: Layouts that are not a frame of cell scores, each rendered by a module of its own (``render(table, configs, out_dir,
+#: quiet)``, returning what :func:`render` returns): Figure 2 (training curves) and Table 1 (dataset sizes).
+RENDERERS = {"figure2": "cft_lab.report.figure2", "table1": "cft_lab.report.table1"}
+
 
 def paper_frames(layout: str):
     """The paper's numbers for a layout: the v1 frame, with the v3/v4 one in ``attrs["later"]`` where it exists."""
@@ -140,6 +145,8 @@ def render(table: str, overrides: list[str] = (), out_dir: Path | None = None, q
     if not configs:
         raise ValueError(f"table={table} expands to no cell")
     layout = configs[0].run.table or table
+    if layout in RENDERERS:
+        return importlib.import_module(RENDERERS[layout]).render(table, configs, out_dir, quiet)
     columns = [benchmarks.label(b) for b in configs[0].eval.benchmarks]
     cells = collect(configs)
     frames = {**LAYOUTS, **ablations.LAYOUTS, **comparisons.LAYOUTS}

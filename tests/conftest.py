@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -58,6 +59,23 @@ def run_cli(args: list[str], outputs: Path, timeout: int = 600, check: bool = Tr
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(args)} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc
+
+
+def run_paper_dry_run(args: list[str], outputs: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    """A paper-scale dry run: it exits 0 where vLLM imports; where it does not (CI installs no vLLM for the default
+    suite), every cell must be refused for that, and for nothing else, after the plan was printed."""
+    proc = run_cli(args, outputs, timeout=timeout, check=False)
+    if proc.returncode == 0:
+        return proc
+    text = proc.stdout + proc.stderr
+    failed = re.search(r"^error: (\d+) cell\(s\) failed", text, re.M)
+    summary = re.search(r"^.*\d+ cell\(s\) failed: .*`import vllm` failed.*$", text, re.M)
+    importable = subprocess.run([sys.executable, "-c", "import vllm"], capture_output=True).returncode == 0
+    assert proc.returncode == 1 and failed and summary and not importable, (
+        f"{' '.join(args)} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    )
+    assert summary.group(0).count("`import vllm` failed") == int(failed.group(1)), summary.group(0)
     return proc
 
 

@@ -12,7 +12,7 @@ from cft_lab.config import ConfigError
 from cft_lab.paths import CONF_DIR, EXPERIMENTS_DIR
 from cft_lab.pipeline.plan import plan_cell
 from cft_lab.report import approx_target
-from conftest import compose, run_cli
+from conftest import compose, run_cli, run_paper_dry_run
 
 GROUPS = ["model", "data", "response_source", "teacher", "objective", "train", "inference", "eval", "logger"]
 PAPER_WORLD = [
@@ -225,7 +225,7 @@ def test_paper_table2_dry_run_prints_15_cells_with_paper_hyperparameters(tmp_pat
     monkeypatch.setenv("OPENAI_API_KEY", "sk-THIS-IS-A-TEST-SECRET-0123456789abcdef")
     out = tmp_path / "outputs"
     pinned = "data.source.revision=" + "0" * 40  # unpinned, every trained cell would be refused (test_bad_input)
-    proc = run_cli(["cft_lab", "table=table2", "dry_run=true", "logger=none", pinned], out, timeout=300)
+    proc = run_paper_dry_run(["cft_lab", "table=table2", "dry_run=true", "logger=none", pinned], out, timeout=300)
     text = proc.stdout
     assert "table2: 15 cells" in text
     plan = text[text.index("table2: 15 cells") :]

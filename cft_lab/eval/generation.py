@@ -520,9 +520,10 @@ def make_generator(
     return cls(model_dir, model_cfg, inference, revision)
 
 
-def check_backend(inference: InferenceConfig) -> None:
+def check_backend(inference: InferenceConfig, *, engine: bool = True) -> None:
     """Refuse, before any training (the pipeline calls it first), inference settings that cannot run here: an
-    unknown backend, ``vllm`` where ``import vllm`` fails (with how to install it), impossible sampling values."""
+    unknown backend, ``vllm`` where ``import vllm`` fails (with how to install it; only when ``engine``: an API
+    model's cell starts no local engine), impossible sampling values."""
     if inference.backend not in BACKENDS:
         raise ValueError(f"inference.backend={inference.backend!r} is unknown; choose one of {', '.join(BACKENDS)}")
     problems = [
@@ -543,5 +544,5 @@ def check_backend(inference: InferenceConfig) -> None:
     ]
     if problems:
         raise ValueError(f"inference={inference.name}: " + "; ".join(problems))
-    if inference.backend == "vllm":
+    if engine and inference.backend == "vllm":
         _import_vllm()

@@ -158,7 +158,7 @@ def preflight(cfg: Config) -> None:
     from cft_lab.eval.generation import check_backend
     from cft_lab.paths import resolve_repo_path
 
-    check_backend(cfg.inference)
+    check_backend(cfg.inference, engine=cfg.model.source != ModelSource.api)  # an API model generates remotely
     for b in [*cfg.eval.benchmarks, cfg.eval.select.benchmark]:
         benchmarks.get(b)  # raises with the known names
     if cfg.eval.critique.enabled and cfg.eval.critique.benchmark not in benchmarks.TESTBED_SPECS:

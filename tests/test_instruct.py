@@ -125,15 +125,19 @@ def test_mt_bench_judge_prompts_follow_fastchat():
 
 def test_an_instruct_cell_generates_two_turns_and_is_judged_over_http(outputs, monkeypatch):
     from cft_lab.pipeline.cell import run_cell
+    from cft_lab.pipeline.preflight import teacher_estimates
     from cft_lab.pipeline.store import Store, read_jsonl
 
     with ChatServer() as judge:
         monkeypatch.setenv("CFT_LAB_JUDGE_URL", judge.url)
         over = SMOKE + [f"paths.outputs={outputs}", "objective=base", "eval=testbed_instruct", "eval.limit=3"]
         cfg = compose(over)
+        store, plan = Store(outputs), plan_cell(cfg)
+        (role, before), *_ = [e for e in teacher_estimates(cfg, store.root) if e[0] == "grade"]
+        assert before.requests == 6 and before.cost_usd is None  # two judgments per question; a test server: no price
         result = run_cell(cfg)
         assert result["status"] == "ok", result.get("traceback")
-        store, plan = Store(outputs), plan_cell(cfg)
+        assert not [e for e in teacher_estimates(cfg, store.root) if e[0] == "grade"]  # judged: nothing left to buy
         rows = list(read_jsonl(store.path("infer", plan.key_of("infer")) / "mt_bench.jsonl"))
         assert len(rows) == 3 and all(len(r["turns"]) == 2 for r in rows)
         # turn 2's prompt carries the model's own first answer, in ChatML with the default system text
@@ -152,6 +156,21 @@ def test_an_instruct_cell_generates_two_turns_and_is_judged_over_http(outputs, m
         # the judge is part of what the grade key hashes; nothing before it moves
         other = plan_cell(compose(over + ["eval.judge=gpt4_judge"]))
         assert other.key_of("grade") != plan.key_of("grade") and other.key_of("infer") == plan.key_of("infer")
+
+
+def test_the_judges_cost_is_estimated_and_capped_before_any_answer_exists(tmp_path):
+    """GPT-4 judging MT-Bench: 160 judgments, prompts sized with answers at max_new_tokens (a bound), priced at the
+    judge option's prices; over its budget, refused before anything runs."""
+    cfg = compose(["model=qwen2_5_math_7b", "objective=base", "eval=instruct", "inference=greedy", "logger=none"])
+    est = instruct.judge_estimate(cfg, tmp_path)
+    assert est.requests == 160 and est.cached == 0 and "gpt-4-0613" in est.what
+    # turn 2 carries both answers and turn 1 one: at least 3 answers' worth of tokens per question
+    assert est.prompt_tokens > 80 * 3 * cfg.inference.max_new_tokens
+    price = (est.prompt_tokens * 30.0 + est.completion_tokens * 60.0) / 1e6
+    assert est.cost_usd == pytest.approx(price) and est.budget_usd == 80
+    longer = compose(["model=qwen2_5_math_7b", "objective=base", "eval=instruct", "inference.max_new_tokens=20000"])
+    with pytest.raises(ValueError, match=r"eval.judge=gpt4_judge .*exceeds teacher.budget_usd=\$80"):
+        instruct.judge_estimate(longer, tmp_path)
 
 
 def test_a_judged_cell_is_refused_before_it_runs_without_a_judge(outputs, monkeypatch):

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from cft_lab.paths import ASSETS_DIR
+from cft_lab.teachers.estimate import Estimate
 
 log = logging.getLogger(__name__)
 
@@ -352,6 +353,47 @@ def judge_config(cfg):
     if judge.kind != "openai" or not judge.model:
         raise ConfigError(f"eval.judge={cfg.eval.judge}: a judge is an OpenAI-compatible model (kind openai, a model)")
     return judge
+
+
+def judge_estimate(cfg, cache_dir: Path):
+    """What MT-Bench's judge would be asked for one cell, before its answers exist: two judgments per question (the
+    first ``eval.limit``), each prompt sized with answers of ``inference.max_new_tokens`` tokens (a bound: the
+    answers are not written yet, so the request cache cannot be consulted), completions at the judge's
+    ``expected_completion_tokens`` (at most its ``max_tokens``), priced and capped by the judge's option. Refused
+    (ValueError) when the expected cost exceeds the judge's budget."""
+    import copy
+
+    from cft_lab.eval import benchmarks
+    from cft_lab.teachers.estimate import budget_of, check_estimate, estimate_tokens
+    from cft_lab.teachers.pricing import PriceTable
+
+    judge = judge_config(cfg)
+    answer = " ".join(["word"] * cfg.inference.max_new_tokens)  # max_new_tokens tokens by estimate_tokens' count
+    prompt_tokens = requests = 0
+    for it in benchmarks.items("mt_bench", cfg.eval.limit):
+        for turn in (1, 2):
+            _, msgs = judge_messages(it, [answer, answer], turn)
+            prompt_tokens += sum(estimate_tokens(m["content"]) + 4 for m in msgs)
+            requests += 1
+    prices = PriceTable()
+    if judge.price_input is not None and judge.price_output is not None:
+        prices = prices.with_overrides({judge.model: {"input": judge.price_input, "output": judge.price_output}})
+    price = prices.get(judge.model)
+    expected = requests * min(judge.expected_completion_tokens, judge.max_tokens)
+    cost = None if price is None else price.cost(prompt_tokens, expected)
+    cost_max = None if price is None else price.cost(prompt_tokens, requests * judge.max_tokens)
+    as_teacher = copy.copy(cfg)
+    as_teacher.teacher = judge  # the judge runs as a teacher: its budget is a teacher's
+    est = Estimate(
+        requests, 0, prompt_tokens, expected, cost, cost_max, budget_of(as_teacher),
+        note=f"answers sized at {cfg.inference.max_new_tokens} tokens (a bound; not written yet)",
+        what=f"judge requests ({judge.model})",
+    )  # fmt: skip
+    try:
+        check_estimate(as_teacher, est)
+    except ValueError as e:
+        raise ValueError(f"eval.judge={judge.name} (budget_usd in conf/teacher/{judge.name}.yaml): {e}") from None
+    return est
 
 
 def judge_mt_bench(rows: list[dict], items: dict[str, dict], judge_cfg, client) -> list[dict]:

@@ -205,8 +205,24 @@ class EstimateUnavailable(Exception):
 
 def teacher_estimates(cfg: Config, cache_dir: Path) -> list[tuple[Optional[str], Estimate]]:
     """What each of the cell's data stages would buy (a chain's parent, a mixture's parts), with its stage role, or
-    what an API model's evaluation would buy (role "infer"); empty when nothing costs anything. Each is refused when
-    over its budget."""
+    what an API model's evaluation would buy (role "infer"), and MT-Bench's judge (role "grade") unless the cell is
+    finished; empty when nothing costs anything. Each is refused when over its budget."""
+    judged: list[tuple[Optional[str], Estimate]] = []
+    if "mt_bench" in cfg.eval.benchmarks:
+        from cft_lab.eval.instruct import judge_estimate
+        from cft_lab.pipeline.plan import plan_cell
+        from cft_lab.pipeline.store import Store
+
+        done = Store(Path(cache_dir).parent).cell_result(plan_cell(cfg).key) or {}
+        if done.get("status") != "ok":
+            judged.append(("grade", judge_estimate(cfg, cache_dir)))
+    try:
+        return _stage_estimates(cfg, cache_dir) + judged
+    except EstimateUnavailable as e:  # the judge's estimate is still said
+        raise EstimateUnavailable("; ".join([str(e), *(f"({role}) {est.line()}" for role, est in judged)])) from None
+
+
+def _stage_estimates(cfg: Config, cache_dir: Path) -> list[tuple[Optional[str], Estimate]]:
     from cft_lab.config import data_configs
 
     if cfg.model.source == ModelSource.api:  # an API model's evaluation is bought too

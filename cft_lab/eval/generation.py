@@ -516,8 +516,10 @@ def make_generator(
 
         return OpenAIGenerator(model_cfg, inference, cache_dir=cache_dir)
     check_backend(inference)
+    from cft_lab.train.adapters import evaluable
+
     cls = {"hf": HFGenerator, "vllm": VLLMGenerator}[inference.backend]
-    return cls(model_dir, model_cfg, inference, revision)
+    return cls(evaluable(model_dir), model_cfg, inference, revision)  # a LoRA checkpoint: its merge into the base
 
 
 def check_backend(inference: InferenceConfig, *, engine: bool = True) -> None:

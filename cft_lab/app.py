@@ -11,6 +11,7 @@
     python -m cft_lab cells                          # the cells of a store: name, status, key, scores
     python -m cft_lab export KEY --out DIR           # a built dataset as a Hugging Face dataset (cft_lab.data.export)
     python -m cft_lab prepare table2                 # a table's data (teacher calls) and models, on CPU, before GPUs
+    python -m cft_lab evaluate MODEL eval=paper_math6  # score a checkpoint, no training (cft_lab.eval.evaluate)
     python -m cft_lab --help                         # what it does, the groups and their options
 
 A first argument that is a bare word (no ``=``, not a flag) names a subcommand; Hydra overrides always contain ``=``
@@ -45,6 +46,9 @@ register()
 def _main(dcfg: DictConfig) -> None:
     from cft_lab.pipeline.cell import run_cell
     from cft_lab.report.tracking import sanitize
+
+    for noisy in ("httpx", "httpx2", "openai"):  # one INFO line per HTTP request would drown the run's own log
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
     try:
         cfg = to_config(dcfg)
@@ -88,6 +92,7 @@ SUBCOMMANDS = {
     "cells": "cft_lab.report.cells",
     "export": "cft_lab.data.export",
     "prepare": "cft_lab.pipeline.prepare",
+    "evaluate": "cft_lab.eval.evaluate",
 }
 
 
@@ -111,8 +116,14 @@ def main() -> None:
         import importlib
 
         sys.exit(importlib.import_module(SUBCOMMANDS[sys.argv[1]]).main(sys.argv[2:]))
-    if not any(a in ("--help", "-h", "--hydra-help", "--info") or a.startswith("--cfg") for a in sys.argv[1:]):
-        _check_outputs(sys.argv[1:])
+    run(sys.argv[1:])
+
+
+def run(args: list[str]) -> None:
+    """The Hydra app on ``args`` (overrides and Hydra's flags), with the exit status of the module doc."""
+    sys.argv = [sys.argv[0], *args]
+    if not any(a in ("--help", "-h", "--hydra-help", "--info") or a.startswith("--cfg") for a in args):
+        _check_outputs(args)
     _main()
     from cft_lab.report.callback import FAILED
 

@@ -40,6 +40,7 @@ from cft_lab.options import (
     LoggerName,
     LossNormalization,
     ModelSource,
+    PromptFormat,
     ResponseKind,
     SelectStrategy,
     SourceKind,
@@ -61,6 +62,34 @@ KEY_IF_CHANGED = {"key": "if_changed"}
 def _nk(default: Any = MISSING, **kw: Any) -> Any:
     """A field left out of cache keys (see :data:`NOT_IN_KEY`)."""
     return field(default=default, metadata=NOT_IN_KEY, **kw)
+
+
+@dataclass
+class ApiModelConfig:
+    """A model behind an OpenAI-compatible chat-completions API (``model.source=api``; ``model.path`` is the model id
+    the API knows, a dated snapshot such as ``gpt-4o-2024-08-06``). Requests go through the ``openai`` teacher's
+    machinery (``cft_lab.teachers.openai_teacher``): the durable request cache, retries honouring Retry-After, an
+    adaptive concurrency window, the cost ledger and the budget. Only ``base_url``, ``reasoning`` and ``system_role``
+    change what comes back (the model's part of the keys); the rest decides how requests are made."""
+
+    base_url: Optional[str] = None  # None = api.openai.com
+    # reasoning models (o1, o3-mini ...): no temperature/top_p (greedy cannot be asked), max_completion_tokens
+    # instead of max_tokens (it bounds hidden reasoning tokens too: set max_completion_tokens)
+    reasoning: bool = False
+    # the role the template's system text goes in: system, developer (o1 and later), or user (folded into the user
+    # turn, for models that accept no system message, such as o1-mini)
+    system_role: str = "system"
+    max_completion_tokens: Optional[int] = _nk(None)  # reasoning models: the cap (None = inference.max_new_tokens)
+    api_key_env: Optional[str] = _nk("OPENAI_API_KEY")  # the key is read from this variable, never stored
+    concurrency: int = _nk(16)
+    timeout_s: float = _nk(600.0)
+    max_attempts: int = _nk(6)
+    rate_limit_patience_s: float = _nk(900.0)
+    budget_usd: Optional[float] = _nk(None)  # None = the default budget for a priced model (as for teachers)
+    price_input: Optional[float] = _nk(None)  # USD per 1M tokens, overrides the price table
+    price_output: Optional[float] = _nk(None)
+    cache: Optional[str] = _nk(None)  # request cache file; None = <outputs>/store/api_cache.sqlite
+    expected_completion_tokens: int = _nk(600)  # the dry run's cost estimate per request
 
 
 @dataclass
@@ -86,6 +115,14 @@ class ModelConfig:
     # parameter count, for the dry run's GPU-hour and disk estimates (a testbed or local model is counted from its
     # files); None for a hub model: no estimate
     num_parameters: Optional[float] = _nk(None)
+    # how evaluation prompts reach the model: the eval template's pinned text (harness, the paper's), or its messages
+    # through the tokenizer's own chat template (chat: instruct models); in the select and infer keys when chat
+    prompt_format: PromptFormat = _nk(PromptFormat.harness)
+    # the fewest GPUs vLLM must shard the weights over (a 70B in bf16 does not fit one 80 GB card); the engine uses
+    # max(inference.tensor_parallel_size, this), recorded with every output
+    tensor_parallel_size: int = _nk(1)
+    # source=api: the endpoint and how requests are made (through the teacher's request machinery)
+    api: Optional[ApiModelConfig] = field(default=None, metadata=KEY_IF_CHANGED)
 
     def hub_revision(self) -> Optional[str]:
         """The revision to ask the hub for: the pinned one for a hub model, None for a shipped testbed model."""
@@ -406,6 +443,12 @@ class InferenceConfig:
     self_critique: SelfCritiqueConfig = field(default_factory=SelfCritiqueConfig, metadata=KEY_IF_CHANGED)
 
 
+def effective_tensor_parallel(model: ModelConfig, inference: InferenceConfig) -> int:
+    """vLLM's tensor-parallel size for this model: the inference config's, raised to what the model needs
+    (``model.tensor_parallel_size``)."""
+    return max(int(inference.tensor_parallel_size), int(model.tensor_parallel_size or 1))
+
+
 def selection_inference(inference: InferenceConfig) -> InferenceConfig:
     """How checkpoints are scored on the validation set: the cell's engine settings, but always greedy direct
     inference with one sample (the paper's selection, docs/protocol.md §3.5), whatever the cell is evaluated with at
@@ -445,6 +488,9 @@ class EvalConfig:
     grade_workers: Optional[int] = None  # None = all cores
     n_boot: int = 10000  # bootstrap resamples for each cell's 95% CI
     critique: CritiqueEvalConfig = field(default_factory=CritiqueEvalConfig)  # eval.critique.enabled=true
+    # MT-Bench's judge: a conf/teacher option of kind openai (its model, prompts and sampling are in the grade key of
+    # a cell that is judged; cft_lab.eval.instruct)
+    judge: Optional[str] = _nk(None)
 
 
 @dataclass
@@ -464,6 +510,7 @@ class RunConfig:
     method: Optional[str] = None  # paper row, set by experiments/method/*.yaml
     variant: Optional[str] = None  # test-time decoding row, set by experiments/inference_method/*.yaml (Table 8)
     label: Optional[str] = None  # the row label where a table lists methods, not objectives (v4 Tables 9, 10)
+    group: Optional[str] = None  # the row group where a table groups rows (Table 3: Frontier, open-source, ...)
     strict: bool = False  # re-raise a failing cell (debugging) instead of recording it and going on
     num_threads: Optional[int] = None  # torch threads on CPU (None = torch's default)
     stop_after: Optional[Stage] = None  # e.g. data: build (buy) the dataset and stop; no cell result is written
@@ -610,6 +657,7 @@ def check_combination(cfg: Config) -> None:
             f"(train={cfg.train.name} has launcher=inprocess, which trains on one device)"
         )
     _check_self_critique(cfg.inference)
+    _check_eval_model(cfg, entry.trains)
     from cft_lab.validate import check_values
 
     check_values(cfg)
@@ -618,6 +666,34 @@ def check_combination(cfg: Config) -> None:
     if not cfg.eval.modes:
         raise ConfigError(
             "eval.modes is empty: choose from paper, strict, math_verify (the first one scores the table)"
+        )
+
+
+def _check_eval_model(cfg: Config, trains: bool) -> None:
+    """An API model or a chat-template prompt: what they can be asked (evaluation only, direct inference)."""
+    m, inf = cfg.model, cfg.inference
+    if m.tensor_parallel_size < 1:
+        raise ConfigError(f"model.tensor_parallel_size={m.tensor_parallel_size} must be >= 1")
+    if m.source == ModelSource.api:
+        if trains:
+            raise ConfigError(
+                f"model={m.name} is an API model (model.source=api): it can be evaluated, not trained; "
+                f"use objective=base (or `python -m cft_lab evaluate {m.name}`)"
+            )
+        if m.api is None:
+            raise ConfigError(f"model={m.name} has source api but no `api:` block (model.api.base_url, ...)")
+        if m.api.system_role not in ("system", "developer", "user"):
+            raise ConfigError(f"model.api.system_role={m.api.system_role}: choose system, developer or user")
+        if m.api.reasoning and inf.n > 1:
+            raise ConfigError(
+                f"model={m.name} is a reasoning model (model.api.reasoning=true): the API takes no temperature or "
+                f"seed for it, so inference.n={inf.n} samples could not be drawn reproducibly; use n=1"
+            )
+    if (m.source == ModelSource.api or m.prompt_format != PromptFormat.harness) and inf.mode != InferenceMode.direct:
+        how = "an API model" if m.source == ModelSource.api else "model.prompt_format=chat"
+        raise ConfigError(
+            f"inference.mode={inf.mode} builds its prompts from the harness's pinned templates; {how} is evaluated "
+            f"with direct inference only (inference.mode=direct)"
         )
 
 

@@ -29,6 +29,14 @@ except ImportError:  # pragma: no cover - Python 3.10
 class ModelSource(StrEnum):
     hub = "hub"  # a hub id, loaded with transformers / vLLM
     testbed = "testbed"  # a tiny base shipped in cft_lab/assets/testbed/models (built by `make bases`)
+    api = "api"  # a model behind an OpenAI-compatible API (GPT-4o, o1-mini, a served model): evaluated only
+
+
+class PromptFormat(StrEnum):
+    """How an evaluation prompt reaches a local model (cft_lab.prompts.EVAL_MESSAGES)."""
+
+    harness = "harness"  # the pinned text of the eval template (the paper's harness: ChatML built by hand)
+    chat = "chat"  # the same messages through the tokenizer's own chat template (instruct models; its hash recorded)
 
 
 class DType(StrEnum):

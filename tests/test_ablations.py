@@ -12,7 +12,7 @@ import pytest
 
 from cft_lab.config import MixturePart, ObjectiveConfig, load_option
 from cft_lab.pipeline.plan import plan_cell
-from conftest import REPO, SMOKE, compose, run_cli
+from conftest import REPO, SMOKE, compose, run_paper_dry_run
 
 Q = "Mia has 5 apples. Then Mia buys 3 more apples. How many apples does Mia have now?"
 
@@ -231,7 +231,8 @@ def test_table5_columns_keep_the_stand_in_alias_and_align_with_the_paper():
 
 def test_table4_composes_and_dry_runs_its_paper_plan(tmp_path):
     pinned = "data.source.revision=" + "0" * 40  # unpinned, the trained cell is refused (tests/test_bad_input.py)
-    proc = run_cli(["cft_lab", "table=table4", "dry_run=true", pinned], tmp_path, timeout=300)
+    proc = run_paper_dry_run(["cft_lab", "table=table4", "dry_run=true", pinned, "model.allow_unpinned=true"], tmp_path,
+                             timeout=300)  # fmt: skip
     out = proc.stdout
     assert "table4: 3 cells" in out
     assert "cell qwen2_5_32b_instruct/base" in out and "cell sky_t1_32b_preview/sky_t1_base" in out

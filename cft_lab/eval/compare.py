@@ -42,6 +42,8 @@ def paired(store: Store, key_a: str, key_b: str, *, n_boot: int = 10000, seed: i
                 f"{bench}: cell {key_a} was scored in mode {mode_a}, cell {key_b} in {mode_b}; "
                 "compare numbers from one grader only"
             )
+        if mode_a == "judge":  # MT-Bench: ratings on a scale, not right/wrong; no McNemar test applies
+            continue
         a = {r["id"]: bool(r["correct"]) for r in read_jsonl(dir_a / f"{bench}.jsonl")}
         b = {r["id"]: bool(r["correct"]) for r in read_jsonl(dir_b / f"{bench}.jsonl")}
         common = [i for i in a if i in b]

@@ -39,7 +39,9 @@ def device_slots(cfg: Config) -> list[Optional[str]]:
 
     With CUDA: ``eval.select.devices`` slots (None: as many as the job's visible GPUs allow) of
     ``inference.tensor_parallel_size`` GPUs each; asking for more GPUs than the job sees is an error naming both."""
-    tp = cfg.inference.tensor_parallel_size
+    from cft_lab.config import effective_tensor_parallel
+
+    tp = effective_tensor_parallel(cfg.model, cfg.inference)
     asked = cfg.eval.select.devices
     ids = visible_gpus()
     if not ids:

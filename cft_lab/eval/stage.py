@@ -99,7 +99,8 @@ def run_select(cfg: Config, store: Store, key: str, train_dir: Path) -> SelectRe
                 try:
                     engine.generate_benchmark(generator, sel.benchmark, template, out / "generations" / str(step),
                                               limit=sel.limit, seed=cfg.inference.seed, n=1,
-                                              desc=f"select {ckpt.name}")  # fmt: skip
+                                              desc=f"select {ckpt.name}",
+                                              prompt_format=str(cfg.model.prompt_format))  # fmt: skip
                 finally:
                     generator.close()
 
@@ -147,6 +148,7 @@ def run_select(cfg: Config, store: Store, key: str, train_dir: Path) -> SelectRe
             art.meta["selected_step"] = best["step"]
             if cfg.train.keep_checkpoints == KeepCheckpoints.selected_last:
                 art.meta["pruned"] = prune_checkpoints(train_dir, {best["step"], scored[-1]["step"]}, key)
+            art.meta.update(_devices(cfg))
     return SelectResult.read(store, art.path)
 
 
@@ -206,8 +208,8 @@ def run_infer(
                     if generator is None:
                         # a hub base row is loaded at its pinned revision; a trained checkpoint is a local folder
                         revision = cfg.model.hub_revision() if model_dir == model_path(cfg.model) else None
-                        generator = make_generator(model_dir, cfg.model, cfg.inference, revision)
-                    write_json(art.path / "generator.json", generator.describe())
+                        generator = make_generator(model_dir, cfg.model, cfg.inference, revision, cache_dir=store.root)
+                    write_json(art.path / "generator.json", _describe(generator, cfg))
                     t0 = time.time()
                     if name == CRITIQUE_PROBE:
                         from cft_lab.eval import critique_probe
@@ -224,8 +226,11 @@ def run_infer(
                             n=cfg.inference.n,
                             desc=f"infer {name}",
                             inference=cfg.inference,
+                            prompt_format=str(cfg.model.prompt_format),
                         )
-                    art.meta.update(benchmark=name, generate_s=round(time.time() - t0, 2))
+                    # again, now with what the run used (an API model's requests and cost)
+                    write_json(art.path / "generator.json", _describe(generator, cfg))
+                    art.meta.update(benchmark=name, generate_s=round(time.time() - t0, 2), **_devices(cfg))
                     log.info("infer %s %s: done in %.1f s", key, name, time.time() - t0)
             paths[name] = art.path
             if on_done is not None:
@@ -234,6 +239,29 @@ def run_infer(
         if generator is not None:
             generator.close()
     return paths
+
+
+def _devices(cfg: Config) -> dict:
+    """The devices a generation stage ran on, for the compute ledger: an API model's are not ours (0, "api");
+    vLLM shards over its tensor-parallel size; hf runs on one."""
+    from cft_lab.config import effective_tensor_parallel
+    from cft_lab.options import Backend, ModelSource
+
+    if cfg.model.source == ModelSource.api:
+        return {"devices": 0, "device_type": "api"}
+    if cfg.inference.backend == Backend.vllm:
+        return {"devices": effective_tensor_parallel(cfg.model, cfg.inference)}
+    return {"devices": 1}
+
+
+def _describe(generator, cfg: Config) -> dict:
+    """What to store next to the outputs: the generator's settings, and the prompt format (with the tokenizer's
+    chat template's hash when the model's own chat template renders the prompts)."""
+    info = generator.describe()
+    info["prompt_format"] = "messages" if getattr(generator, "takes_messages", False) else str(cfg.model.prompt_format)
+    if info["prompt_format"] == "chat":
+        info["chat_template"] = generator.chat_template_info()
+    return info
 
 
 def run_grade(
@@ -251,10 +279,15 @@ def run_grade(
             out = art.path
             modes = list(cfg.eval.modes)
             names = list(cfg.eval.benchmarks)
+            judge = None
             for name in ready if ready is not None else names:
                 target = out / f"{name}.jsonl"
                 if name == CRITIQUE_PROBE or target.is_file():
                     continue
+                if name == "mt_bench" and judge is None:
+                    from cft_lab.eval.instruct import judge_identity, make_judge
+
+                    judge = make_judge(cfg, store.root)
                 t0 = time.time()
                 graded = engine.grade_benchmark(
                     name,
@@ -262,7 +295,11 @@ def run_grade(
                     modes,
                     timeout=cfg.eval.grade_timeout,
                     workers=cfg.eval.grade_workers,
+                    judge=judge,
                 )
+                if name == "mt_bench" and judge is not None:
+                    for g in graded:  # the judge's identity travels with its ratings
+                        g["judge"] = {**judge_identity(judge[0]), "name": judge[0].name}
                 write_jsonl(target, graded)
                 log.info("grade %s: %d items in %.1f s", name, len(graded), time.time() - t0)
             missing = [b for b in names if not (out / f"{b}.jsonl").is_file()]
@@ -273,9 +310,10 @@ def run_grade(
                 graded = list(read_jsonl(out / f"{name}.jsonl"))
                 scores[name] = s = engine.aggregate(name, graded, modes, n_boot=cfg.eval.n_boot)
                 log.info(
-                    "grade %s: %.1f%% [%.1f, %.1f] (%s; %s); %d disagreements, quirks %s",
+                    "grade %s: %.1f%s [%.1f, %.1f] (%s; %s); %d disagreements, quirks %s",
                     name,
                     s["accuracy"],
+                    f" (scale {s['scale']})" if "scale" in s else "%",
                     s["ci_low"],
                     s["ci_high"],
                     s["mode"],

@@ -134,12 +134,13 @@ def _examples_and_tokens(cfg: Config, store: Optional[Store], data_key: Optional
 
 def estimate_cell(cfg: Config, plan: CellPlan, store: Optional[Store] = None) -> Estimate:
     """The cell's estimate (module doc); stages already DONE in ``store`` cost nothing."""
+    from cft_lab.config import effective_tensor_parallel
     from cft_lab.eval import benchmarks
     from cft_lab.train.trainer import save_steps_for
 
     cl, t, inf = cfg.cluster, cfg.train, cfg.inference
     trains = spec(cfg.objective).trains
-    tp = inf.tensor_parallel_size if inf.backend == "vllm" else 1
+    tp = effective_tensor_parallel(cfg.model, inf) if inf.backend == "vllm" else 1
     est = Estimate(gpus=max(t.num_devices, tp) if trains else tp)
     params = count_parameters(cfg)
     if params is None:

@@ -33,6 +33,7 @@ from typing import Any, Optional
 from cft_lab.config import (
     Config,
     as_dict,
+    effective_tensor_parallel,
     key_dict,
     own_data_config,
     parent_config,
@@ -171,14 +172,37 @@ def _train_summary(cfg: Config) -> str:
     )
 
 
+def template_key(cfg: Config) -> Any:
+    """How prompts reach the model: the eval template's name (its pinned text, as every key before
+    ``model.prompt_format`` existed), or the template with the format when the messages go through the model's own chat
+    template or an API (the chat template's text comes with the model's weights, pinned by its revision)."""
+    from cft_lab.options import PromptFormat
+
+    if cfg.model.source == ModelSource.api:
+        return {"template": cfg.model.eval_template, "format": "messages"}
+    if cfg.model.prompt_format != PromptFormat.harness:
+        return {"template": cfg.model.eval_template, "format": str(cfg.model.prompt_format)}
+    return cfg.model.eval_template
+
+
+def _inference_key(cfg: Config, inference: Any) -> dict:
+    """The decoding settings in a key: the inference config, and the tensor-parallel size the engine will really use
+    when the model asks for more than the inference config (greedy outputs depend on it)."""
+    body = key_dict(inference)
+    tp = effective_tensor_parallel(cfg.model, inference)
+    if tp != inference.tensor_parallel_size:
+        body["tensor_parallel_size"] = tp
+    return body
+
+
 def _select_key(cfg: Config, tkey: str) -> str:
     return digest(
         {
             "v": STAGE_VERSIONS["select"],
             "train": tkey,
             "select": key_dict(cfg.eval.select),  # what is scored and how; not on how many devices
-            "inference": key_dict(selection_inference(cfg.inference)),
-            "template": cfg.model.eval_template,
+            "inference": _inference_key(cfg, selection_inference(cfg.inference)),
+            "template": template_key(cfg),
             "grading": _grading(cfg),
         }
     )
@@ -229,8 +253,8 @@ def infer_key(cfg: Config, evaluated: dict, benchmark: str) -> str:
     body: dict[str, Any] = {
         "v": STAGE_VERSIONS["infer"],
         "model": evaluated,
-        "inference": key_dict(cfg.inference),
-        "template": cfg.model.eval_template,
+        "inference": _inference_key(cfg, cfg.inference),
+        "template": template_key(cfg),
     }
     if benchmark == CRITIQUE_PROBE:
         body["critique"] = as_dict(cfg.eval.critique)
@@ -264,7 +288,13 @@ def plan_cell(cfg: Config) -> CellPlan:
             summary = f"{name}: {counts[name]} prompts"
         stages.append(StagePlan("infer", infer_key(cfg, evaluated, name), summary, benchmark=name))
     infer = {s.benchmark: s.key for s in stages if s.stage == "infer"}
-    gkey = digest({"v": STAGE_VERSIONS["grade"], "infer": infer, "grading": _grading(cfg), "n_boot": cfg.eval.n_boot})
+    gbody: dict[str, Any] = {"v": STAGE_VERSIONS["grade"], "infer": infer, "grading": _grading(cfg)}
+    gbody["n_boot"] = cfg.eval.n_boot
+    if "mt_bench" in cfg.eval.benchmarks:  # judged: the judge's model, prompts and sampling decide the scores
+        from cft_lab.eval.instruct import judge_config, judge_identity
+
+        gbody["judge"] = judge_identity(judge_config(cfg))
+    gkey = digest(gbody)
     summary = f"{', '.join(cfg.eval.benchmarks)}" + (f" (limit {cfg.eval.limit})" if cfg.eval.limit else "")
     stages.append(StagePlan("grade", gkey, summary))
     return CellPlan(name=cell_name(cfg), key=gkey, stages=stages)
@@ -277,11 +307,21 @@ def _infer_summary(cfg: Config, counts: dict[str, int]) -> str:
 
     inf, sc = cfg.inference, cfg.inference.self_critique
     items = sum(counts.values())
+    m = cfg.model
+    if m.source == ModelSource.api:
+        api = m.api
+        host = (api.base_url if api and api.base_url else "api.openai.com").split("//")[-1].split("/")[0]
+        backend = f"openai API ({host}{', reasoning model' if api and api.reasoning else ''})"
+        how = f"template {m.eval_template} as chat messages"
+    else:
+        tp = effective_tensor_parallel(m, inf)
+        backend = str(inf.backend) + (f" TP={tp}" if tp > 1 and inf.backend == "vllm" else "")
+        how = f"template {m.eval_template}" + (
+            " through the model's chat template" if m.prompt_format == "chat" else ""
+        )
     line = (
-        f"{inf.backend} {inf.mode}, T={inf.temperature:g}, n={inf.n}, max {inf.max_new_tokens} new tokens, "
-        f"template {cfg.model.eval_template}; {items} prompts ("
-        + ", ".join(f"{b} {n}" for b, n in counts.items())
-        + ")"
+        f"{backend} {inf.mode}, T={inf.temperature:g}, n={inf.n}, max {inf.max_new_tokens} new tokens, "
+        f"{how}; {items} prompts (" + ", ".join(f"{b} {n}" for b, n in counts.items()) + ")"
     )
     if inf.mode == InferenceMode.direct:
         return line

@@ -112,6 +112,51 @@ def _check_teacher(cfg: Config) -> None:
             raise PreflightError(f"teacher={t.name} (kind vllm) needs vLLM: pip install vllm (or teacher.kind=hf)")
 
 
+def _check_api_model(cfg: Config) -> None:
+    """An API model's endpoint, key and prices (what its first request would otherwise find out)."""
+    from cft_lab.eval.api import prices_for
+
+    m = cfg.model
+    api = m.api
+    assert api is not None  # compose time refuses source=api without an api block
+    if api.api_key_env and not os.environ.get(api.api_key_env):
+        raise PreflightError(
+            f"model={m.name}: environment variable {api.api_key_env} (model.api.api_key_env, the API key) is not "
+            f"set; export it, or set model.api.api_key_env=null for a server that checks no key"
+        )
+    if api.base_url and not api.base_url.startswith(("http://", "https://")):
+        raise PreflightError(f"model.api.base_url={api.base_url}: expected an http:// or https:// URL")
+    if (api.price_input is None) != (api.price_output is None):
+        raise PreflightError(f"model={m.name}: set both model.api.price_input and model.api.price_output (USD/1M)")
+    if api.budget_usd is not None and not prices_for(api, m.path).known(m.path):
+        raise PreflightError(
+            f"model={m.name}: model.api.budget_usd={api.budget_usd:g} but {m.path!r} has no price; set "
+            f"model.api.price_input and model.api.price_output so the budget can be enforced"
+        )
+
+
+def _check_judge(cfg: Config) -> None:
+    """MT-Bench's judge: an OpenAI-compatible option, its key set, and a server named when it takes no key."""
+    from cft_lab.config import ConfigError
+    from cft_lab.eval.instruct import judge_config
+
+    try:
+        judge = judge_config(cfg)
+    except ConfigError as e:
+        raise PreflightError(str(e)) from None
+    if judge.api_key_env and not os.environ.get(judge.api_key_env):
+        raise PreflightError(
+            f"eval.judge={judge.name}: environment variable {judge.api_key_env} (the judge's API key) is not set"
+        )
+    if not judge.api_key_env and not judge.base_url:
+        raise PreflightError(
+            f"eval.judge={judge.name} takes no API key but names no server (base_url); for the loopback judge run "
+            f"through `python -m cft_lab.testing.loopback_judge -- ...` (it sets CFT_LAB_JUDGE_URL)"
+        )
+    if judge.base_url and not judge.base_url.startswith(("http://", "https://")):
+        raise PreflightError(f"eval.judge={judge.name}: base_url {judge.base_url} is not an http(s) URL")
+
+
 def _check_model_path(path: Optional[str], option: str) -> None:
     """A path-like model name (``/``, ``./``, ``~``) must exist; a hub id (``org/name``) is left to the hub."""
     if path and path.startswith(("/", "./", "../", "~")) and not Path(path).expanduser().exists():
@@ -190,7 +235,7 @@ def _check_eval(cfg: Config) -> None:
     from cft_lab.eval import benchmarks
     from cft_lab.eval.generation import check_backend
 
-    check_backend(cfg.inference)
+    check_backend(cfg.inference, engine=cfg.model.source != ModelSource.api)  # an API model generates remotely
     for b in [*cfg.eval.benchmarks, cfg.eval.select.benchmark]:
         benchmarks.get(b)  # raises with the known names
     if cfg.eval.critique.enabled and cfg.eval.critique.benchmark not in benchmarks.TESTBED_SPECS:
@@ -203,6 +248,10 @@ def _check_eval(cfg: Config) -> None:
             "eval.modes includes math_verify but the math-verify package is not installed: "
             "pip install 'math-verify[antlr4_9_3]' or drop the mode (eval.modes=[paper,strict])"
         )
+    if cfg.model.source == ModelSource.api:
+        _check_api_model(cfg)
+    if "mt_bench" in cfg.eval.benchmarks:
+        _check_judge(cfg)
 
 
 def _is_local(path: Optional[str]) -> bool:
@@ -292,8 +341,10 @@ def _check_packages(cfg: Config, to_train: bool, to_generate: bool) -> None:
 
 def _check_devices(cfg: Config, to_train: bool, to_generate: bool, dry_run: bool) -> None:
     """GPUs asked for versus a node of ``cluster`` (dry run, launcher) or the devices found here (run)."""
+    from cft_lab.config import effective_tensor_parallel
+
     t, inf = cfg.train, cfg.inference
-    tp = inf.tensor_parallel_size if inf.backend == "vllm" else 1
+    tp = effective_tensor_parallel(cfg.model, inf) if inf.backend == "vllm" else 1
     slots = cfg.eval.select.devices
     if dry_run:
         have, where = cfg.cluster.gpus_per_node, f"a node of cluster={cfg.cluster.name} has"
@@ -342,10 +393,31 @@ class EstimateUnavailable(Exception):
 
 
 def teacher_estimates(cfg: Config, cache_dir: Path) -> list[tuple[Optional[str], Estimate]]:
-    """What each of the cell's data stages would buy (a chain's parent, a mixture's parts), with its stage role;
-    empty when no teacher costs anything. Each is refused when over its teacher's budget."""
+    """What each of the cell's data stages would buy (a chain's parent, a mixture's parts), with its stage role, or
+    what an API model's evaluation would buy (role "infer"), and MT-Bench's judge (role "grade") unless the cell is
+    finished; empty when nothing costs anything. Each is refused when over its budget."""
+    judged: list[tuple[Optional[str], Estimate]] = []
+    if "mt_bench" in cfg.eval.benchmarks:
+        from cft_lab.eval.instruct import judge_estimate
+        from cft_lab.pipeline.plan import plan_cell
+        from cft_lab.pipeline.store import Store
+
+        done = Store(Path(cache_dir).parent).cell_result(plan_cell(cfg).key) or {}
+        if done.get("status") != "ok":
+            judged.append(("grade", judge_estimate(cfg, cache_dir)))
+    try:
+        return _stage_estimates(cfg, cache_dir) + judged
+    except EstimateUnavailable as e:  # the judge's estimate is still said
+        raise EstimateUnavailable("; ".join([str(e), *(f"({role}) {est.line()}" for role, est in judged)])) from None
+
+
+def _stage_estimates(cfg: Config, cache_dir: Path) -> list[tuple[Optional[str], Estimate]]:
     from cft_lab.config import data_configs
 
+    if cfg.model.source == ModelSource.api:  # an API model's evaluation is bought too
+        from cft_lab.eval import api
+
+        return [("infer", api.estimate(cfg, cache_dir))]
     if not spec(cfg.objective).trains:
         return []
     out = []

@@ -61,6 +61,8 @@ class RenderTable(Callback):
                 failed.setdefault(cell.key, {"status": "failed", "cell": f"{cell.model}/{cell.method}",
                                              "key": cell.key, "error": cell.error})  # fmt: skip
         log.info("table %s written: %s", table, ", ".join(str(p) for p in result["paths"].values()))
+        if result.get("view") is False:  # a figure or a table of datasets (Figure 2, Table 1): no W&B view of its own
+            return
         try:
             from cft_lab.report import dashboard
 

@@ -94,6 +94,8 @@ CSV_COLUMNS = [
     "paper_v3_v4",
     "metric",
     "value",
+    "quoted",  # a number the paper copied from another report (never the accuracy of a run here)
+    "quoted_from",
 ]
 
 _PAPER_DELTA = "Delta = CFT - SFT_best"
@@ -110,6 +112,7 @@ class BenchScore:
     n: int
     ci_low: float
     ci_high: float
+    value: float | None = None  # a score that is not a share of items (MT-Bench's mean rating, 1-10)
 
 
 @dataclass
@@ -135,6 +138,9 @@ class CellResult:
     label: str | None = None
     train_examples: dict = field(default_factory=dict)
     steps: int | None = None
+    group: str | None = None  # the row group of a comparison table (Table 3), from run.group
+    model_source: str | None = None  # hub | testbed | api (a comparison table lists the paper's rows at paper scale)
+    ledger: dict = field(default_factory=dict)  # device time per stage (cft_lab.report.ledger.cell_ledger)
 
 
 @dataclass
@@ -186,7 +192,7 @@ def _measure(cell: CellResult, benchmarks: Sequence[str], meta: dict[str, Any]) 
         if score is None or score.n <= 0:
             unscored.append(bench)
             continue
-        run.values[bench] = 100.0 * score.correct / score.n
+        run.values[bench] = score.value if score.value is not None else 100.0 * score.correct / score.n
         run.ci[bench] = (float(score.ci_low), float(score.ci_high))
         run.n[bench] = int(score.n)
     if unscored:

@@ -12,6 +12,7 @@ At paper scale (every model from the hub) the paper's own numbers (``assets/pape
 from __future__ import annotations
 
 import argparse
+import importlib
 import itertools
 import logging
 from pathlib import Path
@@ -26,7 +27,8 @@ from cft_lab.eval import benchmarks
 from cft_lab.paths import CONF_DIR
 from cft_lab.pipeline.plan import format_plan, plan_cell
 from cft_lab.pipeline.store import Store
-from cft_lab.report import ablations, table8
+from cft_lab.report import ablations, comparisons, table8
+from cft_lab.report.ledger import cell_ledger
 from cft_lab.train.objectives import teacher_work
 
 log = logging.getLogger(__name__)
@@ -67,7 +69,9 @@ def collect(configs: list[Config]):
         plan = plan_cell(cfg)
         res = Store(cfg.paths.outputs).cell_result(plan.key) or {"status": "missing", "error": "not run", "scores": {}}
         scores = {
-            s.get("label", benchmarks.label(name)): BenchScore(s["correct"], s["n"], s["ci_low"], s["ci_high"])
+            s.get("label", benchmarks.label(name)): BenchScore(
+                s["correct"], s["n"], s["ci_low"], s["ci_high"], s.get("value")
+            )
             for name, s in res.get("scores", {}).items()
         }
         teacher = (cfg.teacher.label or cfg.teacher.name) if teacher_work(cfg.objective) else None
@@ -98,6 +102,9 @@ def collect(configs: list[Config]):
                 label=cfg.run.label,
                 train_examples=res.get("train_examples") or {},
                 steps=(res.get("selection") or {}).get("last", {}).get("step"),
+                group=cfg.run.group,
+                model_source=str(cfg.model.source),
+                ledger=cell_ledger(cfg) if res["status"] == "ok" else {},
             )
         )
     return cells
@@ -112,11 +119,17 @@ LAYOUTS = {
     "table8": table8.table8_frame,
 }
 
+#: Layouts that are not a frame of cell scores, each rendered by a module of its own (``render(table, configs, out_dir,
+#: quiet)``, returning what :func:`render` returns): Figure 2 (training curves) and Table 1 (dataset sizes).
+RENDERERS = {"figure2": "cft_lab.report.figure2", "table1": "cft_lab.report.table1"}
+
 
 def paper_frames(layout: str):
     """The paper's numbers for a layout: the v1 frame, with the v3/v4 one in ``attrs["later"]`` where it exists."""
     if layout in ablations.LAYOUTS:
         v1, later = ablations.paper_frame(layout, "v1"), ablations.paper_frame(layout, "v3_v4")
+    elif layout in comparisons.LAYOUTS:
+        v1, later = comparisons.paper_frame(layout, "v1"), comparisons.paper_frame(layout, "v3_v4")
     elif layout == "table8":
         v1, later = table8.paper_frame("v1"), table8.paper_frame("v3_v4")
     else:
@@ -132,14 +145,16 @@ def render(table: str, overrides: list[str] = (), out_dir: Path | None = None, q
     if not configs:
         raise ValueError(f"table={table} expands to no cell")
     layout = configs[0].run.table or table
+    if layout in RENDERERS:
+        return importlib.import_module(RENDERERS[layout]).render(table, configs, out_dir, quiet)
     columns = [benchmarks.label(b) for b in configs[0].eval.benchmarks]
     cells = collect(configs)
-    frames = {**LAYOUTS, **ablations.LAYOUTS}
+    frames = {**LAYOUTS, **ablations.LAYOUTS, **comparisons.LAYOUTS}
     if layout not in frames:
         raise ValueError(f"table={table}: no layout for run.table={layout} (known: {', '.join(frames)})")
     frame = frames[layout](cells, columns)
     frame.attrs.setdefault("footnotes", []).extend(verified_footnotes(configs, cells))
-    paper = paper_frames(layout) if all(c.model.source == "hub" for c in configs) else None
+    paper = paper_frames(layout) if all(c.model.source != "testbed" for c in configs) else None
     out_dir = out_dir or Path(configs[0].paths.outputs) / "tables"
     title = f"{layout} ({table}): {len([c for c in cells if c.status == 'ok'])}/{len(cells)} cells done"
     paths = report.write_table(frame, out_dir, table, title, paper=paper)

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
-from cft_lab.teachers.cache import CacheRow, RequestCache
+from cft_lab.teachers.cache import CacheRow, RequestCache, dumps_sampling
 from cft_lab.teachers.retry import (
     TeacherFatalError,
     describe_error,
@@ -174,7 +174,7 @@ class BatchRun:
         chunk: list[str] = []
         size = 0
         for k in keys:
-            line = self._line(k, first[k][1])
+            line = self._line(k, first[k][1], first[k][0])
             if chunk and (len(chunk) >= MAX_REQUESTS or size + len(line) > MAX_BYTES):
                 await self._submit_one(client, cache, chunk, first)
                 chunk, size = [], 0
@@ -183,8 +183,8 @@ class BatchRun:
         if chunk:
             await self._submit_one(client, cache, chunk, first)
 
-    def _line(self, key: str, messages: list[dict]) -> bytes:
-        body = {"model": self.t.model, "messages": messages, **self.t.sampling}
+    def _line(self, key: str, messages: list[dict], task: TeacherTask | None = None) -> bytes:
+        body = {"model": self.t.model, "messages": messages, **(self.t.sampling_for(task) if task else self.t.sampling)}
         return (
             json.dumps({"custom_id": key, "method": "POST", "url": "/v1/chat/completions", "body": body}) + "\n"
         ).encode()
@@ -199,7 +199,7 @@ class BatchRun:
                 (rid, self.t.host(), self.t.model, len(keys), now, now, json.dumps({"owner": self.t.owner})),
             )
             db.executemany("INSERT INTO batch_keys (batch, key) VALUES (?, ?)", [(rid, k) for k in keys])
-        data = b"".join(self._line(k, first[k][1]) for k in keys)
+        data = b"".join(self._line(k, first[k][1], first[k][0]) for k in keys)
         f = await self._call(lambda: client.files.create(file=(f"{rid}.jsonl", data), purpose="batch"))
         self._set(cache, rid, input_file_id=f.id, status="uploaded")
         await self._create(client, cache, rid, f.id)
@@ -273,8 +273,9 @@ class BatchRun:
             if error.get("code") in NOT_RUN or (not resp and not error):
                 continue  # never ran: asked again in a new batch
             task, _ = first[key]
+            sampling = t._sampling_json if not task.sampling else dumps_sampling(t.sampling_for(task))
             row = CacheRow(key, "failed", request_model=t.model, prompt_version=t.prompt_version,
-                           sampling=t._sampling_json, record_id=task.record_id, kind=task.kind, attempts=1)  # fmt: skip
+                           sampling=sampling, record_id=task.record_id, kind=task.kind, attempts=1)  # fmt: skip
             body = resp.get("body")
             if resp.get("status_code") == 200:
                 try:

@@ -56,6 +56,7 @@ class Estimate:
     cost_max_usd: Optional[float]  # every completion at teacher.max_tokens
     budget_usd: Optional[float]
     note: str = ""
+    what: str = "teacher requests"  # what is bought (an API model's evaluation: "API requests")
 
     def line(self) -> str:
         cost = "unknown (no price for the model)" if self.cost_usd is None else f"~${self.cost_usd:,.2f}"
@@ -66,7 +67,7 @@ class Estimate:
         )
         budget = "no cap" if self.budget_usd is None else f"${self.budget_usd:,.2f}"
         return (
-            f"teacher requests: {self.requests - self.cached} to buy ({self.requests} in all, {self.cached} in the "
+            f"{self.what}: {self.requests - self.cached} to buy ({self.requests} in all, {self.cached} in the "
             f"request cache); prompt tokens {self.prompt_tokens:,} ({METHOD}), completion tokens ~"
             f"{self.completion_tokens:,} expected; estimated cost {cost}{bound}; budget {budget}"
             + (f"; {self.note}" if self.note else "")

@@ -164,9 +164,17 @@ class OpenAITeacher:
         }
 
     def request_for(self, task: TeacherTask) -> tuple[str, list[dict]]:
-        """(cache key, messages) of one task."""
-        messages = render_messages(task.kind, task.question, task.response, self.prompt_version)
-        return request_key(self.model, messages, self.sampling), messages
+        """(cache key, messages) of one task: the pinned teacher prompt, or the task's own messages (kind
+        ``generate``), asked with :meth:`sampling_for`."""
+        if task.messages is not None:
+            messages = [dict(m) for m in task.messages]
+        else:
+            messages = render_messages(task.kind, task.question, task.response, self.prompt_version)
+        return request_key(self.model, messages, self.sampling_for(task)), messages
+
+    def sampling_for(self, task: TeacherTask) -> dict:
+        """The sampling parameters one task is asked with: the teacher's, plus the task's own (a sample's seed)."""
+        return {**self.sampling, **task.sampling} if task.sampling else self.sampling
 
     def client(self) -> openai.AsyncOpenAI:
         return openai.AsyncOpenAI(api_key=self._api_key, base_url=self.base_url, max_retries=0, timeout=self.timeout_s)

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from cft_lab.teachers.adaptive import AdaptiveLimit
 from cft_lab.teachers.base import TeacherResult, TeacherTask
-from cft_lab.teachers.cache import CacheRow, RequestCache
+from cft_lab.teachers.cache import CacheRow, RequestCache, dumps_sampling
 from cft_lab.teachers.retry import (
     MalformedResponse,
     TeacherFatalError,
@@ -248,7 +248,7 @@ class SyncRun:
     async def _ask(self, run: _Run, key: str, task: TeacherTask, messages: list[dict]) -> CacheRow | None:
         """Ask one key until it is answered, fails for good, or the run stops (None)."""
         state, limiter = run.state, run.limiter
-        body = {"model": self.t.model, "messages": messages, **self.t.sampling}
+        body = {"model": self.t.model, "messages": messages, **self.t.sampling_for(task)}
         tally = {"attempts": 0, "failures": 0, "throttled_since": None}
 
         async def attempt():
@@ -311,7 +311,7 @@ class SyncRun:
             "failed",
             request_model=self.t.model,
             prompt_version=self.t.prompt_version,
-            sampling=self.t._sampling_json,
+            sampling=self.t._sampling_json if not task.sampling else dumps_sampling(self.t.sampling_for(task)),
             record_id=task.record_id,
             kind=task.kind,
         )
@@ -405,7 +405,10 @@ def parse_completion(data) -> tuple[str, str | None, tuple[int, int, int], str |
         raise MalformedResponse("response has no choices")
     message = choices[0].get("message")
     text = message.get("content") if isinstance(message, dict) else None
-    if not isinstance(text, str) or not text.strip():
+    finish = choices[0].get("finish_reason")
+    if finish == "length" and text in (None, ""):
+        text = ""  # every token went to the cap (a reasoning model's hidden tokens): a real, empty answer; not retried
+    elif not isinstance(text, str) or not text.strip():
         raise MalformedResponse("response has empty content")
     usage = data.get("usage")
     if not isinstance(usage, dict):
@@ -415,4 +418,4 @@ def parse_completion(data) -> tuple[str, str | None, tuple[int, int, int], str |
         cached = (details.get("cached_tokens") if isinstance(details, dict) else None) or 0
         tokens = (int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0), int(cached))
     model = data.get("model")
-    return text, choices[0].get("finish_reason"), tokens, model if isinstance(model, str) else None
+    return text, finish, tokens, model if isinstance(model, str) else None

@@ -110,11 +110,19 @@ def reply_text(key: str, messages: list[dict]) -> str:
     'Conclusion: wrong [END]'
     """
     system = " ".join(str(m.get("content", "")) for m in messages or [] if m.get("role") == "system")
+    everything = " ".join(str(m.get("content", "")) for m in messages or [])
     h = int(key[:8], 16)
+    if "[[rating]]" in everything:  # an MT-Bench judge prompt (FastChat's single-answer grading)
+        return f"The answer is helpful and mostly accurate (ref {key[:8]}). Rating: [[{1 + h % 10}]]"
     if "Conclusion" in system:
         verdict = "right" if h % 2 == 0 else "wrong"
         return f"The student's work was checked line by line (ref {key[:8]}).\nConclusion: {verdict} [END]"
     return f"Working through the question (ref {key[:8]}).\nAnswer: {h % 1000}"
+
+
+#: Hidden reasoning tokens a "reasoning model" of this server spends before answering: a smaller
+#: ``max_completion_tokens`` gets an empty answer at finish_reason "length", as from OpenAI's reasoning models.
+REASONING_TOKENS = 64
 
 
 class _Server(ThreadingHTTPServer):
@@ -138,6 +146,7 @@ class ChatServer:
         model_alias: dict[str, str] | None = None,
         usage_tokens: tuple[int, int] | None = None,
         api_key: str | None = None,
+        reasoning_models: tuple[str, ...] = (),
         host: str = "127.0.0.1",
         port: int = 0,
     ):
@@ -149,6 +158,10 @@ class ChatServer:
         self.model_alias = dict(model_alias or {})
         self.usage_tokens = usage_tokens
         self.api_key = api_key  # when set, requests without "Authorization: Bearer <api_key>" get a 401
+        # models that answer as OpenAI's reasoning models do: a 400 for temperature, top_p, max_tokens or a system
+        # message (as o1-mini), and an answer at finish_reason "length" when max_completion_tokens is too small
+        self.reasoning_models = tuple(reasoning_models)
+        self.bodies: list[dict] = []  # every chat-completions request body received, in order
         self._slots = threading.BoundedSemaphore(capacity) if capacity else None
         self._lock = threading.Lock()
         self.requests_by_key: Counter[str] = Counter()
@@ -241,11 +254,15 @@ class ChatServer:
         messages = body.get("messages") or []
         text = "" if empty else reply_text(key, messages)
         n = int(body.get("n") or 1)
+        finish = "stop"
         if self.usage_tokens is not None:
             prompt_tokens, completion_tokens = self.usage_tokens
         else:
             chars = sum(len(str(m.get("content", ""))) for m in messages)
             prompt_tokens, completion_tokens = max(1, chars // 4), max(1, len(text) // 4) * n
+        cap = body.get("max_completion_tokens")
+        if model in self.reasoning_models and cap is not None and int(cap) < REASONING_TOKENS:
+            text, finish, completion_tokens = "", "length", int(cap)  # the reasoning used every token allowed
         return {
             "id": f"chatcmpl-{key[:16]}",
             "object": "chat.completion",
@@ -256,7 +273,7 @@ class ChatServer:
                 {
                     "index": i,
                     "message": {"role": "assistant", "content": text},
-                    "finish_reason": "stop",
+                    "finish_reason": finish,
                     "logprobs": None,
                 }
                 for i in range(n)
@@ -336,6 +353,15 @@ def _make_handler(server: ChatServer):
                 presented = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
                 self._error(401, f"Incorrect API key provided: {presented}.", "invalid_request_error")
                 return
+            with server._lock:
+                server.bodies.append(body)
+            if body.get("model") in server.reasoning_models:
+                refused = [k for k in ("temperature", "top_p", "max_tokens") if k in body]
+                if any(m.get("role") == "system" for m in body.get("messages") or []):
+                    refused.append("messages[].role=system")
+                if refused:
+                    self._error(400, f"Unsupported parameter: {', '.join(refused)}", "invalid_request_error")
+                    return
             key = key_of_body(body)
             fault = server._admit(key)
             if not server._enter():

@@ -57,6 +57,11 @@ def test_each_cell_asks_for_what_it_needs_and_its_time_limit_follows_its_estimat
     tp2 = job_resources(expand("table2", ["model.allow_unpinned=true", "method=base",
                                           "inference.tensor_parallel_size=4"])[0])  # fmt: skip
     assert tp2["gpus_per_node"] == 4  # the paper's harness ran vLLM on 4 GPUs
+    # Table 3: a 70B asks for the 4 GPUs its weights need whatever the inference config says; an API model for none
+    table3 = {c.model.name: job_resources(c) for c in expand("table3", ["model.allow_unpinned=true"])
+              if not spec(c.objective).trains}  # fmt: skip
+    assert table3["llama3_1_70b_instruct"]["gpus_per_node"] == 4
+    assert table3["gpt4o_0806"]["gpus_per_node"] is None and table3["gpt4o_0806"]["cpus_per_task"] == 8
 
 
 def test_requeue_signal_and_offline_settings_are_in_the_sbatch_script(tmp_path, monkeypatch):
@@ -89,6 +94,11 @@ def test_requeue_signal_and_offline_settings_are_in_the_sbatch_script(tmp_path, 
     assert executor._executor.max_num_timeout == 3  # requeued up to 3 times
     assert "#SBATCH --signal=USR2@300" in script
     assert "export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1" in script
+    # an API model's evaluation-only cell (Table 3's GPT-4o) asks SLURM for no GPU at all
+    api = [c for c in expand("table3", ["model.allow_unpinned=true"]) if c.model.name == "gpt4o_0806"][0]
+    params = {k: v for k, v in {**plugin.params, **job_resources(api)}.items() if k != "per_cell_resources"}
+    script = plugin._executor(submitit, params)._executor._make_submission_file_text("python -m x", "uid")
+    assert "#SBATCH --cpus-per-task=8" in script and "gpus" not in script.lower() and "--gres" not in script
 
 
 def test_more_than_one_node_is_refused_before_anything_runs(outputs):

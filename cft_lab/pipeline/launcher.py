@@ -46,18 +46,23 @@ OWN_KEYS = ("per_cell_resources",)
 
 def job_resources(cfg: Any) -> dict:
     """The submitit parameters of one cell (a typed ``cft_lab.config.Config``): GPUs, CPUs, memory, time limit."""
+    from cft_lab.options import ModelSource
     from cft_lab.pipeline.estimate import estimate_cell
     from cft_lab.pipeline.plan import plan_cell
     from cft_lab.pipeline.store import Store
+    from cft_lab.train.objectives import spec
 
     cl = cfg.cluster
     est = estimate_cell(cfg, plan_cell(cfg), Store(cfg.paths.outputs))
-    gpus = max(1, est.gpus)
+    # an API model's evaluation-only cell generates remotely: no GPU (None: submitit asks SLURM for none), one
+    # GPU's share of CPUs and memory for its requests and grading
+    api = cfg.model.source == ModelSource.api and not spec(cfg.objective).trains
+    gpus = None if api else max(1, est.gpus)
     minutes = est.wall_hours * 60 * cl.timeout_factor + cl.timeout_margin_min
     return {
         "gpus_per_node": gpus,
-        "cpus_per_task": gpus * cl.cpus_per_gpu,
-        "mem_gb": gpus * cl.mem_gb_per_gpu,
+        "cpus_per_task": (gpus or 1) * cl.cpus_per_gpu,
+        "mem_gb": (gpus or 1) * cl.mem_gb_per_gpu,
         "timeout_min": int(min(cl.max_timeout_min, max(cl.timeout_margin_min, math.ceil(minutes)))),
     }
 
@@ -184,7 +189,8 @@ class CellAware:
 
         for k, cfg in enumerate(cfgs):
             r = job_resources(cfg)
-            print(f"[{self._EXECUTOR} dry run: not submitted] job #{initial_job_idx + k}: {r['gpus_per_node']} GPU(s), "
+            gpus = r["gpus_per_node"] or 0
+            print(f"[{self._EXECUTOR} dry run: not submitted] job #{initial_job_idx + k}: {gpus} GPU(s), "
                   f"{r['cpus_per_task']} CPUs, {r['mem_gb']} GB, time limit {r['timeout_min']} min, requeued up to "
                   f"{self.params.get('max_num_timeout', 0)} time(s)", flush=True)  # fmt: skip
         basic = BasicLauncher()

@@ -39,6 +39,11 @@ def test_checkpoints_are_dealt_to_device_slots_and_select_as_on_one_device(tmp_p
     assert [c["accuracy"] for c in sel_one["checkpoints"]] == [c["accuracy"] for c in sel_two["checkpoints"]]
     assert sel_one["selected"]["step"] == sel_two["selected"]["step"]
     assert a["scores"] == b["scores"]
+    # the compute ledger: the two slots ran at once, one the single device
+    from cft_lab.pipeline.store import DONE
+
+    build = {name: json.loads((d / DONE).read_text())["build"] for name, d in (("one", one_dir), ("two", sel_dir))}
+    assert build["one"]["devices"] == 1 and build["two"]["devices"] == 2
 
 
 def test_slots_follow_the_visible_gpus_and_refuse_more_than_the_job_has(monkeypatch):

@@ -116,17 +116,20 @@ def select_generations(
     out: Path,
     generate_here: Callable[[int, Path], None],
     grade: Callable[[int], None],
-) -> None:
+) -> int:
     """Generate and grade every checkpoint of ``todo``: on the job's device slots when there are several (worker
     processes), else in this process with ``generate_here``; each checkpoint is graded by ``grade`` in a thread as
-    soon as its generations are complete, while the next ones generate."""
+    soon as its generations are complete, while the next ones generate. Returns how many slots generated (for the
+    compute ledger: each holds the engine's tensor-parallel size of devices)."""
     from concurrent.futures import ThreadPoolExecutor
 
     slots = device_slots(cfg) if todo else []
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="select-grade") as pool:
         futures = []
+        used = 1
         if len(slots) > 1 and len(todo) > 1:
             log.info("select: %d checkpoints on %d device slots", len(todo), len(slots))
+            used = min(len(slots), len(todo))
             for step in generate_on_slots(cfg, todo, out, slots):
                 futures.append(pool.submit(grade, step))
         else:
@@ -135,6 +138,7 @@ def select_generations(
                 futures.append(pool.submit(grade, step))
         for f in futures:
             f.result()
+    return used
 
 
 def _worker(argv: list[str]) -> None:

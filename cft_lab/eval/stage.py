@@ -111,11 +111,12 @@ def run_select(cfg: Config, store: Store, key: str, train_dir: Path) -> SelectRe
                 )
                 write_jsonl(target(step), graded)
 
+            slots_used = 1
             if sel.strategy != SelectStrategy.last:
                 for step, _ in ckpts:
                     (out / "generations" / str(step)).mkdir(parents=True, exist_ok=True)
                 todo = [(step, c) for step, c in ckpts if not target(step).is_file()]
-                select_generations(cfg, todo, out, generate_here, grade)
+                slots_used = select_generations(cfg, todo, out, generate_here, grade)
             scored: list[dict[str, Any]] = []
             for step, ckpt in ckpts:
                 acc = None
@@ -148,7 +149,9 @@ def run_select(cfg: Config, store: Store, key: str, train_dir: Path) -> SelectRe
             art.meta["selected_step"] = best["step"]
             if cfg.train.keep_checkpoints == KeepCheckpoints.selected_last:
                 art.meta["pruned"] = prune_checkpoints(train_dir, {best["step"], scored[-1]["step"]}, key)
-            art.meta.update(_devices(cfg))
+            devices = _devices(cfg)
+            devices["devices"] *= slots_used  # several engines at once (eval.select.devices slots)
+            art.meta.update(devices)
     return SelectResult.read(store, art.path)
 
 

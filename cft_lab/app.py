@@ -10,6 +10,7 @@
     python -m cft_lab dashboard table2_tiny          # a table's W&B view and comparison files (report.dashboard)
     python -m cft_lab cells                          # the cells of a store: name, status, key, scores
     python -m cft_lab export KEY --out DIR           # a built dataset as a Hugging Face dataset (cft_lab.data.export)
+    python -m cft_lab prepare table2                 # a table's data (teacher calls) and models, on CPU, before GPUs
     python -m cft_lab evaluate MODEL eval=paper_math6  # score a checkpoint, no training (cft_lab.eval.evaluate)
     python -m cft_lab --help                         # what it does, the groups and their options
 
@@ -90,6 +91,7 @@ SUBCOMMANDS = {
     "dashboard": "cft_lab.report.dashboard",
     "cells": "cft_lab.report.cells",
     "export": "cft_lab.data.export",
+    "prepare": "cft_lab.pipeline.prepare",
     "evaluate": "cft_lab.eval.evaluate",
 }
 

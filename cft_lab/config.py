@@ -34,9 +34,11 @@ from cft_lab.options import (
     DType,
     GradingMode,
     InferenceMode,
+    KeepCheckpoints,
     Launcher,
     LoggerMode,
     LoggerName,
+    LossNormalization,
     ModelSource,
     PromptFormat,
     ResponseKind,
@@ -107,6 +109,12 @@ class ModelConfig:
     eval_template: str = _nk("qwen25-math-cot")
     attn_implementation: Optional[str] = _nk(None)  # e.g. flash_attention_2 on GPU; None = transformers' default
     trust_remote_code: bool = _nk(False)
+    # a hub model without a pinned revision is refused (its weights could change under the same key) unless this is
+    # set; then it loads whatever the hub serves, with a warning
+    allow_unpinned: bool = _nk(False)
+    # parameter count, for the dry run's GPU-hour and disk estimates (a testbed or local model is counted from its
+    # files); None for a hub model: no estimate
+    num_parameters: Optional[float] = _nk(None)
     # how evaluation prompts reach the model: the eval template's pinned text (harness, the paper's), or its messages
     # through the tokenizer's own chat template (chat: instruct models); in the select and infer keys when chat
     prompt_format: PromptFormat = _nk(PromptFormat.harness)
@@ -194,6 +202,16 @@ class DataConfig:
     # "<model>/<prompt version>" of the critiques the source ships (WebInstruct-CFT: gpt-4o-2024-11-20/v1): an
     # openai teacher of that model and prompt replays them instead of paying for them again
     released_critiques_by: Optional[str] = None
+    # for the dry run's estimates before the data is built (then its card's counts are used): rows of the source
+    # (after sample / limit) and mean tokens per training example (docs/protocol.md §3.3: WebInstruct ~1.1-1.3K)
+    rows: Optional[int] = _nk(None)
+    tokens_per_row: Optional[int] = _nk(None)
+    # the larger critiqued pool this data was drawn from (a data option, e.g. webinstruct_cft_600k for the 50K) and
+    # how many pairs an arm with objective.pool=true samples from it (the paper's SFT-verified: the rows of the
+    # 600K pool judged right, sampled to 50K). Not in this data's key: the pool's own data key and the sample size
+    # enter the key of the arm that uses them.
+    pool: Optional[str] = _nk(None)
+    pool_sample: Optional[int] = _nk(None)
 
 
 @dataclass
@@ -302,6 +320,11 @@ class ObjectiveConfig:
     # length matching of CFT-Short
     parts: Optional[list[MixturePart]] = field(default=None, metadata=KEY_IF_CHANGED)
     length_match: Optional[LengthMatchConfig] = field(default=None, metadata=KEY_IF_CHANGED)
+    # true: the pairs come from the records of data.pool (built as their own data artefact), data.pool_sample of
+    # them chosen by sha256(train.seed:id) after the objective's filter; false: from the cell's own records, all
+    # usable ones (SFT-verified on the same 50K: about 28K rows judged right); null: true for an objective the paper
+    # built that way (sft_verified) when the data names its pool, else false (see uses_pool)
+    pool: Optional[bool] = field(default=None, metadata=KEY_IF_CHANGED)
 
 
 @dataclass
@@ -341,6 +364,29 @@ class TrainConfig:
     lora: Optional[LoraConfig] = None  # null = full fine-tuning (the paper)
     logging_steps: int = _nk(1)
     seed: int = 42  # HF Trainer default seed, as in the paper's LLaMA-Factory runs
+    # Throughput options (added later: in the train key only when changed, so every existing key stays). packing:
+    # each micro-batch's examples are flattened into one row with positions restarting per example (TRL's
+    # padding-free path: no padding computed, attention never crosses examples; the batch and the step count are
+    # unchanged). use_liger_kernel: Liger's fused kernels (RMSNorm, RoPE, SwiGLU, fused linear cross-entropy;
+    # GPU only, `pip install liger-kernel`).
+    packing: bool = field(default=False, metadata=KEY_IF_CHANGED)
+    use_liger_kernel: bool = field(default=False, metadata=KEY_IF_CHANGED)
+    # how the loss is averaged over tokens across devices (cft_lab.options.LossNormalization); the paper's
+    # LLaMA-Factory runs used per_device, transformers now defaults to global_batch
+    loss_normalization: LossNormalization = field(default=LossNormalization.global_batch, metadata=KEY_IF_CHANGED)
+    # Checkpoints (how much is written and kept, not what is computed): every save (save_steps / num_checkpoints, the
+    # selection interval) holds the weights; every full_state_steps optimizer steps, and when a stop signal arrives
+    # (SIGUSR1, SIGUSR2 or SIGTERM: a SLURM timeout or pre-emption), a save also holds the optimizer, scheduler and
+    # RNG state a run resumes from (None: every save does). Only the newest full state is kept while training, none
+    # once it is done; after selection only the selected and the last checkpoints stay (keep_checkpoints=all: every).
+    full_state_steps: Optional[int] = _nk(None)
+    keep_checkpoints: KeepCheckpoints = _nk(KeepCheckpoints.selected_last)
+    # after a stop signal, how long the launching process waits for the trainers to save (below the SLURM launcher's
+    # signal_delay_s of 300 s: the job is killed that long after the signal)
+    stop_grace_s: float = _nk(240.0)
+    # PYTORCH_CUDA_ALLOC_CONF of the training processes (the paper's launcher set expandable_segments:True, which
+    # lets the caching allocator grow segments instead of fragmenting at long sequence lengths); null: unset
+    cuda_alloc_conf: Optional[str] = _nk("expandable_segments:True")
 
 
 @dataclass
@@ -350,6 +396,10 @@ class SelectConfig:
     benchmark: str = "testbed_val"  # paper: math500
     limit: Optional[int] = None
     strategy: SelectStrategy = SelectStrategy.best
+    # engines that score checkpoints at once, one per inference.tensor_parallel_size GPUs of the job (None: every GPU
+    # the job sees; 1 without CUDA). Several run as processes of their own (cft_lab.eval.select_pool); on CPU each is
+    # a CPU process standing in for a device.
+    devices: Optional[int] = _nk(None)
 
 
 @dataclass
@@ -482,6 +532,28 @@ class ChainConfig:
 
 
 @dataclass
+class ClusterConfig:
+    """The GPU nodes paper-scale cells run on (``conf/cluster``): what the dry run's GPU-hour, wall-time and disk
+    estimates assume, how many GPUs a node has (a cell asking for more is refused before it is submitted) and the
+    SLURM resources per GPU (``hydra/launcher=slurm``). Measure ``train_mfu`` and ``decode_tokens_per_s`` on your
+    nodes with ``python -m cft_lab.perf.throughput``. Not part of any key."""
+
+    name: str = MISSING
+    gpu: str = ""  # e.g. "H100 80GB SXM"
+    gpus_per_node: int = 8
+    peak_tflops: float = 989.0  # dense bf16 per GPU (H100 SXM)
+    train_mfu: float = 0.15  # model-FLOPs utilisation assumed for training (6 x params x tokens per step)
+    decode_tokens_per_s: float = 2500.0  # generated tokens/s per GPU of a 7B model in vLLM, many sequences at once
+    engine_load_s: float = 120.0  # starting an inference engine on a checkpoint
+    output_tokens_per_item: int = 600  # mean generated tokens per benchmark item (chains of thought)
+    cpus_per_gpu: int = 8
+    mem_gb_per_gpu: int = 60
+    timeout_factor: float = 1.5  # SLURM time limit = estimate x this + timeout_margin_min
+    timeout_margin_min: int = 30
+    max_timeout_min: int = 2880  # the partition's limit; longer cells rely on requeue (the store resumes)
+
+
+@dataclass
 class PathsConfig:
     outputs: str = "outputs"  # root of the run store, Hydra logs and rendered tables
 
@@ -497,6 +569,7 @@ class Config:
     inference: InferenceConfig = MISSING
     eval: EvalConfig = MISSING
     logger: LoggerConfig = MISSING
+    cluster: ClusterConfig = MISSING
     run: RunConfig = field(default_factory=RunConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     chain: Optional[ChainConfig] = None  # experiments/method bundles set it (a cell trained from a parent cell)
@@ -687,6 +760,47 @@ def part_config(cfg: Config, part: MixturePart) -> Config:
     return out
 
 
+def pool_config(cfg: Config) -> Config:
+    """The config the data artefact of a cell with ``objective.pool`` is built from: the cell with ``data.pool`` in
+    place of its data. Raises naming the fields when the data has no pool or no sample size."""
+    if not cfg.data.pool or not cfg.data.pool_sample:
+        raise ValueError(
+            f"objective={cfg.objective.name} has objective.pool=true (pairs sampled from a larger critiqued pool) but "
+            f"data={cfg.data.name} sets no data.pool (a conf/data option) and data.pool_sample (pairs to keep): set "
+            f"both in conf/data/{cfg.data.name}.yaml, or use objective.pool=false (method=sft_verified_same50k: "
+            f"the records of the cell's own data judged right)"
+        )
+    out = _with_options(cfg, data=cfg.data.pool)
+    out.chain = None
+    mine, theirs = cfg.data.source, out.data.source
+    if mine is not None and theirs is not None and mine.path == theirs.path:
+        # the pool in the same hub repository as the cell's data (WebInstruct-CFT's 600K and 50K configs): the
+        # cell's pin (data.source.revision / allow_unpinned) is the pool's, unless the pool's YAML pins its own
+        out.data = copy.deepcopy(out.data)
+        assert out.data.source is not None
+        if out.data.source.revision is None:
+            out.data.source.revision = mine.revision
+        out.data.source.allow_unpinned = out.data.source.allow_unpinned or mine.allow_unpinned
+    return out
+
+
+def uses_pool(cfg: Config) -> bool:
+    """Whether the cell's pairs are sampled from ``data.pool`` (``objective.pool``; null: where the objective was
+    built that way in the paper, ``Objective.from_pool``, and the data names a pool). A mixture's parts never do."""
+    from cft_lab.train.objectives import spec
+
+    if cfg.objective.parts:
+        return False
+    if cfg.objective.pool is not None:
+        return cfg.objective.pool
+    return spec(cfg.objective).from_pool and cfg.data.pool is not None
+
+
+def own_data_config(cfg: Config) -> Config:
+    """The config the data artefact of a (not mixture) training cell is built from: its pool's, or its own."""
+    return pool_config(cfg) if uses_pool(cfg) else cfg
+
+
 def parent_config(cfg: Config) -> Config:
     """The parent cell of a chain: this cell with the chain's options, the same base model, no chain."""
     assert cfg.chain is not None
@@ -714,7 +828,7 @@ def data_configs(cfg: Config, role: Optional[str] = None) -> list[tuple[Optional
     if cfg.objective.parts:
         out += [(f"{prefix}part {k}", part_config(cfg, p)) for k, p in enumerate(cfg.objective.parts)]
     else:
-        out.append((role, cfg))
+        out.append((role, own_data_config(cfg)))
     return out
 
 

@@ -102,6 +102,24 @@ class Launcher(StrEnum):
     deepspeed = "deepspeed"
 
 
+class LossNormalization(StrEnum):
+    """How the training loss is averaged over loss tokens when a step spans devices (``train.loss_normalization``).
+
+    Both weigh every loss token of a device's micro-batches alike across gradient accumulation; they differ across
+    devices when devices hold different numbers of loss tokens (SFT and CFT arms differ a lot in that)."""
+
+    global_batch = "global_batch"  # sum over every loss token of the global batch / their number (transformers >= 4.56)
+    per_device = "per_device"  # each device's tokens / its own count, then the mean over devices: LLaMA-Factory 0.9.2
+    # with transformers 4.46 (the paper's runs, docs/protocol.md §3.6), before `average_tokens_across_devices`
+
+
+class KeepCheckpoints(StrEnum):
+    """Which checkpoints a train artefact keeps once its selection is done (``train.keep_checkpoints``)."""
+
+    selected_last = "selected_last"  # the selected one and the last one (the table's and the "last" comparison)
+    all = "all"  # every checkpoint (another selection rule can run later on the same training)
+
+
 class SelectStrategy(StrEnum):
     best = "best"  # the strictly best validation score, first on ties (docs/protocol.md §3.5)
     last = "last"  # the last checkpoint, no scoring

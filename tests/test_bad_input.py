@@ -23,7 +23,9 @@ from test_compare import _cell
 
 INSTRUCTION = "Please critique whether the following solution to the question is correct."
 TINY_DIR = ASSETS_DIR / "testbed" / "models" / "tiny_math"
-PAPER = ["model=qwen2_5_math_7b", f"model.path={TINY_DIR}", "logger=none"]  # the 7B's tokenizer stands in: tiny
+# the 7B's name with a tiny model standing in, on CPU (sdpa: flash-attn needs CUDA; its size counted from its files)
+PAPER = ["model=qwen2_5_math_7b", f"model.path={TINY_DIR}", "model.attn_implementation=sdpa",
+         "model.num_parameters=null", "logger=none"]  # fmt: skip
 LOCAL = [*PAPER, "data=local", "teacher=released", "data.source.path={tmp}/wi.jsonl"]
 SHA = "data.source.revision=" + "0" * 40
 
@@ -167,6 +169,22 @@ CASES = [
                              "--model", "m", "--api-key-env", "", "--base-url", "http://127.0.0.1:{closed}/v1",
                              "--backoff-initial", "0.05", "--no-progress"], 3,
      ["cannot connect to 127.0.0.1:{closed}"]),
+    # ---- issue 13: what a GPU job would meet, refused before it is submitted
+    ("unpinned-model", ["cft_lab", "model=qwen2_5_math_7b", "model.attn_implementation=sdpa", "objective=base",
+                        "logger=none", "dry_run=true"], 1,
+     ["hub model Qwen/Qwen2.5-Math-7B has no pinned revision", "model.revision=<commit sha>",
+      "model.allow_unpinned=true"]),
+    ("devices-over-node", ["cft_lab", "train.launcher=torchrun", "train.num_devices=16", "logger=none",
+                           "dry_run=true"], 1,
+     ["train.num_devices=16 but a node of cluster=h100 has 8", "set train.num_devices<=8"]),
+    ("devices-here", ["cft_lab", "train.launcher=torchrun", "train.num_devices=4096", "logger=none"], 1,
+     ["train.num_devices=4096 but no GPU here; CPU cores for stand-in processes:", "1 cell(s) failed"]),
+    ("disk-too-small", ["cft_lab", "model.num_parameters=1e13", "logger=none", "dry_run=true"], 1,
+     ["GB of disk while training", "GB free", "point paths.outputs elsewhere"]),
+    ("model-not-in-cache", ["cft_lab", "model=qwen2_5_math_7b", "model.revision=" + "2" * 40,
+                            "model.attn_implementation=sdpa", "objective=base", "eval.limit=1", "logger=none"], 1,
+     ["Qwen/Qwen2.5-Math-7B@2222", "is not in the local Hugging Face cache and the hub is offline",
+      "make prepare TABLE="]),
 ]  # fmt: skip
 
 
@@ -203,7 +221,7 @@ def test_bad_input_ends_in_one_clear_error(name, argv, status, messages, tmp_pat
 def test_every_audit_case_is_here():
     """The audit's 61 inputs minus those that already ended in clear errors: these are the ones it found vague,
     raw tracebacks or silent, plus the cases found since; each is one parametrized case above."""
-    assert len(CASES) == 53
+    assert len(CASES) == 58
     assert len({c[0] for c in CASES}) == len(CASES)
 
 

@@ -15,7 +15,7 @@ from hydra.core.global_hydra import GlobalHydra
 
 from cft_lab.config import register, to_config
 from cft_lab.paths import CONF_DIR
-from cft_lab.pipeline.plan import plan_cell
+from cft_lab.pipeline.plan import plan_cell, stage_label
 from cft_lab.report.tables import expand
 
 FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "cache_keys.json").read_text())
@@ -33,7 +33,7 @@ def test_table_keys_are_unchanged(table):
     got = {}
     for cfg in expand(table, []):
         plan = plan_cell(cfg)
-        got[plan.name] = {s.stage: s.key for s in plan.stages}
+        got[plan.name] = {stage_label(s): s.key for s in plan.stages}
     assert got == FIXTURE[table]
 
 
@@ -44,4 +44,4 @@ def test_cell_keys_are_unchanged(name):
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = to_config(compose("config", overrides=entry["overrides"]))
-    assert {s.stage: s.key for s in plan_cell(cfg).stages} == entry["stages"]
+    assert {stage_label(s): s.key for s in plan_cell(cfg).stages} == entry["stages"]

@@ -63,7 +63,9 @@ def test_deepseek_messages_put_the_instruction_after_the_question_in_one_user_tu
 def test_every_table3_model_composes_and_plans_an_eval_only_cell(model):
     cfg = compose(PAPER + [f"model={model}", "objective=base"])
     plan = plan_cell(cfg)
-    assert [s.stage for s in plan.stages] == ["infer", "grade"]
+    # one infer artefact per benchmark (reused by every eval set that holds it), then the grade
+    assert [s.stage for s in plan.stages] == ["infer"] * len(cfg.eval.benchmarks) + ["grade"]
+    assert [s.benchmark for s in plan.stages[:-1]] == list(cfg.eval.benchmarks)
     text = format_plan(plan)
     if cfg.model.source == "api":
         assert "openai API (api.openai.com" in text and "as chat messages" in text
@@ -77,17 +79,19 @@ def test_every_table3_model_composes_and_plans_an_eval_only_cell(model):
 
 
 def test_the_model_side_choices_move_only_the_evaluation_keys():
+    B = "math"
     base = plan_cell(compose(PAPER + ["model=qwen2_5_math_7b_instruct", "objective=base"]))
     chat = plan_cell(compose(PAPER + ["model=qwen2_5_math_7b_instruct", "objective=base", "model.prompt_format=chat"]))
-    assert base.key_of("infer") != chat.key_of("infer")  # another prompt, another artefact
+    # (each benchmark's infer artefact: MATH's here)
+    assert base.key_of("infer", benchmark=B) != chat.key_of("infer", benchmark=B)  # another prompt, another artefact
     tp = plan_cell(
         compose(PAPER + ["model=qwen2_5_math_7b_instruct", "objective=base", "model.tensor_parallel_size=4"])
     )
-    assert tp.key_of("infer") != base.key_of("infer")  # greedy outputs depend on the tensor-parallel size
+    assert tp.key_of("infer", benchmark=B) != base.key_of("infer", benchmark=B)  # greedy outputs depend on the TP size
     same = plan_cell(
         compose(PAPER + ["model=qwen2_5_math_7b_instruct", "objective=base", "inference.tensor_parallel_size=4"])
     )
-    assert same.key_of("infer") == tp.key_of("infer")  # TP=4 either way: one artefact
+    assert same.key_of("infer", benchmark=B) == tp.key_of("infer", benchmark=B)  # TP=4 either way: one artefact
     # a trained cell's data and train keys do not see how its base would be prompted at test time
     cft = plan_cell(compose(PAPER + ["model=qwen2_5_math_7b", "objective=cft"]))
     cft_chat = plan_cell(compose(PAPER + ["model=qwen2_5_math_7b", "objective=cft", "model.prompt_format=chat"]))
@@ -189,22 +193,25 @@ def test_an_api_model_cell_runs_through_the_teachers_machinery_cache_and_retries
         assert body["max_tokens"] == cfg.inference.max_new_tokens and "stop" not in body  # stops cut locally
         assert [m["role"] for m in body["messages"]] == ["system", "user"]
         store = Store(outputs)
-        infer = store.path("infer", plan_cell(cfg).key_of("infer"))
+        # one infer artefact per benchmark, one engine for both: the last one's generator.json has the totals
+        infer = store.path("infer", plan_cell(cfg).key_of("infer", benchmark=cfg.eval.benchmarks[-1]))
         info = json.loads((infer / "generator.json").read_text())
         assert info["backend"] == "openai" and info["endpoint_host"] == f"127.0.0.1:{srv.port}"
         assert info["usage"]["requests"] == 8 and info["usage"]["cost_usd"] == pytest.approx(
             8 * (100 * 2 + 20 * 8) / 1e6
         )
         assert api_key not in (infer / "generator.json").read_text()
-        row = next(iter(read_jsonl(infer / "testbed_2step.jsonl")))
+        first = store.path("infer", plan_cell(cfg).key_of("infer", benchmark="testbed_2step"))
+        row = next(iter(read_jsonl(first / "testbed_2step.jsonl")))
         assert isinstance(row["prompt"], list) and row["outputs"][0]["tokens"] == 20
         assert result["scores"]["testbed_2step"]["n"] == 4
 
         # the same requests again (another cell over the same items, here the infer artefact removed): all cached
         import shutil
 
-        for stage in ("infer", "grade"):
-            shutil.rmtree(store.path(stage, plan_cell(cfg).key_of(stage)))
+        plan = plan_cell(cfg)
+        for key in [*plan.infer_keys().values(), plan.key_of("grade")]:
+            shutil.rmtree(store.path("grade" if key == plan.key_of("grade") else "infer", key))
         shutil.rmtree(store.path("cells", plan_cell(cfg).key))
         before = srv.total
         assert run_cell(cfg)["status"] == "ok" and srv.total == before

@@ -116,7 +116,7 @@ def test_a_resumed_build_counts_the_time_of_the_interrupted_attempt(tmp_path):
 
 def test_table3_and_the_rl_table_dry_run_at_paper_scale(tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-key")
-    pinned = ["data.source.revision=" + "0" * 40]
+    pinned = ["data.source.revision=" + "0" * 40, "model.allow_unpinned=true"]
     proc = run_paper_dry_run(["cft_lab", "table=table3", "dry_run=true", *pinned], tmp_path, timeout=600)
     out = proc.stdout
     assert "table3: 14 cells" in out

@@ -74,11 +74,11 @@ def test_every_option_composes():
     options = _options()
     composed = [o for o in options if _composes(*o)]
     assert composed == options, f"do not compose: {sorted(set(options) - set(composed))}"
-    # 21 models (Table 3's 12 and checkpoint), 10 data, 2 response sources, 8 teachers (2 MT-Bench judges),
-    # 8 objectives, 3 train, 3 inference, 10 eval, 2 loggers, 16 methods, 26 tables (Figure 2 and Table 1 with
-    # their tiny twins among them), 13 inference methods (Table 8's rows), 24 rows (Table 3's and v4 Table 8's,
-    # 7 tiny), 1 launcher
-    assert len(composed) == 147
+    # 21 models (Table 3's 12 and checkpoint), 12 data (the 600K pool and the testbed's), 2 response sources,
+    # 8 teachers (2 MT-Bench judges), 8 objectives, 3 train, 3 inference, 10 eval, 2 loggers, 17 methods
+    # (sft_verified_same50k), 26 tables (Figure 2 and Table 1 with their tiny twins among them), 13 inference methods
+    # (Table 8's rows), 24 rows (Table 3's and v4 Table 8's, 7 tiny), 2 launchers (slurm, slurm_local)
+    assert len(composed) == 151
 
 
 @pytest.mark.parametrize(
@@ -224,8 +224,9 @@ def test_keys_ignore_run_identity_and_logging_but_not_the_recipe():
 def test_paper_table2_dry_run_prints_15_cells_with_paper_hyperparameters(tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-THIS-IS-A-TEST-SECRET-0123456789abcdef")
     out = tmp_path / "outputs"
-    pinned = "data.source.revision=" + "0" * 40  # unpinned, every trained cell would be refused (test_bad_input)
-    proc = run_paper_dry_run(["cft_lab", "table=table2", "dry_run=true", "logger=none", pinned], out, timeout=300)
+    # unpinned, every cell would be refused (test_bad_input); pinned to a stand-in sha here
+    pinned = ["data.source.revision=" + "0" * 40, "model.revision=" + "1" * 40]
+    proc = run_paper_dry_run(["cft_lab", "table=table2", "dry_run=true", "logger=none", *pinned], out, timeout=300)
     text = proc.stdout
     assert "table2: 15 cells" in text
     plan = text[text.index("table2: 15 cells") :]

@@ -62,8 +62,9 @@ def test_the_dry_run_prints_what_a_paid_teacher_would_buy(outputs, tmp_path, mon
         for i in range(5)
     ]
     (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    args = ["cft_lab", "model=qwen2_5_math_7b", "data=local", f"data.source.path={tmp_path / 'd.jsonl'}",
-            "teacher=gpt4o_mini", "logger=none", "dry_run=true"]  # fmt: skip
+    args = ["cft_lab", "model=qwen2_5_math_7b", "model.revision=" + "0" * 40, "model.attn_implementation=sdpa",
+            "data=local", f"data.source.path={tmp_path / 'd.jsonl'}", "teacher=gpt4o_mini", "logger=none",
+            "dry_run=true"]  # fmt: skip
     out = run_cli(args, outputs).stdout
     assert "buys   teacher requests: 5 to buy (5 in all, 0 in the request cache)" in out
     assert "tokenizer-free estimate" in out and "estimated cost ~$0.00" in out and "budget $20.00" in out

@@ -76,11 +76,13 @@ def _check_layout(store: Store, stages: dict, benchmarks: list) -> None:
     """Every finished artefact holds the files the store's one layout description promises, and DONE.json."""
     from cft_lab.pipeline.store import DONE, LAYOUT
 
-    for stage, key in stages.items():
+    for label, key in stages.items():
+        stage, _, benchmark = label.partition("/")  # infer/<benchmark>: one artefact per benchmark
         folder = store.path(stage, key)
-        assert (folder / DONE).is_file(), stage
+        assert (folder / DONE).is_file(), label
+        held = [benchmark] if benchmark else benchmarks
         for pattern in LAYOUT[stage]:
-            names = [pattern.replace("<benchmark>", b) for b in benchmarks] if "<benchmark>" in pattern else [pattern]
+            names = [pattern.replace("<benchmark>", b) for b in held] if "<benchmark>" in pattern else [pattern]
             for name in names:
                 assert list(folder.glob(name)), f"{stage}/{key} lacks {name}"
 
@@ -220,7 +222,8 @@ def test_wandb_offline_run_holds_config_and_metrics_and_no_secret(outputs, monke
     assert len(runs) == 1
     config, summary = config_and_summary(runs[0])
     assert config["objective"]["name"] == "sft" and config["model"]["name"] == "tiny_math"
-    assert len(config["cell_key"]) == 16 and set(config["stage_keys"]) == {"data", "train", "select", "infer", "grade"}
+    stages = {"data", "train", "select", "infer/testbed_2step", "infer/testbed_3step", "infer/testbed_4step"}
+    assert len(config["cell_key"]) == 16 and set(config["stage_keys"]) == stages | {"infer/testbed_5step", "grade"}
     assert 0 <= summary["test/testbed_2step/accuracy"] <= 100 and summary["train/loss"] > 0
     assert summary["data/examples"] == 48 and "select/testbed_val" in summary
     leaked = [

@@ -38,7 +38,15 @@ from cft_lab.testbed.answers import answer as testbed_answer
 
 log = logging.getLogger(__name__)
 
-CHUNK = 256  # prompts per generation call between durable writes
+CHUNK = 256  # prompts per generation call between durable writes (backends that batch one prompt list at a time)
+
+
+def call_size(generator, todo: int) -> int:
+    """Prompts per ``generate`` call: a backend that schedules its own batches (vLLM: ``batches_itself``) gets the
+    whole benchmark in one call, so no call waits for its longest output while the engine idles; the others get
+    :data:`CHUNK` (the unit of durable progress). The price of one call: an interrupted vLLM call loses that
+    benchmark's unsaved generations (the other benchmarks' artefacts are kept)."""
+    return max(1, todo) if getattr(generator, "batches_itself", False) else CHUNK
 
 
 # ---- generation ---------------------------------------------------------------------------------------------------
@@ -116,8 +124,9 @@ def generate_benchmark(
         for r in done.values():
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
         f.flush()
-        for start in range(0, len(todo), CHUNK):
-            chunk = todo[start : start + CHUNK]
+        size = call_size(generator, len(todo))
+        for start in range(0, len(todo), size):
+            chunk = todo[start : start + size]
             prompts = [build_prompt(generator, it, template, bench_name, prompt_format) for it in chunk]
             seeds = [seed + it["index"] * n for it in chunk]  # sample j of item i: seed + i*n + j (vLLM's rule)
             outs = generator.generate(

@@ -390,6 +390,7 @@ class VLLMGenerator(_Base):
     """``vllm.LLM`` on one loaded model; ``engine_args`` is exactly what the engine was created with."""
 
     backend = "vllm"
+    batches_itself = True  # continuous batching: the engine gets whole benchmarks per call (cft_lab.eval.engine)
 
     def __init__(self, model_dir: str, model_cfg: ModelConfig, inference: InferenceConfig, revision: str | None = None):
         vllm = _import_vllm()

@@ -22,9 +22,9 @@ import traceback
 from collections.abc import Callable
 from typing import Any, Optional
 
-from cft_lab.config import Config, as_dict, parent_config, part_config
+from cft_lab.config import Config, as_dict, own_data_config, parent_config, part_config, uses_pool
 from cft_lab.options import Stage
-from cft_lab.pipeline.plan import CellPlan, format_plan, plan_cell
+from cft_lab.pipeline.plan import CellPlan, format_plan, plan_cell, stage_label
 from cft_lab.pipeline.preflight import preflight, teacher_estimates
 from cft_lab.pipeline.store import Store
 from cft_lab.report import tracking
@@ -46,7 +46,7 @@ def _identity(cfg: Config, plan: CellPlan) -> dict:
         "model_name": cfg.model.name,
         "objective": cfg.objective.name,
         "teacher": (cfg.teacher.label or cfg.teacher.name) if uses_teacher else None,
-        "stages": {(f"{s.role}:{s.stage}" if s.role else s.stage): s.key for s in plan.stages},
+        "stages": {stage_label(s): s.key for s in plan.stages},
     }
 
 
@@ -65,11 +65,11 @@ def _view_config(cfg: Config, plan: CellPlan) -> dict:
 
 def execute(cfg: Config, plan: CellPlan, store: Store, logger) -> dict:
     """Run the cell's stages in order; each returns a small typed result, from which the cell's result is built."""
-    from cft_lab.eval.stage import run_grade, run_infer
+    from cft_lab.eval.stage import run_infer
 
     timings: dict[str, float] = {}
 
-    def timed(stage: str, fn: Callable[..., Any], stage_cfg: Config, key: str, *args: Any) -> Any:
+    def timed(stage: str, fn: Callable[..., Any], stage_cfg: Config, key: str | dict[str, str], *args: Any) -> Any:
         """Run one stage (of this cell, a mixture part or a chain's parent) and add its time to the stage's."""
         t0 = time.time()
         log.info("[%s] %s %s ...", plan.name, stage, key)
@@ -77,7 +77,7 @@ def execute(cfg: Config, plan: CellPlan, store: Store, logger) -> dict:
         timings[stage] = round(timings.get(stage, 0.0) + time.time() - t0, 2)
         return out
 
-    preflight(cfg)
+    preflight(cfg, store)
     extra: dict = {}
     stop = cfg.run.stop_after
 
@@ -112,10 +112,12 @@ def execute(cfg: Config, plan: CellPlan, store: Store, logger) -> dict:
         )
         extra["data_card"] = data[0].card if len(data) == 1 else {f"part {k}": d.card for k, d in enumerate(data)}
         extra["train_examples"] = train.pairs  # truncated / dropped per arm (per part for a mixture)
-    infer_dir = timed("infer", run_infer, cfg, plan.key_of("infer"), evaluated)
-    if early := stopped(Stage.infer, infer_dir):
-        return early
-    grade = timed("grade", run_grade, cfg, plan.key_of("grade"), infer_dir)
+    keys = plan.infer_keys()
+    if stop == Stage.infer:
+        paths = timed("infer", run_infer, cfg, keys, evaluated)
+        infer = {b: store.relative(p) for b, p in paths.items()}
+        return {"stopped_after": "infer", "infer": infer, "timings_s": timings}
+    grade = _infer_and_grade(cfg, plan, store, timed, keys, evaluated)
     for name, s in grade.scores.items():
         stats = s.get("inference", {})
         logger.summary(
@@ -146,6 +148,30 @@ def execute(cfg: Config, plan: CellPlan, store: Store, logger) -> dict:
     return {"scores": grade.scores, "timings_s": timings, **extra}
 
 
+def _infer_and_grade(cfg: Config, plan: CellPlan, store: Store, timed, keys: dict[str, str], evaluated: str):
+    """Generate every benchmark (the infer stage, in this thread: it holds the engine) and grade each one as soon as
+    its generations are complete (the grade stage, in a second thread whose grading runs in worker processes), so
+    grading a benchmark overlaps generating the next. An error in generation stops the grading after the benchmarks
+    already generated; the generation error is the one raised."""
+    import queue
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cft_lab.eval.stage import run_grade, run_infer
+
+    ready: queue.Queue = queue.Queue()
+    dirs = {name: store.path("infer", key) for name, key in keys.items()}
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="grade") as pool:
+        grading = pool.submit(timed, "grade", run_grade, cfg, plan.key_of("grade"), dirs, iter(ready.get, None))
+        try:
+            timed("infer", run_infer, cfg, keys, evaluated, ready.put)
+        except BaseException:
+            ready.put(None)
+            grading.exception()  # wait for the grader to stop (its "stopped early" error is a consequence)
+            raise
+        ready.put(None)
+        return grading.result()
+
+
 def _train_and_select(
     cfg: Config, plan: CellPlan, store: Store, logger, timed, role: Optional[str] = None, stop: Optional[Stage] = None
 ):
@@ -172,8 +198,9 @@ def _train_and_select(
             for k, (p, d) in enumerate(zip(parts, data))
         ]
     else:
-        data = [timed("data", run_data, cfg, plan.key_of("data", role))]
-        train_parts = [TrainPart(cfg.objective, data[0].path)]
+        data = [timed("data", run_data, own_data_config(cfg), plan.key_of("data", role))]
+        # objective.pool: data.pool_sample of the pool's pairs (own_data_config has refused a pool without one)
+        train_parts = [TrainPart(cfg.objective, data[0].path, cfg.data.pool_sample if uses_pool(cfg) else None)]
     if stop == Stage.data:
         return data, None, None
     train = timed("train", run_train, cfg, plan.key_of("train", role), train_parts, logger, base)
@@ -198,20 +225,38 @@ def dry_run(cfg: Config, plan: CellPlan, store: Store, ident: dict) -> dict:
     """Print the plan, then run every check the run would run first (and the teacher's cost estimate): a refusal
     here is the refusal the run would meet, and the cell counts as failed."""
     print(format_plan(plan), flush=True)
-    from cft_lab.pipeline.preflight import EstimateUnavailable
+    from cft_lab.pipeline.estimate import estimate_cell
+    from cft_lab.pipeline.preflight import EstimateUnavailable, PreflightError
 
+    est = estimate_cell(cfg, plan, store)
+    print(
+        f"  needs  {est.line()}\n         (assumed: {'; '.join(est.assumptions)}; cluster={cfg.cluster.name})",
+        flush=True,
+    )
+    refused: list[str] = []
     try:
-        preflight(cfg)
-        ests = teacher_estimates(cfg, store.root)
+        preflight(cfg, store, dry_run=True)
+    except PreflightError as e:
+        refused += e.problems
+    try:  # what the data stage would buy, also when something else is refused (a budget is one more refusal)
+        for role, bought in teacher_estimates(cfg, store.root):
+            print(f"  buys   {f'({role}) ' if role else ''}{bought.line()}", flush=True)
     except EstimateUnavailable as e:
         print(f"  buys   {e}", flush=True)
-        return {"status": "planned", **ident}
     except Exception as e:
-        print(f"  refused: {e}", flush=True)
-        return {"status": "failed", **ident, "error": f"{type(e).__name__}: {e}", "dry_run": True}
-    for role, est in ests:
-        print(f"  buys   {f'({role}) ' if role else ''}{est.line()}", flush=True)
-    return {"status": "planned", **ident}
+        if not any(str(e) in r or r in str(e) for r in refused):  # the same bad source, already said
+            refused.append(str(e))
+    for problem in refused:
+        print(f"  refused: {problem}", flush=True)
+    if refused:
+        error = "PreflightError: " + "; ".join(refused)
+        return {"status": "failed", **ident, "error": error, "dry_run": True}
+    return {"status": "planned", **ident, "estimate": _estimate_dict(est)}
+
+
+def _estimate_dict(est) -> dict:
+    return {"gpus": est.gpus, "gpu_hours": est.gpu_hours, "wall_hours": est.wall_hours,
+            "disk_peak_gb": est.disk_peak_gb, "disk_kept_gb": est.disk_kept_gb}  # fmt: skip
 
 
 def run_cell(cfg: Config) -> dict:

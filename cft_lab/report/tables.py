@@ -153,6 +153,7 @@ def render(table: str, overrides: list[str] = (), out_dir: Path | None = None, q
     if layout not in frames:
         raise ValueError(f"table={table}: no layout for run.table={layout} (known: {', '.join(frames)})")
     frame = frames[layout](cells, columns)
+    frame.attrs.setdefault("footnotes", []).extend(verified_footnotes(configs, cells))
     paper = paper_frames(layout) if all(c.model.source != "testbed" for c in configs) else None
     out_dir = out_dir or Path(configs[0].paths.outputs) / "tables"
     title = f"{layout} ({table}): {len([c for c in cells if c.status == 'ok'])}/{len(cells)} cells done"
@@ -162,6 +163,29 @@ def render(table: str, overrides: list[str] = (), out_dir: Path | None = None, q
     if not quiet:
         print(paths["md"].read_text(encoding="utf-8"), flush=True)
     return {"frame": frame, "paths": paths, "cells": cells, "configs": configs}
+
+
+def verified_footnotes(configs: list[Config], cells) -> list[str]:
+    """How each SFT-verified cell's pairs were built (issue 13, item 7): sampled from the data's larger critiqued pool
+    as the paper did, or the records of the cell's own set judged right. One line per distinct construction."""
+    from cft_lab.config import uses_pool
+
+    lines: dict[str, list[str]] = {}
+    for cfg, cell in zip(configs, cells):
+        if cfg.objective.name != "sft_verified" or cfg.objective.parts:
+            continue
+        pairs = (cell.train_examples or {}).get("examples")
+        if uses_pool(cfg):
+            text = (
+                f"SFT-verified as the paper built it: rows of {cfg.data.pool} (data.pool) judged right, "
+                f"{cfg.data.pool_sample} sampled"
+            )
+        else:
+            text = f"SFT-verified from the same records ({cfg.data.name}) judged right" + (
+                f", not the paper's sample of {cfg.data.pool_sample} from {cfg.data.pool}" if cfg.data.pool else ""
+            )
+        lines.setdefault(text, []).append(f"{cell.model}: {pairs} pairs" if pairs else cell.model)
+    return [f"{text} [{'; '.join(models)}]" for text, models in lines.items()]
 
 
 def plan_text(table: str, overrides: list[str] = (), show_config: bool = False) -> str:
@@ -179,9 +203,34 @@ def plan_text(table: str, overrides: list[str] = (), show_config: bool = False) 
             "the swept choices",
             OmegaConf.to_yaml(OmegaConf.create(sanitize(as_dict(configs[0])))),
         ]
+    from cft_lab.pipeline.estimate import estimate_cell
+
     lines.append(f"{table}: {len(configs)} cells")
-    lines += [format_plan(plan_cell(c)) for c in configs]
+    ests = []
+    for c in configs:
+        plan = plan_cell(c)
+        est = estimate_cell(c, plan, Store(c.paths.outputs))
+        ests.append(est)
+        lines += [format_plan(plan), f"  needs  {est.line()}"]
+    lines.append(estimate_totals(table, configs[0].cluster.name, ests))
     return "\n".join(lines)
+
+
+def estimate_totals(table: str, cluster: str, ests) -> str:
+    """One line: the table's GPU-hours, its largest job, and its disk (peak if every cell trained at once)."""
+
+    from cft_lab.pipeline.estimate import size_text
+
+    def total(attr: str) -> str:
+        values = [getattr(e, attr) for e in ests]
+        return "?" if any(v is None for v in values) else size_text(sum(values))
+
+    hours = sum(e.total_gpu_hours for e in ests)
+    return (
+        f"{table} on cluster={cluster}: ~{hours:.0f} GPU-h in all (estimates: see each cell's `needs`), jobs of "
+        f"{max(e.gpus for e in ests)} GPUs at most, disk ~{total('disk_peak_gb')} if every cell trained at once, "
+        f"~{total('disk_kept_gb')} kept after selection"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

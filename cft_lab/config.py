@@ -36,14 +36,19 @@ from cft_lab.options import (
     DType,
     GradingMode,
     InferenceMode,
+    KeepCheckpoints,
     Launcher,
     LoggerMode,
     LoggerName,
+    LossNormalization,
     ModelSource,
+    PromptFormat,
     ResponseKind,
     SelectStrategy,
     SourceKind,
+    Stage,
     TeacherKind,
+    TeacherMode,
     Truncation,
     VerdictRule,
 )
@@ -59,6 +64,34 @@ KEY_IF_CHANGED = {"key": "if_changed"}
 def _nk(default: Any = MISSING, **kw: Any) -> Any:
     """A field left out of cache keys (see :data:`NOT_IN_KEY`)."""
     return field(default=default, metadata=NOT_IN_KEY, **kw)
+
+
+@dataclass
+class ApiModelConfig:
+    """A model behind an OpenAI-compatible chat-completions API (``model.source=api``; ``model.path`` is the model id
+    the API knows, a dated snapshot such as ``gpt-4o-2024-08-06``). Requests go through the ``openai`` teacher's
+    machinery (``cft_lab.teachers.openai_teacher``): the durable request cache, retries honouring Retry-After, an
+    adaptive concurrency window, the cost ledger and the budget. Only ``base_url``, ``reasoning`` and ``system_role``
+    change what comes back (the model's part of the keys); the rest decides how requests are made."""
+
+    base_url: Optional[str] = None  # None = api.openai.com
+    # reasoning models (o1, o3-mini ...): no temperature/top_p (greedy cannot be asked), max_completion_tokens
+    # instead of max_tokens (it bounds hidden reasoning tokens too: set max_completion_tokens)
+    reasoning: bool = False
+    # the role the template's system text goes in: system, developer (o1 and later), or user (folded into the user
+    # turn, for models that accept no system message, such as o1-mini)
+    system_role: str = "system"
+    max_completion_tokens: Optional[int] = _nk(None)  # reasoning models: the cap (None = inference.max_new_tokens)
+    api_key_env: Optional[str] = _nk("OPENAI_API_KEY")  # the key is read from this variable, never stored
+    concurrency: int = _nk(16)
+    timeout_s: float = _nk(600.0)
+    max_attempts: int = _nk(6)
+    rate_limit_patience_s: float = _nk(900.0)
+    budget_usd: Optional[float] = _nk(None)  # None = the default budget for a priced model (as for teachers)
+    price_input: Optional[float] = _nk(None)  # USD per 1M tokens, overrides the price table
+    price_output: Optional[float] = _nk(None)
+    cache: Optional[str] = _nk(None)  # request cache file; None = <outputs>/store/api_cache.sqlite
+    expected_completion_tokens: int = _nk(600)  # the dry run's cost estimate per request
 
 
 @dataclass
@@ -78,6 +111,20 @@ class ModelConfig:
     eval_template: str = _nk("qwen25-math-cot")
     attn_implementation: Optional[str] = _nk(None)  # e.g. flash_attention_2 on GPU; None = transformers' default
     trust_remote_code: bool = _nk(False)
+    # a hub model without a pinned revision is refused (its weights could change under the same key) unless this is
+    # set; then it loads whatever the hub serves, with a warning
+    allow_unpinned: bool = _nk(False)
+    # parameter count, for the dry run's GPU-hour and disk estimates (a testbed or local model is counted from its
+    # files); None for a hub model: no estimate
+    num_parameters: Optional[float] = _nk(None)
+    # how evaluation prompts reach the model: the eval template's pinned text (harness, the paper's), or its messages
+    # through the tokenizer's own chat template (chat: instruct models); in the select and infer keys when chat
+    prompt_format: PromptFormat = _nk(PromptFormat.harness)
+    # the fewest GPUs vLLM must shard the weights over (a 70B in bf16 does not fit one 80 GB card); the engine uses
+    # max(inference.tensor_parallel_size, this), recorded with every output
+    tensor_parallel_size: int = _nk(1)
+    # source=api: the endpoint and how requests are made (through the teacher's request machinery)
+    api: Optional[ApiModelConfig] = field(default=None, metadata=KEY_IF_CHANGED)
 
     def hub_revision(self) -> Optional[str]:
         """The revision to ask the hub for: the pinned one for a hub model, None for a shipped testbed model."""
@@ -101,6 +148,27 @@ class TestbedDataConfig:
 
 
 @dataclass
+class FieldMap:
+    """``data.source.field_map`` of a ``local`` source: record field -> column of the file (null: not mapped).
+
+    A dataclass rather than a dict so that ``data.source.field_map.question=col`` works on the command line for
+    every data option (OmegaConf cannot set a key under a null dict) and a misspelt field is refused at compose time.
+    All null = the default map (``question`` -> ``question``, ``response`` -> ``response``)."""
+
+    id: Optional[str] = None
+    question: Optional[str] = None
+    response: Optional[str] = None
+    gold: Optional[str] = None
+    response_correct: Optional[str] = None
+    released_critique: Optional[str] = None
+
+    def as_map(self) -> Optional[dict[str, str]]:
+        """The mapped fields only; None when nothing is mapped (the source's default map)."""
+        out = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        return out or None
+
+
+@dataclass
 class SourceConfig:
     """Where real questions and responses come from (mirrors ``cft_lab.data.sources.SourceSpec``; see its docstring).
 
@@ -115,7 +183,7 @@ class SourceConfig:
     revision: Optional[str] = None  # a commit sha; a hub source without one is refused unless allow_unpinned
     split: str = "train"
     data_files: Optional[Any] = None
-    field_map: Optional[dict[str, str]] = None
+    field_map: FieldMap = field(default_factory=FieldMap)  # all null = the default map (plan keys it as null)
     limit: Optional[int] = None  # first N rows
     sample: Optional[int] = None  # N records chosen by sha256(seed:id): the 50K subsets of Table 5
     seed: int = 0
@@ -136,6 +204,16 @@ class DataConfig:
     # "<model>/<prompt version>" of the critiques the source ships (WebInstruct-CFT: gpt-4o-2024-11-20/v1): an
     # openai teacher of that model and prompt replays them instead of paying for them again
     released_critiques_by: Optional[str] = None
+    # for the dry run's estimates before the data is built (then its card's counts are used): rows of the source
+    # (after sample / limit) and mean tokens per training example (docs/protocol.md §3.3: WebInstruct ~1.1-1.3K)
+    rows: Optional[int] = _nk(None)
+    tokens_per_row: Optional[int] = _nk(None)
+    # the larger critiqued pool this data was drawn from (a data option, e.g. webinstruct_cft_600k for the 50K) and
+    # how many pairs an arm with objective.pool=true samples from it (the paper's SFT-verified: the rows of the
+    # 600K pool judged right, sampled to 50K). Not in this data's key: the pool's own data key and the sample size
+    # enter the key of the arm that uses them.
+    pool: Optional[str] = _nk(None)
+    pool_sample: Optional[int] = _nk(None)
 
 
 @dataclass
@@ -187,12 +265,23 @@ class TeacherConfig:
     concurrency: int = _nk(64)
     timeout_s: float = _nk(120.0)
     max_attempts: int = _nk(6)
-    budget_usd: Optional[float] = _nk(None)  # stop cleanly before spending more; None = no cap
+    # stop cleanly before spending more; null = cft_lab.teachers.pricing.DEFAULT_BUDGET_USD for a model with a price
+    # (a paid API: raise it on purpose), no cap for one without (a local server). The dry run refuses an estimate
+    # above it.
+    budget_usd: Optional[float] = _nk(None)
     retry_failed: bool = _nk(False)  # re-ask requests that failed before (only those)
     max_failed: int = _nk(0)  # failed requests tolerated in a finished dataset; more -> the stage stops, rerun resumes
     cache: Optional[str] = _nk(None)  # request cache file; None = <outputs>/store/teacher_cache.sqlite
     price_input: Optional[float] = _nk(None)  # USD per 1M tokens, overrides the price table for this model
     price_output: Optional[float] = _nk(None)
+    mode: TeacherMode = _nk(TeacherMode.sync)  # sync: chat completions; batch: the Batch API (half price, <= 24 h)
+    # a 429 is back-pressure (the teacher lowers its concurrency), not a failed attempt: a request keeps waiting
+    # while rate-limited for at most this long in all, then fails
+    rate_limit_patience_s: float = _nk(900.0)
+    batch_poll_s: float = _nk(30.0)  # batch mode: seconds between polls of a submitted batch
+    # batch mode: how long one run waits for its batches; then it stops, and a rerun collects them (ids persisted)
+    batch_wait_s: float = _nk(86400.0)
+    expected_completion_tokens: int = _nk(500)  # the dry run's cost estimate per request (max_tokens is the cap)
 
 
 @dataclass
@@ -235,6 +324,11 @@ class ObjectiveConfig:
     # length matching of CFT-Short
     parts: Optional[list[MixturePart]] = field(default=None, metadata=KEY_IF_CHANGED)
     length_match: Optional[LengthMatchConfig] = field(default=None, metadata=KEY_IF_CHANGED)
+    # true: the pairs come from the records of data.pool (built as their own data artefact), data.pool_sample of
+    # them chosen by sha256(train.seed:id) after the objective's filter; false: from the cell's own records, all
+    # usable ones (SFT-verified on the same 50K: about 28K rows judged right); null: true for an objective the paper
+    # built that way (sft_verified) when the data names its pool, else false (see uses_pool)
+    pool: Optional[bool] = field(default=None, metadata=KEY_IF_CHANGED)
 
 
 @dataclass
@@ -274,6 +368,29 @@ class TrainConfig:
     lora: Optional[LoraConfig] = None  # null = full fine-tuning (the paper)
     logging_steps: int = _nk(1)
     seed: int = 42  # HF Trainer default seed, as in the paper's LLaMA-Factory runs
+    # Throughput options (added later: in the train key only when changed, so every existing key stays). packing:
+    # each micro-batch's examples are flattened into one row with positions restarting per example (TRL's
+    # padding-free path: no padding computed, attention never crosses examples; the batch and the step count are
+    # unchanged). use_liger_kernel: Liger's fused kernels (RMSNorm, RoPE, SwiGLU, fused linear cross-entropy;
+    # GPU only, `pip install liger-kernel`).
+    packing: bool = field(default=False, metadata=KEY_IF_CHANGED)
+    use_liger_kernel: bool = field(default=False, metadata=KEY_IF_CHANGED)
+    # how the loss is averaged over tokens across devices (cft_lab.options.LossNormalization); the paper's
+    # LLaMA-Factory runs used per_device, transformers now defaults to global_batch
+    loss_normalization: LossNormalization = field(default=LossNormalization.global_batch, metadata=KEY_IF_CHANGED)
+    # Checkpoints (how much is written and kept, not what is computed): every save (save_steps / num_checkpoints, the
+    # selection interval) holds the weights; every full_state_steps optimizer steps, and when a stop signal arrives
+    # (SIGUSR1, SIGUSR2 or SIGTERM: a SLURM timeout or pre-emption), a save also holds the optimizer, scheduler and
+    # RNG state a run resumes from (None: every save does). Only the newest full state is kept while training, none
+    # once it is done; after selection only the selected and the last checkpoints stay (keep_checkpoints=all: every).
+    full_state_steps: Optional[int] = _nk(None)
+    keep_checkpoints: KeepCheckpoints = _nk(KeepCheckpoints.selected_last)
+    # after a stop signal, how long the launching process waits for the trainers to save (below the SLURM launcher's
+    # signal_delay_s of 300 s: the job is killed that long after the signal)
+    stop_grace_s: float = _nk(240.0)
+    # PYTORCH_CUDA_ALLOC_CONF of the training processes (the paper's launcher set expandable_segments:True, which
+    # lets the caching allocator grow segments instead of fragmenting at long sequence lengths); null: unset
+    cuda_alloc_conf: Optional[str] = _nk("expandable_segments:True")
 
 
 @dataclass
@@ -283,6 +400,10 @@ class SelectConfig:
     benchmark: str = "testbed_val"  # paper: math500
     limit: Optional[int] = None
     strategy: SelectStrategy = SelectStrategy.best
+    # engines that score checkpoints at once, one per inference.tensor_parallel_size GPUs of the job (None: every GPU
+    # the job sees; 1 without CUDA). Several run as processes of their own (cft_lab.eval.select_pool); on CPU each is
+    # a CPU process standing in for a device.
+    devices: Optional[int] = _nk(None)
 
 
 @dataclass
@@ -326,6 +447,12 @@ class InferenceConfig:
     self_critique: SelfCritiqueConfig = field(default_factory=SelfCritiqueConfig, metadata=KEY_IF_CHANGED)
 
 
+def effective_tensor_parallel(model: ModelConfig, inference: InferenceConfig) -> int:
+    """vLLM's tensor-parallel size for this model: the inference config's, raised to what the model needs
+    (``model.tensor_parallel_size``)."""
+    return max(int(inference.tensor_parallel_size), int(model.tensor_parallel_size or 1))
+
+
 def selection_inference(inference: InferenceConfig) -> InferenceConfig:
     """How checkpoints are scored on the validation set: the cell's engine settings, but always greedy direct
     inference with one sample (the paper's selection, docs/protocol.md §3.5), whatever the cell is evaluated with at
@@ -365,6 +492,9 @@ class EvalConfig:
     grade_workers: Optional[int] = None  # None = all cores
     n_boot: int = 10000  # bootstrap resamples for each cell's 95% CI
     critique: CritiqueEvalConfig = field(default_factory=CritiqueEvalConfig)  # eval.critique.enabled=true
+    # MT-Bench's judge: a conf/teacher option of kind openai (its model, prompts and sampling are in the grade key of
+    # a cell that is judged; cft_lab.eval.instruct)
+    judge: Optional[str] = _nk(None)
 
 
 @dataclass
@@ -384,6 +514,7 @@ class RunConfig:
     method: Optional[str] = None  # paper row, set by experiments/method/*.yaml
     variant: Optional[str] = None  # test-time decoding row, set by experiments/inference_method/*.yaml (Table 8)
     label: Optional[str] = None  # the row label where a table lists methods, not objectives (v4 Tables 9, 10)
+    group: Optional[str] = None  # the row group where a table groups rows (Table 3: Frontier, open-source, ...)
     strict: bool = False  # re-raise a failing cell (debugging) instead of recording it and going on
     num_threads: Optional[int] = None  # torch threads on CPU (None = torch's default)
     # training seeds per cell: a row that trains runs as N cells, train.seed, train.seed + 1, ... (each its own keys;
@@ -394,6 +525,7 @@ class RunConfig:
     tune: bool = False
     # tables add what each arm's training cost (cft_lab.train.compute) and the share of parseable answers as columns
     show_compute: bool = False
+    stop_after: Optional[Stage] = None  # e.g. data: build (buy) the dataset and stop; no cell result is written
 
 
 @dataclass
@@ -412,6 +544,28 @@ class ChainConfig:
 
 
 @dataclass
+class ClusterConfig:
+    """The GPU nodes paper-scale cells run on (``conf/cluster``): what the dry run's GPU-hour, wall-time and disk
+    estimates assume, how many GPUs a node has (a cell asking for more is refused before it is submitted) and the
+    SLURM resources per GPU (``hydra/launcher=slurm``). Measure ``train_mfu`` and ``decode_tokens_per_s`` on your
+    nodes with ``python -m cft_lab.perf.throughput``. Not part of any key."""
+
+    name: str = MISSING
+    gpu: str = ""  # e.g. "H100 80GB SXM"
+    gpus_per_node: int = 8
+    peak_tflops: float = 989.0  # dense bf16 per GPU (H100 SXM)
+    train_mfu: float = 0.15  # model-FLOPs utilisation assumed for training (6 x params x tokens per step)
+    decode_tokens_per_s: float = 2500.0  # generated tokens/s per GPU of a 7B model in vLLM, many sequences at once
+    engine_load_s: float = 120.0  # starting an inference engine on a checkpoint
+    output_tokens_per_item: int = 600  # mean generated tokens per benchmark item (chains of thought)
+    cpus_per_gpu: int = 8
+    mem_gb_per_gpu: int = 60
+    timeout_factor: float = 1.5  # SLURM time limit = estimate x this + timeout_margin_min
+    timeout_margin_min: int = 30
+    max_timeout_min: int = 2880  # the partition's limit; longer cells rely on requeue (the store resumes)
+
+
+@dataclass
 class PathsConfig:
     outputs: str = "outputs"  # root of the run store, Hydra logs and rendered tables
 
@@ -427,6 +581,7 @@ class Config:
     inference: InferenceConfig = MISSING
     eval: EvalConfig = MISSING
     logger: LoggerConfig = MISSING
+    cluster: ClusterConfig = MISSING
     run: RunConfig = field(default_factory=RunConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     chain: Optional[ChainConfig] = None  # experiments/method bundles set it (a cell trained from a parent cell)
@@ -521,6 +676,10 @@ def check_combination(cfg: Config) -> None:
             f"(train={cfg.train.name} has launcher=inprocess, which trains on one device)"
         )
     _check_self_critique(cfg.inference)
+    _check_eval_model(cfg, entry.trains)
+    from cft_lab.validate import check_values
+
+    check_values(cfg)
     if not cfg.eval.benchmarks:
         raise ConfigError(f"eval={cfg.eval.name} lists no benchmarks")
     if not cfg.eval.modes:
@@ -533,6 +692,34 @@ def _is_validation(benchmark: str) -> bool:
     from cft_lab.eval.benchmarks import is_validation
 
     return is_validation(benchmark)
+
+
+def _check_eval_model(cfg: Config, trains: bool) -> None:
+    """An API model or a chat-template prompt: what they can be asked (evaluation only, direct inference)."""
+    m, inf = cfg.model, cfg.inference
+    if m.tensor_parallel_size < 1:
+        raise ConfigError(f"model.tensor_parallel_size={m.tensor_parallel_size} must be >= 1")
+    if m.source == ModelSource.api:
+        if trains:
+            raise ConfigError(
+                f"model={m.name} is an API model (model.source=api): it can be evaluated, not trained; "
+                f"use objective=base (or `python -m cft_lab evaluate {m.name}`)"
+            )
+        if m.api is None:
+            raise ConfigError(f"model={m.name} has source api but no `api:` block (model.api.base_url, ...)")
+        if m.api.system_role not in ("system", "developer", "user"):
+            raise ConfigError(f"model.api.system_role={m.api.system_role}: choose system, developer or user")
+        if m.api.reasoning and inf.n > 1:
+            raise ConfigError(
+                f"model={m.name} is a reasoning model (model.api.reasoning=true): the API takes no temperature or "
+                f"seed for it, so inference.n={inf.n} samples could not be drawn reproducibly; use n=1"
+            )
+    if (m.source == ModelSource.api or m.prompt_format != PromptFormat.harness) and inf.mode != InferenceMode.direct:
+        how = "an API model" if m.source == ModelSource.api else "model.prompt_format=chat"
+        raise ConfigError(
+            f"inference.mode={inf.mode} builds its prompts from the harness's pinned templates; {how} is evaluated "
+            f"with direct inference only (inference.mode=direct)"
+        )
 
 
 def _check_self_critique(inference: InferenceConfig) -> None:
@@ -598,6 +785,47 @@ def part_config(cfg: Config, part: MixturePart) -> Config:
     return out
 
 
+def pool_config(cfg: Config) -> Config:
+    """The config the data artefact of a cell with ``objective.pool`` is built from: the cell with ``data.pool`` in
+    place of its data. Raises naming the fields when the data has no pool or no sample size."""
+    if not cfg.data.pool or not cfg.data.pool_sample:
+        raise ValueError(
+            f"objective={cfg.objective.name} has objective.pool=true (pairs sampled from a larger critiqued pool) but "
+            f"data={cfg.data.name} sets no data.pool (a conf/data option) and data.pool_sample (pairs to keep): set "
+            f"both in conf/data/{cfg.data.name}.yaml, or use objective.pool=false (method=sft_verified_same50k: "
+            f"the records of the cell's own data judged right)"
+        )
+    out = _with_options(cfg, data=cfg.data.pool)
+    out.chain = None
+    mine, theirs = cfg.data.source, out.data.source
+    if mine is not None and theirs is not None and mine.path == theirs.path:
+        # the pool in the same hub repository as the cell's data (WebInstruct-CFT's 600K and 50K configs): the
+        # cell's pin (data.source.revision / allow_unpinned) is the pool's, unless the pool's YAML pins its own
+        out.data = copy.deepcopy(out.data)
+        assert out.data.source is not None
+        if out.data.source.revision is None:
+            out.data.source.revision = mine.revision
+        out.data.source.allow_unpinned = out.data.source.allow_unpinned or mine.allow_unpinned
+    return out
+
+
+def uses_pool(cfg: Config) -> bool:
+    """Whether the cell's pairs are sampled from ``data.pool`` (``objective.pool``; null: where the objective was
+    built that way in the paper, ``Objective.from_pool``, and the data names a pool). A mixture's parts never do."""
+    from cft_lab.train.objectives import spec
+
+    if cfg.objective.parts:
+        return False
+    if cfg.objective.pool is not None:
+        return cfg.objective.pool
+    return spec(cfg.objective).from_pool and cfg.data.pool is not None
+
+
+def own_data_config(cfg: Config) -> Config:
+    """The config the data artefact of a (not mixture) training cell is built from: its pool's, or its own."""
+    return pool_config(cfg) if uses_pool(cfg) else cfg
+
+
 def parent_config(cfg: Config) -> Config:
     """The parent cell of a chain: this cell with the chain's options, the same base model, no chain."""
     assert cfg.chain is not None
@@ -651,6 +879,20 @@ def tuned_value(scale: str, name: str, *, _root_: Any) -> Any:
             f"(tuned: {', '.join(f'{m}/{o}' for m in chosen for o in chosen[m]) or 'nothing'}); run "
             f"`make tune SCALE={scale}` or use train={scale}"
         ) from None
+
+
+def data_configs(cfg: Config, role: Optional[str] = None) -> list[tuple[Optional[str], Config]]:
+    """Every config the cell builds a data artefact from, with its stage role (as in the plan): a chain's parent's
+    first, then a mixture's parts each, else the cell itself. Checks that read data or price a teacher run on each."""
+    out: list[tuple[Optional[str], Config]] = []
+    if cfg.chain is not None:
+        out += data_configs(parent_config(cfg), "parent" if role is None else f"{role} parent")
+    prefix = f"{role} " if role else ""
+    if cfg.objective.parts:
+        out += [(f"{prefix}part {k}", part_config(cfg, p)) for k, p in enumerate(cfg.objective.parts)]
+    else:
+        out.append((role, own_data_config(cfg)))
+    return out
 
 
 def register() -> None:

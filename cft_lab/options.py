@@ -29,6 +29,14 @@ except ImportError:  # pragma: no cover - Python 3.10
 class ModelSource(StrEnum):
     hub = "hub"  # a hub id, loaded with transformers / vLLM
     testbed = "testbed"  # a tiny base shipped in cft_lab/assets/testbed/models (built by `make bases`)
+    api = "api"  # a model behind an OpenAI-compatible API (GPT-4o, o1-mini, a served model): evaluated only
+
+
+class PromptFormat(StrEnum):
+    """How an evaluation prompt reaches a local model (cft_lab.prompts.EVAL_MESSAGES)."""
+
+    harness = "harness"  # the pinned text of the eval template (the paper's harness: ChatML built by hand)
+    chat = "chat"  # the same messages through the tokenizer's own chat template (instruct models; its hash recorded)
 
 
 class DType(StrEnum):
@@ -73,6 +81,23 @@ class CritiqueStyle(StrEnum):
     review = "review"  # GPT-4o-like prose: an opening, a sentence per step, the kind of error (testbed.review)
 
 
+class TeacherMode(StrEnum):
+    """How an ``openai`` teacher sends its requests (not part of any key: the same request, the same answer)."""
+
+    sync = "sync"  # chat completions, adaptive concurrency
+    batch = "batch"  # the Batch API: one JSONL upload, polled, half the price (cft_lab.teachers.batch)
+
+
+class Stage(StrEnum):
+    """The stages of a cell, in order (``run.stop_after``)."""
+
+    data = "data"
+    train = "train"
+    select = "select"
+    infer = "infer"
+    grade = "grade"
+
+
 class Truncation(StrEnum):
     paper = "paper"  # LLaMA-Factory's infer_seqlen (docs/protocol.md §3.1)
     drop = "drop"  # drop pairs over the cutoff
@@ -82,6 +107,24 @@ class Launcher(StrEnum):
     inprocess = "inprocess"
     torchrun = "torchrun"
     deepspeed = "deepspeed"
+
+
+class LossNormalization(StrEnum):
+    """How the training loss is averaged over loss tokens when a step spans devices (``train.loss_normalization``).
+
+    Both weigh every loss token of a device's micro-batches alike across gradient accumulation; they differ across
+    devices when devices hold different numbers of loss tokens (SFT and CFT arms differ a lot in that)."""
+
+    global_batch = "global_batch"  # sum over every loss token of the global batch / their number (transformers >= 4.56)
+    per_device = "per_device"  # each device's tokens / its own count, then the mean over devices: LLaMA-Factory 0.9.2
+    # with transformers 4.46 (the paper's runs, docs/protocol.md §3.6), before `average_tokens_across_devices`
+
+
+class KeepCheckpoints(StrEnum):
+    """Which checkpoints a train artefact keeps once its selection is done (``train.keep_checkpoints``)."""
+
+    selected_last = "selected_last"  # the selected one and the last one (the table's and the "last" comparison)
+    all = "all"  # every checkpoint (another selection rule can run later on the same training)
 
 
 class SelectStrategy(StrEnum):

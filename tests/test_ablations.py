@@ -12,7 +12,7 @@ import pytest
 
 from cft_lab.config import MixturePart, ObjectiveConfig, load_option
 from cft_lab.pipeline.plan import plan_cell
-from conftest import REPO, SMOKE, compose, run_cli
+from conftest import REPO, SMOKE, compose, run_paper_dry_run
 
 Q = "Mia has 5 apples. Then Mia buys 3 more apples. How many apples does Mia have now?"
 
@@ -125,8 +125,9 @@ def test_a_chain_childs_keys_include_the_parents():
         assert child.key_of(stage, "parent") == parent.key_of(stage)
     other = plan_cell(compose(SMOKE + ["method=cft_then_acemath_tiny", "chain.data=testbed_numina"]))
     assert other.key_of("data") == child.key_of("data")  # the child's own data is the same
-    for stage in ("train", "select", "infer", "grade"):  # every key after it changes with the parent
+    for stage in ("train", "select", "grade"):  # every key after it changes with the parent
         assert other.key_of(stage) != child.key_of(stage)
+    assert set(other.infer_keys().values()).isdisjoint(child.infer_keys().values())
     assert other.key_of("data", "parent") != child.key_of("data", "parent")
 
 
@@ -229,7 +230,9 @@ def test_table5_columns_keep_the_stand_in_alias_and_align_with_the_paper():
 
 
 def test_table4_composes_and_dry_runs_its_paper_plan(tmp_path):
-    proc = run_cli(["cft_lab", "table=table4", "dry_run=true"], tmp_path, timeout=300)
+    pinned = "data.source.revision=" + "0" * 40  # unpinned, the trained cell is refused (tests/test_bad_input.py)
+    proc = run_paper_dry_run(["cft_lab", "table=table4", "dry_run=true", pinned, "model.allow_unpinned=true"], tmp_path,
+                             timeout=300)  # fmt: skip
     out = proc.stdout
     assert "table4: 3 cells" in out
     assert "cell qwen2_5_32b_instruct/base" in out and "cell sky_t1_32b_preview/sky_t1_base" in out
@@ -237,3 +240,28 @@ def test_table4_composes_and_dry_runs_its_paper_plan(tmp_path):
     assert "webinstruct_cft_4k x reference responses" in out and "replays the released critiques" in out
     assert "gpqa 198, theoremqa 800, amc23 40" in out
     assert not (tmp_path / "store").exists()  # a dry run builds nothing
+
+
+def test_the_dry_run_checks_every_data_stage_of_a_mixture_and_a_chain(outputs, monkeypatch, capsys):
+    """A mixture's part or a chain's parent that buys from a paid teacher is checked (key, budget) like the cell's
+    own data stage: a missing key is refused before anything runs, naming the stage's role."""
+    import dataclasses
+
+    from cft_lab.pipeline.cell import run_cell
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    over = SMOKE + [f"paths.outputs={outputs}", "dry_run=true"]
+    mix = compose(over + ["objective=mix_cft_acemath_tiny"])
+    assert run_cell(mix)["status"] == "planned"  # the rule teacher: nothing to buy, nothing to refuse
+    parts = list(mix.objective.parts or [])
+    mix.objective = dataclasses.replace(mix.objective, parts=[dataclasses.replace(parts[0], teacher="gpt4o_mini")])
+    mix.objective.parts += parts[1:]
+    result = run_cell(mix)
+    assert result["status"] == "failed"
+    assert "part 0: teacher=gpt4o_mini: environment variable OPENAI_API_KEY" in result["error"]
+
+    chain = compose(over + ["method=cft_then_acemath_tiny", "chain.teacher=gpt4o_mini"])
+    result = run_cell(chain)
+    assert result["status"] == "failed" and "parent: teacher=gpt4o_mini: environment variable" in result["error"]
+    assert "refused: parent: teacher=gpt4o_mini" in capsys.readouterr().out
+    assert not (outputs / "store").exists()  # a dry run builds nothing

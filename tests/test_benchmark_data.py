@@ -25,6 +25,10 @@ COUNTS = {
     "mmlu_pro": 12032,
     "mmlu_pro_validation": 70,
     "math_val500": 500,
+    "ifeval": 541,  # v4 Table 8
+    "mt_bench": 80,
+    "mt_bench_reference": 30,
+    "mt_bench_judge_prompts": 8,
 }
 
 

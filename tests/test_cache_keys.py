@@ -17,7 +17,7 @@ from hydra.core.global_hydra import GlobalHydra
 
 from cft_lab.config import register, to_config
 from cft_lab.paths import CONF_DIR
-from cft_lab.pipeline.plan import plan_cell
+from cft_lab.pipeline.plan import plan_cell, stage_label
 from cft_lab.report.tables import expand
 
 FIXTURE_PATH = Path(__file__).parent / "fixtures" / "cache_keys.json"
@@ -36,7 +36,7 @@ def table_keys(table: str) -> dict:
     got = {}
     for cfg in expand(table, []):
         plan = plan_cell(cfg)
-        got[plan.name] = {s.stage: s.key for s in plan.stages}
+        got[plan.name] = {stage_label(s): s.key for s in plan.stages}
     return got
 
 
@@ -45,7 +45,7 @@ def cell_keys(overrides: list[str]) -> dict:
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = to_config(compose("config", overrides=overrides))
-    return {s.stage: s.key for s in plan_cell(cfg).stages}
+    return {stage_label(s): s.key for s in plan_cell(cfg).stages}
 
 
 @pytest.mark.parametrize("table", TABLES)

@@ -12,7 +12,7 @@ from cft_lab.config import ConfigError
 from cft_lab.paths import CONF_DIR, EXPERIMENTS_DIR
 from cft_lab.pipeline.plan import plan_cell
 from cft_lab.report import approx_target
-from conftest import compose, run_cli
+from conftest import compose, run_cli, run_paper_dry_run
 
 GROUPS = ["model", "data", "response_source", "teacher", "objective", "train", "inference", "eval", "logger"]
 PAPER_WORLD = [
@@ -24,7 +24,17 @@ PAPER_WORLD = [
     "eval=paper_math6",
 ]
 # Each option must compose on top of at least one of these (the testbed default, the paper world, no teacher).
-BASES = [[], PAPER_WORLD, ["objective=sft"], PAPER_WORLD + ["objective=sft"]]
+LOCAL_FILE = "data.source.path=tests/fixtures/sources/webinstruct_cft.jsonl"  # data=local names its file
+BASES = [
+    [],
+    PAPER_WORLD,
+    ["objective=sft"],
+    PAPER_WORLD + ["objective=sft"],
+    PAPER_WORLD + [LOCAL_FILE],
+    PAPER_WORLD + ["objective=base"],  # an API model is evaluated only
+]
+#: options with a mandatory field that the command line gives (conf/model/checkpoint.yaml: model.path)
+REQUIRED = {("model", "checkpoint"): ["model.path=org/some-model"]}
 PAPER = json.loads((Path(__file__).resolve().parents[1] / "cft_lab/assets/paper_tables.json").read_text())
 
 
@@ -41,7 +51,7 @@ def _options() -> list[tuple[str, str]]:
     opts = [(g, p.stem) for g in GROUPS for p in sorted((CONF_DIR / g).glob("*.yaml"))]
     opts += [
         (g, p.stem)
-        for g in ("method", "table", "inference_method")
+        for g in ("method", "table", "inference_method", "row")
         for p in sorted((EXPERIMENTS_DIR / g).glob("*.yaml"))
     ]
     opts += [("hydra/launcher", p.stem) for p in sorted((CONF_DIR / "hydra/launcher").glob("*.yaml"))]
@@ -51,10 +61,10 @@ def _options() -> list[tuple[str, str]]:
 def _composes(group: str, option: str) -> bool:
     for base in BASES:
         try:
-            cfg = compose(base + [f"{group}={option}"])
+            cfg = compose(base + [f"{group}={option}", *REQUIRED.get((group, option), [])])
         except ConfigError:
             continue
-        if group not in ("hydra/launcher", "method", "table", "inference_method"):
+        if group not in ("hydra/launcher", "method", "table", "inference_method", "row"):
             assert getattr(cfg, group).name == option, f"{group}/{option}.yaml must set name: {option}"
         return True
     return False
@@ -64,9 +74,11 @@ def test_every_option_composes():
     options = _options()
     composed = [o for o in options if _composes(*o)]
     assert composed == options, f"do not compose: {sorted(set(options) - set(composed))}"
-    # 8 models, 9 data, 2 response sources, 6 teachers, 8 objectives, 3 train, 3 inference, 6 eval, 2 loggers,
-    # 16 methods, 16 tables, 13 inference methods (Table 8's rows), 1 launcher
-    assert len(composed) == 93
+    # 21 models (Table 3's 12 and checkpoint), 12 data (the 600K pool and the testbed's), 2 response sources,
+    # 8 teachers (2 MT-Bench judges), 8 objectives, 4 train (tiny_tuned), 3 inference, 10 eval, 2 loggers, 17 methods
+    # (sft_verified_same50k), 28 tables (Figure 2 and Table 1 with their tiny twins, tune_tiny, data_efficiency_tiny),
+    # 13 inference methods (Table 8's rows), 24 rows (Table 3's and v4 Table 8's, 7 tiny), 2 launchers
+    assert len(composed) == 154
 
 
 @pytest.mark.parametrize(
@@ -213,7 +225,9 @@ def test_keys_ignore_run_identity_and_logging_but_not_the_recipe():
 def test_paper_table2_dry_run_prints_15_cells_with_paper_hyperparameters(tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-THIS-IS-A-TEST-SECRET-0123456789abcdef")
     out = tmp_path / "outputs"
-    proc = run_cli(["cft_lab", "table=table2", "dry_run=true", "logger=none"], out, timeout=300)
+    # unpinned, every cell would be refused (test_bad_input); pinned to a stand-in sha here
+    pinned = ["data.source.revision=" + "0" * 40, "model.revision=" + "1" * 40]
+    proc = run_paper_dry_run(["cft_lab", "table=table2", "dry_run=true", "logger=none", *pinned], out, timeout=300)
     text = proc.stdout
     assert "table2: 15 cells" in text
     plan = text[text.index("table2: 15 cells") :]

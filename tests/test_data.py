@@ -170,6 +170,9 @@ def test_openai_teacher_through_the_data_stage_against_a_loopback_server(tmp_pat
     card = json.loads((store.path("data", key) / "card.json").read_text())
     assert card["teacher"]["cost_usd"] > 0 and card["by_status"]["ok"] == 12
     assert card["arms"]["cft"]["usable"] == 12
+    run = card["teacher_run"]["run"]  # the last run (the retry): its rate and what the window learned
+    assert run["mode"] == "sync" and run["asked"] == 1 and run["achieved_rps"] > 0 and run["throttled_429"] == 0
+    assert "## Teacher run" in (store.path("data", key) / "card.md").read_text()
     leaked = [p for p in outputs.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
     assert leaked == []
 

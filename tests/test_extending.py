@@ -95,7 +95,9 @@ def test_the_benchmark_example_registers_a_harder_testbed_column(monkeypatch):
     assert len(items) == 200 and benchmarks.label("testbed_6step") == "6-step (OOD)"
     assert all(len(p.steps) == 6 for p in benchmarks.problems_for("testbed_6step"))
     cfg = compose(SMOKE + ["eval.benchmarks=[testbed_5step,testbed_6step]"])
-    assert "testbed_6step 6" in plan_cell(cfg).stages[-2].summary  # 6 prompts at eval.limit=6
+    plan = plan_cell(cfg)
+    assert plan.stages[-2].benchmark == "testbed_6step" and plan.stages[-2].summary == "testbed_6step: 6 prompts"
+    assert "testbed_6step 6" in plan.stages[-3].summary  # 6 prompts at eval.limit=6, in the decoding summary
 
 
 def test_the_table_example_expands_to_its_cells(tmp_path):

@@ -314,3 +314,38 @@ def test_quirk_counts_on_known_items(warm_worker):
     ]
     assert not strict[0].correct and quirk_counts(strict) == {k: 0 for k in QUIRKS}
     assert isinstance(verdicts[0], Verdict)
+
+
+# ------------------------------------------------------------------ long outputs (issue 13, item 9)
+
+
+def test_the_long_output_set_is_chains_of_thought_of_300_to_2000_tokens_ending_in_their_own_solution():
+    from cft_lab.perf.grading import CHARS_PER_TOKEN, long_outputs
+
+    rows, inputs = long_outputs(30, seed=3)
+    assert len(rows) == 90 and inputs["items"] == 90
+    solutions = {r["solution"] for r in load("math")}
+    for k in range(0, 90, 3):
+        own, equivalent, perturbed = rows[k : k + 3]
+        assert own[0] == equivalent[0] == perturbed[0] and (own[3], equivalent[3], perturbed[3]) == (True, True, False)
+        assert 300 <= len(own[0]) / CHARS_PER_TOKEN <= 2000
+        assert any(own[0].endswith(s) for s in solutions)  # the problem's own solution ends the output
+        assert own[0].count("\\boxed") == own[0].rsplit("Now, for this problem: ", 1)[1].count("\\boxed")
+        assert set(own[1]) == set(perturbed[1]) == {"paper", "strict", "math_verify"}
+    assert 300 <= inputs["tokens"]["min"] <= inputs["tokens"]["median"] <= inputs["tokens"]["max"] <= 2000
+
+
+def test_the_grading_benchmark_reports_items_per_s_per_mode_on_long_outputs(capsys):
+    import re
+
+    from cft_lab.perf.grading import main
+
+    assert main(["--per-benchmark", "1", "--no-batch", "--long", "20", "--timeout", "3"]) == 0
+    said = capsys.readouterr().out
+    assert "long outputs: 60 items = 20 MATH" in said and "sample golds:" in said
+    for mode in ("paper", "strict", "math_verify"):
+        m = re.search(rf"^{mode} +([\d.]+) .* long; (>=|UNDER) 200 items/s; verdicts unlike the expected: (.*)$", said,
+                      re.M)  # fmt: skip
+        assert m, said
+        assert float(m.group(1)) > 0
+        assert "'own gold': 0" in m.group(3) and "'perturbed gold': 0" in m.group(3), m.group(0)

@@ -156,7 +156,7 @@ def test_seeds_per_item_round_sample_and_step_are_reproducible(tmp_path):
 
 
 def test_resume_in_the_middle_of_a_round_asks_only_the_missing_steps(tmp_path, monkeypatch):
-    monkeypatch.setattr(modes, "CHUNK", 2)  # a round of 5 chains is 3 calls
+    monkeypatch.setattr(engine, "CHUNK", 2)  # a round of 5 chains is 3 calls
     solve = lambda gold, rnd: gold + (0 if rnd == 1 else 1)
     whole_gen = Scripted(solve=solve, critique=_perfect_critic)
     whole = _run(whole_gen, tmp_path / "whole", "two_stage", limit=5)
@@ -265,7 +265,7 @@ def test_two_stage_cell_runs_through_the_pipeline_and_shares_the_selection(outpu
     )
     pd, ps = plan_cell(direct), plan_cell(staged)
     assert [pd.key_of(s) for s in ("data", "train", "select")] == [ps.key_of(s) for s in ("data", "train", "select")]
-    assert pd.key_of("infer") != ps.key_of("infer")
+    assert pd.infer_keys()["testbed_2step"] != ps.infer_keys()["testbed_2step"]
     result = run_cell(staged)
     assert result["status"] == "ok", result.get("traceback")
     stats = result["scores"]["testbed_2step"]["inference"]

@@ -88,11 +88,13 @@ def _check_layout(store: Store, stages: dict, benchmarks: list) -> None:
     """Every finished artefact holds the files the store's one layout description promises, and DONE.json."""
     from cft_lab.pipeline.store import DONE, LAYOUT
 
-    for stage, key in stages.items():
+    for label, key in stages.items():
+        stage, _, benchmark = label.partition("/")  # infer/<benchmark>: one artefact per benchmark
         folder = store.path(stage, key)
-        assert (folder / DONE).is_file(), stage
+        assert (folder / DONE).is_file(), label
+        held = [benchmark] if benchmark else benchmarks
         for pattern in LAYOUT[stage]:
-            names = [pattern.replace("<benchmark>", b) for b in benchmarks] if "<benchmark>" in pattern else [pattern]
+            names = [pattern.replace("<benchmark>", b) for b in held] if "<benchmark>" in pattern else [pattern]
             for name in names:
                 assert list(folder.glob(name)), f"{stage}/{key} lacks {name}"
 
@@ -202,7 +204,9 @@ def test_sweep_with_a_failing_cell_renders_and_rerun_skips_finished(outputs):
         "train.truncation=drop",
         *SMOKE,
     ]
-    run_cli(args, outputs)  # the multirun itself must succeed although one cell fails
+    first = run_cli(args, outputs, check=False)  # the sweep goes on past the failing cell and renders its table,
+    assert first.returncode == 1  # then exits non-zero: scripts, CI and SLURM see the hole
+    assert "error: 1 cell(s) failed: tiny_math/cft" in first.stderr
     md = (outputs / "tables" / "demo.md").read_text()
     assert "MaskError" in md and "all 48 pairs were dropped" in md
     for name in ("demo.csv", "demo.tex", "demo.png"):
@@ -214,8 +218,8 @@ def test_sweep_with_a_failing_cell_renders_and_rerun_skips_finished(outputs):
     assert "Base" in md and "WebInstruct-SFT" in md
 
     stamps = {k: (outputs / "store/cells" / k / "result.json").stat().st_mtime_ns for k in results}
-    second = run_cli(args, outputs)
-    assert (second.stdout + second.stderr).count("finished before") == 2
+    second = run_cli(args, outputs, check=False)
+    assert second.returncode == 1 and (second.stdout + second.stderr).count("finished before") == 2
     for key, r in results.items():
         same = (outputs / "store/cells" / key / "result.json").stat().st_mtime_ns == stamps[key]
         assert same == (r["status"] == "ok"), key  # finished cells untouched; the failed one is retried
@@ -230,7 +234,8 @@ def test_wandb_offline_run_holds_config_and_metrics_and_no_secret(outputs, monke
     assert len(runs) == 1
     config, summary = config_and_summary(runs[0])
     assert config["objective"]["name"] == "sft" and config["model"]["name"] == "tiny_math"
-    assert len(config["cell_key"]) == 16 and set(config["stage_keys"]) == {"data", "train", "select", "infer", "grade"}
+    stages = {"data", "train", "select", "infer/testbed_2step", "infer/testbed_3step", "infer/testbed_4step"}
+    assert len(config["cell_key"]) == 16 and set(config["stage_keys"]) == stages | {"infer/testbed_5step", "grade"}
     assert 0 <= summary["test/testbed_2step/accuracy"] <= 100 and summary["train/loss"] > 0
     assert summary["data/examples"] == 48 and "select/testbed_val" in summary
     assert summary["compute/optimizer_steps"] == 6 and summary["compute/loss_tokens"] > 0  # what training cost

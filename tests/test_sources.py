@@ -241,8 +241,8 @@ def test_skip_counts_bad_rows_by_reason_and_logs(tmp_path, caplog):
     }
     assert res.provenance["skipped"] == res.skipped and res.provenance["rows_read"] == 9
     assert res.provenance["skip_examples"]["output: missing"] == [
-        f"{path}:3: field 'output': missing",
-        f"{path}:9: field 'output': missing",
+        f"{path}:3: field 'output': missing (the row has: input, instruction)",
+        f"{path}:9: field 'output': missing (the row has: input, instruction)",
     ]
     assert "skipped 7 of 9 rows" in caplog.text
 

@@ -97,7 +97,35 @@ def test_killed_training_resumes_from_its_last_checkpoint(tmp_path):
     b = load_file(str(clean_dir / "checkpoint-12" / "model.safetensors"))
     worst = max((a[k] - b[k]).abs().max().item() for k in a)
     assert worst < 1e-5, f"resumed run ends {worst} away from the uninterrupted one"
-    # only the newest checkpoint keeps optimizer state; every checkpoint keeps its weights for selection
+    # every checkpoint keeps its weights for selection; once training is done no optimizer state is kept (nothing
+    # resumes from a finished artefact; tests/test_checkpoint_saves.py checks which saves hold it while training runs)
     from cft_lab.train.trainer import checkpoints
 
-    assert [(c / "optimizer.pt").is_file() for c in checkpoints(clean_dir)] == [False] * 3 + [True]
+    assert [(c / "optimizer.pt").is_file() for c in checkpoints(clean_dir)] == [False] * 4
+
+
+def test_lora_trains_adapters_and_every_backend_reads_their_merge(outputs):
+    """``train/lora=default``: the checkpoints hold adapters only; evaluation loads their merge into the base, which
+    computes what base + adapters compute, and the recipe is part of the train key."""
+    import torch
+    from peft import AutoPeftModelForCausalLM
+    from transformers import AutoModelForCausalLM
+
+    from cft_lab.train.adapters import evaluable, is_adapter
+
+    lora = ["train/lora=default", "train.lora.r=4", "train.max_steps=2", "train.learning_rate=1e-2"]
+    cfg, _, plan, out = _train(outputs, lora)
+    assert cfg.train.lora.r == 4 and cfg.train.lora.alpha == 16
+    assert plan.key_of("train") != plan_cell(compose(SMOKE + ["objective=cft", "train.max_steps=2",
+                                                             "train.learning_rate=1e-2"])).key_of("train")  # fmt: skip
+    ckpt = out / "checkpoint-2"
+    assert is_adapter(ckpt) and not (ckpt / "model.safetensors").exists()
+    merged = evaluable(str(ckpt))
+    assert merged == str(ckpt / "merged") and evaluable(merged) == merged and evaluable(str(ckpt)) == merged
+    ids = torch.tensor([[5, 17, 42, 99, 7, 3]])
+    with torch.no_grad():
+        want = AutoPeftModelForCausalLM.from_pretrained(str(ckpt), dtype=torch.float32)(ids).logits
+        got = AutoModelForCausalLM.from_pretrained(merged, dtype=torch.float32)(ids).logits
+        base = AutoModelForCausalLM.from_pretrained(str(_base_weights().parent), dtype=torch.float32)(ids).logits
+    assert torch.allclose(got, want, atol=1e-4), (got - want).abs().max()
+    assert (got - base).abs().max() > 1e-3  # the adapters moved the model

@@ -253,3 +253,18 @@ def test_check_backend_accepts_an_importable_vllm():
 
     check_backend(_inference())  # vllm_tiny: backend vllm
     assert _inference().backend == "vllm"
+
+
+def test_a_lora_cell_is_selected_and_evaluated_by_vllm(tmp_path):
+    """A LoRA-trained cell end to end through ``python -m cft_lab`` with ``inference=vllm_tiny``: vLLM reads the
+    checkpoints' merges (adapters alone it cannot load as a model) for selection and for the test benchmarks."""
+    pytest.importorskip("vllm", reason="make install-vllm")
+    from cft_lab.pipeline.store import Store
+    from conftest import SMOKE, run_cli
+
+    args = ["cft_lab", *SMOKE, "train/lora=default", "inference=vllm_tiny", "eval.limit=4", "eval.select.limit=4"]
+    run_cli(args, tmp_path, timeout=900)
+    (result,) = [json.loads(p.read_text()) for p in (Store(tmp_path).root / "cells").glob("*/result.json")]
+    assert result["status"] == "ok" and set(result["scores"]) >= {"testbed_2step", "testbed_5step"}
+    merged = sorted(Store(tmp_path).root.glob("train/*/checkpoint-*/merged/model.safetensors"))
+    assert len(merged) == 2  # train.num_checkpoints=2, each merged once for selection

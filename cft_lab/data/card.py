@@ -266,6 +266,9 @@ def render_markdown(card: dict) -> str:
     ]
     if t["top_errors"]:
         lines += _table(["error", "records"], [[e.replace("|", "\\|"), n] for e, n in t["top_errors"].items()])
+    run = (card.get("teacher_run") or {}).get("run") or {}
+    if run:
+        lines += ["## Teacher run", "", _run_line(run), ""]
     unit = lens["unit"] + (f" ({lens['tokenizer']})" if "tokenizer" in lens else "")
     lines += [f"## Lengths in {unit}", ""]
     lines += _table(
@@ -299,6 +302,25 @@ def render_markdown(card: dict) -> str:
             "",
         ]
     return "\n".join(lines)
+
+
+def _run_line(run: dict) -> str:
+    """How the teacher's last run went: asked/ok/failed, the achieved rate and what it learned about rate limits."""
+    if run.get("mode") == "batch":
+        return (
+            f"Batch API: {run.get('asked', 0)} requests in {len(run.get('batches', []))} batches "
+            f"({run.get('ok', 0)} ok, {run.get('failed', 0)} failed), ${run.get('spent_usd')} at batch prices."
+        )
+    limit = run.get("limit_found")
+    return (
+        f"{run.get('asked', 0)} requests asked ({run.get('ok', 0)} ok, {run.get('failed', 0)} failed, "
+        f"{run.get('cached_keys', 0)} from the cache) in {run.get('wall_s')} s: {run.get('achieved_rps')} requests/s "
+        f"with up to {run.get('max_in_flight')} of {run.get('concurrency')} in flight; {run.get('throttled_429', 0)} "
+        f"answers were 429 (rate limited)"
+        + (f", limit found: {limit} in flight" if limit is not None else ", no limit found")
+        + (f", server-declared limit {run['declared_limit_requests']}" if run.get("declared_limit_requests") else "")
+        + "."
+    )
 
 
 def write_card(card: dict, dir: str | Path) -> tuple[Path, Path]:

@@ -124,6 +124,12 @@ def run_teacher(cfg: Config, records: list[Record], extra: dict, cache_dir: Path
     kinds = teacher_work(cfg.objective)
     if not kinds:
         return records, {}
+    from cft_lab.teachers.estimate import buys, check_estimate, estimate
+
+    if buys(cfg):  # the dry run checked this estimate too; here the records are the ones the teacher will see
+        est = estimate(cfg, records, cache_dir)
+        log.info("data %s: %s", cfg.data.name, est.line())
+        check_estimate(cfg, est)
     teacher = make_teacher(cfg, records, extra, cache_dir)
     tasks = [
         TeacherTask(r.id, kind, r.question, r.response if kind == "critique" else None, r.gold)
@@ -151,6 +157,9 @@ def run_teacher(cfg: Config, records: list[Record], extra: dict, cache_dir: Path
             rec = replace(rec, meta={**rec.meta, "teacher_truncated": True})
         by_id[res.record_id] = rec
     summary = {"teacher": teacher.describe(), **summarize(results)}
+    run = getattr(teacher, "last_run", None)  # openai: the achieved rate and the limit found, or the batches
+    if run:
+        summary["run"] = run
     return [by_id[r.id] for r in records], summary
 
 
@@ -176,14 +185,18 @@ def check_teacher(cfg: Config, summary: dict) -> None:
 # ---- the stage ----------------------------------------------------------------------------------------------------
 
 
+def base_records(cfg: Config) -> tuple[list[Record], dict]:
+    """Step 1 alone: the questions and the dataset's own responses (what the dry run sizes the teacher's work on)."""
+    if cfg.data.kind == "testbed":
+        return _testbed_base(cfg)
+    if cfg.data.kind == "source":
+        return _source_base(cfg)
+    raise ValueError(f"data={cfg.data.name}: unknown kind {cfg.data.kind!r}")
+
+
 def build_records(cfg: Config, cache_dir: Optional[Path] = None) -> tuple[list[Record], dict]:
     """All records of the cell's data, response source and teacher, and what the card needs to know."""
-    if cfg.data.kind == "testbed":
-        records, extra = _testbed_base(cfg)
-    elif cfg.data.kind == "source":
-        records, extra = _source_base(cfg)
-    else:
-        raise ValueError(f"data={cfg.data.name}: unknown kind {cfg.data.kind!r}")
+    records, extra = base_records(cfg)
     if cfg.response_source.kind == "self_generated":
         from cft_lab.data.responses import self_generate
 

@@ -38,10 +38,28 @@ from cft_lab.testbed.answers import answer as testbed_answer
 
 log = logging.getLogger(__name__)
 
-CHUNK = 256  # prompts per generation call between durable writes
+CHUNK = 256  # prompts per generation call between durable writes (backends that batch one prompt list at a time)
+
+
+def call_size(generator, todo: int) -> int:
+    """Prompts per ``generate`` call: a backend that schedules its own batches (vLLM: ``batches_itself``) gets the
+    whole benchmark in one call, so no call waits for its longest output while the engine idles; the others get
+    :data:`CHUNK` (the unit of durable progress). The price of one call: an interrupted vLLM call loses that
+    benchmark's unsaved generations (the other benchmarks' artefacts are kept)."""
+    return max(1, todo) if getattr(generator, "batches_itself", False) else CHUNK
 
 
 # ---- generation ---------------------------------------------------------------------------------------------------
+
+
+def build_prompt(generator, item: dict, template: str, benchmark: str, prompt_format: str = "harness"):
+    """One item's prompt as the generator takes it: chat messages for an API model, the messages through the
+    tokenizer's chat template for ``model.prompt_format=chat``, else the template's pinned text (the paper's)."""
+    if getattr(generator, "takes_messages", False):
+        return benchmarks.messages(item, template, benchmark)
+    if prompt_format == "chat" and benchmarks.get(benchmark).kind != "instruct":
+        return generator.chat_prompt(benchmarks.messages(item, template, benchmark))
+    return benchmarks.render(item, template, benchmark)
 
 
 def _read_partial(path: Path) -> list[dict]:
@@ -74,6 +92,7 @@ def generate_benchmark(
     desc: str = "",
     temperature: Optional[float] = None,
     inference: Optional[InferenceConfig] = None,
+    prompt_format: str = "harness",
 ) -> Path:
     """Generate every (or the first ``limit``) item of a benchmark into ``out_dir/<bench>.jsonl``, resumably.
 
@@ -82,6 +101,12 @@ def generate_benchmark(
     final = out_dir / f"{bench_name}.jsonl"
     if final.is_file():
         return final
+    if bench_name == "mt_bench":  # two turns, the second with the model's own first answer
+        from cft_lab.eval import instruct
+
+        return instruct.generate_mt_bench(
+            generator, out_dir, template=template, prompt_format=prompt_format, limit=limit, seed=seed, desc=desc
+        )
     if inference is not None and inference.mode != InferenceMode.direct:
         from cft_lab.eval import modes as inference_modes
 
@@ -99,9 +124,10 @@ def generate_benchmark(
         for r in done.values():
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
         f.flush()
-        for start in range(0, len(todo), CHUNK):
-            chunk = todo[start : start + CHUNK]
-            prompts = [benchmarks.render(it, template, bench_name) for it in chunk]
+        size = call_size(generator, len(todo))
+        for start in range(0, len(todo), size):
+            chunk = todo[start : start + size]
+            prompts = [build_prompt(generator, it, template, bench_name, prompt_format) for it in chunk]
             seeds = [seed + it["index"] * n for it in chunk]  # sample j of item i: seed + i*n + j (vLLM's rule)
             outs = generator.generate(
                 prompts,
@@ -137,11 +163,28 @@ def generate_benchmark(
 
 
 def grade_benchmark(
-    bench_name: str, rows: list[dict], modes: Sequence[str], *, timeout: float = 3.0, workers: Optional[int] = None
+    bench_name: str,
+    rows: list[dict],
+    modes: Sequence[str],
+    *,
+    timeout: float = 3.0,
+    workers: Optional[int] = None,
+    judge=None,
 ) -> list[dict]:
-    """Grade generated rows: per sample, each mode's extracted answer, verdict and status."""
+    """Grade generated rows: per sample, each mode's extracted answer, verdict and status (IF-Eval: each
+    instruction's strict and loose verdict; MT-Bench: the ``judge``'s ratings, ``(judge config, client)``)."""
     bench = benchmarks.get(bench_name)
     items = {it["id"]: it for it in benchmarks.items(bench_name)}
+    if bench.grader == "ifeval":
+        from cft_lab.eval import instruct
+
+        return instruct.grade_ifeval(rows, items)
+    if bench.grader == "mt_bench":
+        from cft_lab.eval import instruct
+
+        if judge is None:
+            raise ValueError("mt_bench is judged: pass judge=(judge config, client) (cft_lab.eval.instruct.make_judge)")
+        return instruct.judge_mt_bench(rows, items, *judge)
     graded = []
     if bench.kind == "testbed":  # one exact grader: the testbed's answers are integers
         for r in rows:
@@ -331,6 +374,13 @@ def aggregate(bench_name: str, graded: list[dict], modes: Sequence[str], *, n_bo
     from cft_lab.eval import metrics
 
     bench = benchmarks.get(bench_name)
+    if bench.grader in ("ifeval", "mt_bench"):
+        from cft_lab.eval import instruct
+
+        if bench.grader == "ifeval":
+            return instruct.aggregate_ifeval(bench.label, graded, n_boot=n_boot, seed=seed)
+        judge = graded[0]["judge"] if graded and "judge" in graded[0] else {}
+        return instruct.aggregate_mt_bench(bench.label, graded, judge, n_boot=n_boot, seed=seed)
     modes = ["testbed"] if bench.kind == "testbed" else list(modes)
     primary = modes[0]
     first = [bool(g["samples"][0]["correct"][primary]) for g in graded]

@@ -53,9 +53,11 @@ import importlib
 import logging
 import platform
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
-from cft_lab.config import InferenceConfig, ModelConfig
+from cft_lab.config import InferenceConfig, ModelConfig, effective_tensor_parallel
+from cft_lab.options import ModelSource
 from cft_lab.train.modeling import load_model, load_tokenizer, stop_token_ids
 
 log = logging.getLogger(__name__)
@@ -125,6 +127,37 @@ class _Base:
         self._seed_stream = np.random.default_rng(inference.seed)
         self.tok = load_tokenizer(model_dir, revision, model_cfg.trust_remote_code)
         self.stop_ids = stop_token_ids(self.tok)
+
+    takes_messages = False  # the openai backend is sent chat messages; the local backends a rendered string
+
+    def chat_prompt(self, messages: list[dict]) -> str:
+        """``messages`` through the tokenizer's own chat template (``model.prompt_format=chat``), with the assistant
+        header opened. A leading BOS the tokenizer adds again when encoding is dropped here (else it would appear
+        twice, as vLLM's own chat path avoids)."""
+        if not getattr(self.tok, "chat_template", None):
+            raise ValueError(
+                f"model.prompt_format=chat but the tokenizer of {self.model_dir} has no chat template; use "
+                "model.prompt_format=harness (the eval template's pinned text)"
+            )
+        text = self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        bos = self.tok.bos_token
+        if (
+            bos
+            and text.startswith(bos)
+            and self.tok("x", add_special_tokens=True)["input_ids"][:1] == [self.tok.bos_token_id]
+        ):
+            text = text[len(bos) :]
+        return text
+
+    def chat_template_info(self) -> dict[str, Any] | None:
+        """Which chat template the tokenizer holds (its sha256), recorded with outputs of ``prompt_format=chat``."""
+        import hashlib
+
+        tpl = getattr(self.tok, "chat_template", None)
+        if not tpl:
+            return None
+        text = tpl if isinstance(tpl, str) else repr(tpl)
+        return {"sha256": hashlib.sha256(text.encode()).hexdigest(), "chars": len(text)}
 
     def _prepare(
         self,
@@ -269,6 +302,16 @@ class HFGenerator(_Base):
         rows = n if sample else 1  # rows per prompt
         per_batch = max(1, self.inference.batch_size // rows)
         ids = self.tok(list(prompts), add_special_tokens=True)["input_ids"]
+        context = getattr(self.model.config, "max_position_embeddings", None)
+        cap = max_new_tokens or self.inference.max_new_tokens
+        too_long = [i for i, x in enumerate(ids) if context and len(x) + cap > context]
+        if too_long:  # transformers would fail deep inside attention (or silently wrap positions)
+            i = too_long[0]
+            raise ValueError(
+                f"{desc or 'generate'}: {len(too_long)} of {len(ids)} prompts do not fit the model's context "
+                f"({context} positions) with {cap} new tokens, the first (#{i}) has {len(ids[i])} tokens; lower "
+                f"eval.limit, inference.max_new_tokens, or use a model with a longer context"
+            )
         order = sorted(range(len(prompts)), key=lambda i: len(ids[i]))
         results: list[list[Completion]] = [[] for _ in prompts]
         with (
@@ -347,6 +390,7 @@ class VLLMGenerator(_Base):
     """``vllm.LLM`` on one loaded model; ``engine_args`` is exactly what the engine was created with."""
 
     backend = "vllm"
+    batches_itself = True  # continuous batching: the engine gets whole benchmarks per call (cft_lab.eval.engine)
 
     def __init__(self, model_dir: str, model_cfg: ModelConfig, inference: InferenceConfig, revision: str | None = None):
         vllm = _import_vllm()
@@ -354,7 +398,7 @@ class VLLMGenerator(_Base):
         self.engine_args: dict[str, Any] = dict(
             model=model_dir,
             revision=revision,
-            tensor_parallel_size=inference.tensor_parallel_size,
+            tensor_parallel_size=effective_tensor_parallel(model_cfg, inference),
             seed=inference.seed,
             dtype=self.dtype,
             gpu_memory_utilization=inference.gpu_memory_utilization,
@@ -458,16 +502,31 @@ def _import_vllm():
 
 
 def make_generator(
-    model_dir: str, model_cfg: ModelConfig, inference: InferenceConfig, revision: str | None = None
+    model_dir: str,
+    model_cfg: ModelConfig,
+    inference: InferenceConfig,
+    revision: str | None = None,
+    *,
+    cache_dir: Path | None = None,
 ) -> Generator:
+    """The generator for a model: an API model (``model.source=api``) always goes through the ``openai`` backend
+    (its request cache under ``cache_dir`` unless ``model.api.cache`` names one); local weights through
+    ``inference.backend``."""
+    if model_cfg.source == ModelSource.api:
+        from cft_lab.eval.api import OpenAIGenerator
+
+        return OpenAIGenerator(model_cfg, inference, cache_dir=cache_dir)
     check_backend(inference)
+    from cft_lab.train.adapters import evaluable
+
     cls = {"hf": HFGenerator, "vllm": VLLMGenerator}[inference.backend]
-    return cls(model_dir, model_cfg, inference, revision)
+    return cls(evaluable(model_dir), model_cfg, inference, revision)  # a LoRA checkpoint: its merge into the base
 
 
-def check_backend(inference: InferenceConfig) -> None:
+def check_backend(inference: InferenceConfig, *, engine: bool = True) -> None:
     """Refuse, before any training (the pipeline calls it first), inference settings that cannot run here: an
-    unknown backend, ``vllm`` where ``import vllm`` fails (with how to install it), impossible sampling values."""
+    unknown backend, ``vllm`` where ``import vllm`` fails (with how to install it; only when ``engine``: an API
+    model's cell starts no local engine), impossible sampling values."""
     if inference.backend not in BACKENDS:
         raise ValueError(f"inference.backend={inference.backend!r} is unknown; choose one of {', '.join(BACKENDS)}")
     problems = [
@@ -488,5 +547,5 @@ def check_backend(inference: InferenceConfig) -> None:
     ]
     if problems:
         raise ValueError(f"inference={inference.name}: " + "; ".join(problems))
-    if inference.backend == "vllm":
+    if engine and inference.backend == "vllm":
         _import_vllm()

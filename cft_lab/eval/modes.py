@@ -18,7 +18,8 @@ Modes (``inference.mode``; settings ``inference.self_critique``):
 
 **One batched call per step.** All chains (item x sample) whose next step is a solve go into one generation call,
 then all pending critiques into another (``self_verify`` asks every candidate in one call), never a per-item loop;
-each call is split into chunks of :data:`CHUNK` prompts only to make progress durable.
+each call is split into chunks of ``cft_lab.eval.engine.CHUNK`` prompts only to make progress durable (a backend
+that batches itself, vLLM, gets each step's prompts in one call).
 
 **Seeds.** Step ``s`` of round ``r`` of sample ``j`` of item ``i`` is drawn with seed
 ``seed + i*n + j + (2r + s) * STRIDE`` (``s`` = 0 solve, 1 critique): round 0's solve uses exactly the seed of direct
@@ -55,12 +56,12 @@ from typing import Any, Optional
 from cft_lab.config import InferenceConfig, SelfCritiqueConfig
 from cft_lab.data.verdicts import parse_verdict
 from cft_lab.eval import benchmarks
+from cft_lab.eval.engine import call_size
 from cft_lab.options import InferenceMode, VerdictRule
 from cft_lab.prompts import self_critique
 
 log = logging.getLogger(__name__)
 
-CHUNK = 256  # prompts per generation call between durable writes
 STRIDE = 2**24  # seed offset between (round, step) pairs: above items x samples of any benchmark (MMLU-Pro: 12032)
 SOLVE, CRITIQUE, SINGLE = "solve", "critique", "single"
 _CRITIQUE_MARK = re.compile(r"^[ \t#>*_]*critique[ \t*_]*:?[ \t*_]*$|^[ \t#>*_]*critique[ \t*_]*:", re.I | re.M)
@@ -275,8 +276,9 @@ def generate_benchmark(
                 break
             step = pending[0][1]
             batch = [p for p in pending if p[1] == step]  # every chain's next steps are of one kind at a time
-            for start in range(0, len(batch), CHUNK):
-                chunk = batch[start : start + CHUNK]
+            size = call_size(generator, len(batch))
+            for start in range(0, len(batch), size):
+                chunk = batch[start : start + size]
                 texts, seeds = [], []
                 for c, s, r in chunk:
                     if s == SOLVE:

@@ -5,9 +5,16 @@ drives the ``openai`` teacher against it (cache in a temporary folder, ``--concu
 prints the requests/s achieved against the server's capacity (capacity / latency) as a percentage (goal: 95%).
 A second, fully cached run shows what a resumed run costs, and a bare SDK loop (the same number of workers
 calling ``client.post``, no cache, retries or budget) measured against the same server shows how much of any
-shortfall is the SDK and the machine rather than the teacher. ::
+shortfall is the SDK and the machine rather than the teacher.
+
+``--rate-limit N`` makes the server a rate-limited account instead: N requests in flight, the excess answered at once
+with ``429`` and ``Retry-After: --retry-after`` seconds. The teacher then has to find the limit (its adaptive window,
+``cft_lab.teachers.adaptive``); the script reports the achieved rate as a share of the server's capacity (N / latency;
+goal: >= 80% with 0 failed requests when N is a third of the teacher's concurrency), the limit the teacher found, and
+the 429s it met. ::
 
     python -m cft_lab.perf.teacher [--requests 5000] [--latency 0.2] [--capacity 64] [--concurrency 64]
+    python -m cft_lab.perf.teacher --rate-limit 24 --requests 2000 --no-baseline
 """
 
 from __future__ import annotations
@@ -27,7 +34,9 @@ from cft_lab.teachers import TeacherTask, summarize
 from cft_lab.teachers.openai_teacher import OpenAITeacher
 
 
-def start_server(latency: float, capacity: int) -> tuple[subprocess.Popen, str]:
+def start_server(latency: float, capacity: int, retry_after: float | None = None) -> tuple[subprocess.Popen, str]:
+    """The test server in a subprocess; with ``retry_after`` it rejects requests over ``capacity`` with 429."""
+    reject = ["--over-capacity", "reject", "--over-capacity-retry-after", str(retry_after)] if retry_after else []
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -39,6 +48,7 @@ def start_server(latency: float, capacity: int) -> tuple[subprocess.Popen, str]:
             str(latency),
             "--capacity",
             str(capacity),
+            *reject,
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -96,8 +106,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--capacity", type=int, default=64, help="server requests in flight")
     p.add_argument("--concurrency", type=int, default=64, help="teacher requests in flight")
     p.add_argument("--no-baseline", action="store_true", help="skip the bare SDK loop")
+    p.add_argument("--rate-limit", type=int, default=None, help="server capacity; the excess gets 429 + Retry-After")
+    p.add_argument("--retry-after", type=float, default=1.0, help="Retry-After seconds of a 429 (with --rate-limit)")
     a = p.parse_args(argv)
-    proc, url = start_server(a.latency, a.capacity)
+    if a.rate_limit is not None:
+        a.capacity = a.rate_limit
+    proc, url = start_server(a.latency, a.capacity, a.retry_after if a.rate_limit is not None else None)
     try:
         tasks = [
             TeacherTask(
@@ -121,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             results = teacher.run(tasks, progress=False)
             wall = time.perf_counter() - t0
+            teacher_run = dict(teacher.last_run)
             t1 = time.perf_counter()
             again = teacher.run(tasks, progress=False)
             cached_wall = time.perf_counter() - t1
@@ -140,7 +155,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wall                {wall:.2f} s (ideal {a.requests / bound:.2f} s)")
     print(f"achieved            {rate:.1f} req/s")
     print(f"server capacity     {capacity_rate:.1f} req/s ({a.capacity} in flight / {a.latency} s)")
-    print(f"efficiency          {100 * rate / capacity_rate:.1f}% of capacity (goal >= 95%)")
+    goal = ">= 80%, 0 failed" if a.rate_limit is not None else ">= 95%"
+    print(f"efficiency          {100 * rate / capacity_rate:.1f}% of capacity (goal {goal})")
+    run = teacher_run
+    print(
+        f"rate limiting       {run['throttled_429']} answers were 429 (server: "
+        f"{stats['faults'].get('over_capacity', 0)} over capacity); limit found {run['limit_found']} in flight; "
+        f"final window {run['final_window']}; "
+        f"teacher's max in flight {run['max_in_flight']}"
+    )
     if baseline is not None:
         print(
             f"bare SDK loop       {baseline:.1f} req/s = {100 * baseline / capacity_rate:.1f}% of capacity "

@@ -29,9 +29,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Optional
 
-from cft_lab.config import Config, as_dict, parent_config, part_config
+from cft_lab.config import Config, as_dict, own_data_config, parent_config, part_config, uses_pool
 from cft_lab.eval import benchmarks
-from cft_lab.pipeline.plan import CellPlan, format_plan, plan_cell
+from cft_lab.options import Stage
+from cft_lab.pipeline.plan import CellPlan, format_plan, plan_cell, stage_label
+from cft_lab.pipeline.preflight import preflight, teacher_estimates
 from cft_lab.pipeline.store import Store, read_jsonl
 from cft_lab.report import tracking
 from cft_lab.report.tracking import Logger, NoOpLogger, make_logger, sanitize
@@ -52,7 +54,7 @@ def _identity(cfg: Config, plan: CellPlan) -> dict:
         "model_name": cfg.model.name,
         "objective": cfg.objective.name,
         "teacher": (cfg.teacher.label or cfg.teacher.name) if uses_teacher else None,
-        "stages": {(f"{s.role}:{s.stage}" if s.role else s.stage): s.key for s in plan.stages},
+        "stages": {stage_label(s): s.key for s in plan.stages},
     }
 
 
@@ -69,37 +71,13 @@ def _view_config(cfg: Config, plan: CellPlan) -> dict:
     }
 
 
-def preflight(cfg: Config) -> None:
-    """Refuse, before any data is built or model trained, what this build cannot finish: an unknown benchmark, a
-    generation backend that is not installed, grading modes whose libraries are missing."""
-    from cft_lab.eval import benchmarks
-    from cft_lab.eval.generation import check_backend
-
-    check_backend(cfg.inference)
-    for b in [*cfg.eval.benchmarks, cfg.eval.select.benchmark]:
-        benchmarks.get(b)  # raises with the known names
-    if cfg.eval.critique.enabled and cfg.eval.critique.benchmark not in benchmarks.TESTBED_SPECS:
-        raise ValueError(
-            f"eval.critique.benchmark={cfg.eval.critique.benchmark}: the critique probe needs a testbed "
-            f"benchmark ({', '.join(benchmarks.TESTBED_SPECS)}), whose responses' correctness is known"
-        )
-    if "math_verify" in cfg.eval.modes:
-        import importlib.util
-
-        if importlib.util.find_spec("math_verify") is None:
-            raise ImportError(
-                "eval.modes includes math_verify but the math-verify package is not installed: "
-                "pip install 'math-verify[antlr4_9_3]' or drop the mode (eval.modes=[paper,strict])"
-            )
-
-
 def execute(cfg: Config, plan: CellPlan, store: Store, logger) -> dict:
     """Run the cell's stages in order; each returns a small typed result, from which the cell's result is built."""
-    from cft_lab.eval.stage import run_grade, run_infer
+    from cft_lab.eval.stage import run_infer
 
     timings: dict[str, float] = {}
 
-    def timed(stage: str, fn: Callable[..., Any], stage_cfg: Config, key: str, *args: Any) -> Any:
+    def timed(stage: str, fn: Callable[..., Any], stage_cfg: Config, key: str | dict[str, str], *args: Any) -> Any:
         """Run one stage (of this cell, a mixture part or a chain's parent) and add its time to the stage's."""
         t0 = time.time()
         log.info("[%s] %s %s ...", plan.name, stage, key)
@@ -107,12 +85,25 @@ def execute(cfg: Config, plan: CellPlan, store: Store, logger) -> dict:
         timings[stage] = round(timings.get(stage, 0.0) + time.time() - t0, 2)
         return out
 
-    preflight(cfg)
+    preflight(cfg, store)
     extra: dict = {}
+    stop = cfg.run.stop_after
+
+    def stopped(stage: Stage, path: Any) -> dict | None:  # run.stop_after: the artefact so far, no scores
+        if stop != stage:
+            return None
+        return {"stopped_after": str(stage), str(stage): store.relative(path), "timings_s": timings}
+
     if not spec(cfg.objective).trains:
         evaluated = model_path(cfg.model)
     else:
-        data, train, sel = _train_and_select(cfg, plan, store, logger, timed)
+        data, train, sel = _train_and_select(cfg, plan, store, logger, timed, stop=stop)
+        if early := stopped(Stage.data, data[0].path):
+            return {**early, "data_card": data[0].card if len(data) == 1 else [d.card for d in data]}
+        if early := stopped(Stage.train, train.path):
+            return early
+        if early := stopped(Stage.select, sel.model_dir):
+            return early
         evaluated = str(sel.model_dir)
         extra["selected"] = store.relative(sel.model_dir)  # relative to the store: portable across mounts
         selection = sel.selection
@@ -134,8 +125,12 @@ def execute(cfg: Config, plan: CellPlan, store: Store, logger) -> dict:
         extra["compute"] = train.compute  # tokens, steps, FLOPs estimate, wall time (cft_lab.train.compute)
         if train.compute:
             logger.summary({f"compute/{k}": v for k, v in train.compute.items() if isinstance(v, (int, float))})
-    infer_dir = timed("infer", run_infer, cfg, plan.key_of("infer"), evaluated)
-    grade = timed("grade", run_grade, cfg, plan.key_of("grade"), infer_dir)
+    keys = plan.infer_keys()
+    if stop == Stage.infer:
+        paths = timed("infer", run_infer, cfg, keys, evaluated)
+        infer = {b: store.relative(p) for b, p in paths.items()}
+        return {"stopped_after": "infer", "infer": infer, "timings_s": timings}
+    grade = _infer_and_grade(cfg, plan, store, timed, keys, evaluated)
     for name, s in grade.scores.items():
         stats = s.get("inference", {})
         logger.summary(
@@ -181,17 +176,44 @@ def answer_format(grade_dir: Path, scores: dict) -> dict:
     return {"share": round(100.0 * total / max(n, 1), 2), "parseable": total, "n": n, "by_benchmark": per}
 
 
-def _train_and_select(cfg: Config, plan: CellPlan, store: Store, logger, timed, role: Optional[str] = None):
+def _infer_and_grade(cfg: Config, plan: CellPlan, store: Store, timed, keys: dict[str, str], evaluated: str):
+    """Generate every benchmark (the infer stage, in this thread: it holds the engine) and grade each one as soon as
+    its generations are complete (the grade stage, in a second thread whose grading runs in worker processes), so
+    grading a benchmark overlaps generating the next. An error in generation stops the grading after the benchmarks
+    already generated; the generation error is the one raised."""
+    import queue
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cft_lab.eval.stage import run_grade, run_infer
+
+    ready: queue.Queue = queue.Queue()
+    dirs = {name: store.path("infer", key) for name, key in keys.items()}
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="grade") as pool:
+        grading = pool.submit(timed, "grade", run_grade, cfg, plan.key_of("grade"), dirs, iter(ready.get, None))
+        try:
+            timed("infer", run_infer, cfg, keys, evaluated, ready.put)
+        except BaseException:
+            ready.put(None)
+            grading.exception()  # wait for the grader to stop (its "stopped early" error is a consequence)
+            raise
+        ready.put(None)
+        return grading.result()
+
+
+def _train_and_select(
+    cfg: Config, plan: CellPlan, store: Store, logger, timed, role: Optional[str] = None, stop: Optional[Stage] = None
+):
     """The data (one artefact, or one per mixture part), train and select stages of a training cell, a chain's
-    parent's first; returns (data results, train result, select result)."""
+    parent's first; returns (data results, train result, select result). ``stop=data`` builds the data artefacts
+    only (the parent's too) and returns no train or select result."""
     from cft_lab.data.stage import run_data
     from cft_lab.eval.stage import run_select
     from cft_lab.train.stage import TrainPart, run_train
 
     base = None
     if cfg.chain is not None:  # the parent cell's stages (found in the store when another table built them)
-        _, _, parent = _train_and_select(parent_config(cfg), plan, store, NoOpLogger(), timed, role="parent")
-        base = str(parent.model_dir)
+        _, _, parent = _train_and_select(parent_config(cfg), plan, store, NoOpLogger(), timed, "parent", stop)
+        base = None if parent is None else str(parent.model_dir)
     prefix = f"{role} " if role else ""
     if spec(cfg.objective).family == "mix":
         parts = cfg.objective.parts or []
@@ -204,8 +226,11 @@ def _train_and_select(cfg: Config, plan: CellPlan, store: Store, logger, timed, 
             for k, (p, d) in enumerate(zip(parts, data))
         ]
     else:
-        data = [timed("data", run_data, cfg, plan.key_of("data", role))]
-        train_parts = [TrainPart(cfg.objective, data[0].path)]
+        data = [timed("data", run_data, own_data_config(cfg), plan.key_of("data", role))]
+        # objective.pool: data.pool_sample of the pool's pairs (own_data_config has refused a pool without one)
+        train_parts = [TrainPart(cfg.objective, data[0].path, cfg.data.pool_sample if uses_pool(cfg) else None)]
+    if stop == Stage.data:
+        return data, None, None
     train = timed("train", run_train, cfg, plan.key_of("train", role), train_parts, logger, base)
     sel = timed("select", run_select, cfg, plan.key_of("select", role), train.path)
     return data, train, sel
@@ -224,13 +249,51 @@ def _log_selection(logger: Logger, selection: dict) -> None:
         logger.log({tracking.SELECT_STEP: chosen["step"], tracking.SELECTED: chosen["accuracy"]})
 
 
+def dry_run(cfg: Config, plan: CellPlan, store: Store, ident: dict) -> dict:
+    """Print the plan, then run every check the run would run first (and the teacher's cost estimate): a refusal
+    here is the refusal the run would meet, and the cell counts as failed."""
+    print(format_plan(plan), flush=True)
+    from cft_lab.pipeline.estimate import estimate_cell
+    from cft_lab.pipeline.preflight import EstimateUnavailable, PreflightError
+
+    est = estimate_cell(cfg, plan, store)
+    print(
+        f"  needs  {est.line()}\n         (assumed: {'; '.join(est.assumptions)}; cluster={cfg.cluster.name})",
+        flush=True,
+    )
+    refused: list[str] = []
+    try:
+        preflight(cfg, store, dry_run=True)
+    except PreflightError as e:
+        refused += e.problems
+    try:  # what the data stage would buy, also when something else is refused (a budget is one more refusal)
+        for role, bought in teacher_estimates(cfg, store.root):
+            print(f"  buys   {f'({role}) ' if role else ''}{bought.line()}", flush=True)
+    except EstimateUnavailable as e:
+        print(f"  buys   {e}", flush=True)
+    except Exception as e:
+        if not any(str(e) in r or r in str(e) for r in refused):  # the same bad source, already said
+            refused.append(str(e))
+    for problem in refused:
+        print(f"  refused: {problem}", flush=True)
+    if refused:
+        error = "PreflightError: " + "; ".join(refused)
+        return {"status": "failed", **ident, "error": error, "dry_run": True}
+    return {"status": "planned", **ident, "estimate": _estimate_dict(est)}
+
+
+def _estimate_dict(est) -> dict:
+    return {"gpus": est.gpus, "gpu_hours": est.gpu_hours, "wall_hours": est.wall_hours,
+            "disk_peak_gb": est.disk_peak_gb, "disk_kept_gb": est.disk_kept_gb}  # fmt: skip
+
+
 def run_cell(cfg: Config) -> dict:
+    """Run (or plan, with ``dry_run``) one cell; returns its result (``status``: ok, failed, planned, stopped)."""
     plan = plan_cell(cfg)
     store = Store(cfg.paths.outputs)
     ident = _identity(cfg, plan)
     if cfg.dry_run:
-        print(format_plan(plan), flush=True)
-        return {"status": "planned", **ident}
+        return dry_run(cfg, plan, store, ident)
     cached = store.cell_result(plan.key)
     if cached and cached.get("status") == "ok":
         log.info("[%s] finished before (cell %s): nothing to do", plan.name, plan.key)
@@ -266,5 +329,10 @@ def run_cell(cfg: Config) -> dict:
         except Exception as e:  # a tracker hiccup must not lose the cell's result
             log.warning("[%s] logger.finish failed: %s", plan.name, e)
     result["wall_s"] = round(time.time() - t0, 2)
+    if result["status"] == "ok" and "stopped_after" in result:
+        # a partial cell: its artefacts are in the store, but it has no scores, so no result.json (a later full
+        # run must not find it "finished before")
+        log.info("[%s] stopped after %s: %s", plan.name, cfg.run.stop_after, result.get("data"))
+        return {**result, "status": "stopped"}
     store.write_cell_result(plan.key, result)
     return result

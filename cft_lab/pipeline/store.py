@@ -13,15 +13,17 @@ Layout (all under ``<paths.outputs>/store``; ``<key>`` is the artefact's cache k
                      selection.json  {"benchmark", "strategy", "mode", "checkpoints": [{"step", "path",
                                      "accuracy"}], "selected", "last", "validation_test_overlap"} (paths relative
                                      to the store root)
-    infer/<key>/     <benchmark>.jsonl   {"id", "index", "prompt", "seed", "outputs": [{"text", "tokens",
+    infer/<key>/     <benchmark>.jsonl   one benchmark per artefact (shared by every eval set listing it):
+                                     {"id", "index", "prompt", "seed", "outputs": [{"text", "tokens",
                                      "finish_reason"}]}: generation only, resumable item by item
                                      (<benchmark>.partial.jsonl while it runs), so a grader error never costs the
                                      generations; generator.json (backend, versions, engine and sampling settings);
-                                     critique.jsonl (the critique probe, when enabled)
+                                     the critique probe, when enabled, is an artefact of its own (critique.jsonl)
     grade/<key>/     <benchmark>.jsonl   per item: prompt, gold(s), every sample's output, extracted answer, verdict
                                      and status per grading mode, quirks
                      scores.json     {benchmark: aggregate (cft_lab.eval.engine.aggregate)}
-                     eval.json       versions, git sha, template hashes, sampling, grading settings
+                     eval.json       versions, git sha, template hashes, sampling, grading settings, the
+                                     infer artefacts read and each one's generator
                      critique.json   the critique probe's scores, when enabled
     cells/<key>/     result.json     the cell's status ("ok" | "failed"), scores or error (cft_lab.pipeline.cell)
     locks/<stage>-<key>.lock         per-artefact flock
@@ -134,6 +136,33 @@ def read_jsonl(path: Path) -> Iterator[dict]:
                 raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg})") from e
 
 
+def device_type() -> str:
+    """The accelerator this process sees (``torch.cuda.get_device_name``), else ``cpu``."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return str(torch.cuda.get_device_name(0))
+    except Exception:  # a broken CUDA setup is not this record's business
+        pass
+    return "cpu"
+
+
+def build_record(wall_s: float, devices: int | None, kind: str | None = None) -> dict:
+    """What building an artefact cost (the compute ledger, ``cft_lab.report.ledger``): wall seconds (interrupted
+    attempts whose work was resumed included), the devices the stage ran on (a stage that knows sets
+    ``art.meta["devices"]``, 0 for an API's; else 1) and their type (``art.meta["device_type"]``, else what this
+    process sees), and the host."""
+    import socket
+
+    return {
+        "wall_s": round(wall_s, 3),
+        "devices": 1 if devices is None else int(devices),
+        "device_type": kind or device_type(),
+        "host": socket.gethostname(),
+    }
+
+
 #: The files each stage's artefact holds when it is DONE (checked by the tests against a real tiny run).
 LAYOUT: dict[str, tuple[str, ...]] = {
     "data": ("records.jsonl", "card.json", "card.md"),
@@ -201,13 +230,27 @@ class Store:
         """Claim one artefact for building: hold its lock for the block; if it is DONE, yield it with
         ``done=True`` (the block only reads it); otherwise prepare its directory (emptied first unless ``resume``:
         the stage keeps partial work) and, when the block exits without an exception, write ``DONE.json`` with
-        ``art.meta``. An exception leaves it unfinished, to be rebuilt or resumed by the next run."""
+        ``art.meta`` and the build's compute (:func:`build_record`). An exception leaves it unfinished, to be rebuilt
+        or resumed by the next run; the time it spent counts toward the build when the work it kept is resumed."""
         with self.lock(stage, key):
             if self.done(stage, key):
                 yield Artefact(stage, key, self.path(stage, key), done=True)
                 return
             art = Artefact(stage, key, self.begin(stage, key, fresh=not resume), done=False)
-            yield art
+            spent = art.path / ".build_s"  # wall seconds of earlier, interrupted attempts whose work was kept
+            t0 = time.time()
+            try:
+                yield art
+            except BaseException:
+                if resume:
+                    earlier = float(spent.read_text()) if spent.is_file() else 0.0
+                    spent.write_text(f"{earlier + time.time() - t0:.3f}")
+                raise
+            earlier = float(spent.read_text()) if resume and spent.is_file() else 0.0
+            art.meta["build"] = build_record(
+                time.time() - t0 + earlier, art.meta.pop("devices", None), art.meta.pop("device_type", None)
+            )
+            spent.unlink(missing_ok=True)
             self.finish(stage, key, art.meta)
 
     def relative(self, path: str | Path) -> str:

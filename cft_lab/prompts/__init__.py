@@ -70,13 +70,49 @@ MMLU_PRO_STOP_STRINGS = ["</s>", IM_END, ENDOFTEXT, "Question:"]
 CFT_INSTRUCTION = "Please critique whether the following solution to the question is correct."
 
 
+#: IF-Eval and MT-Bench (docs/protocol.md §4.6): the prompt as written, no chat template (the authors' IF-Eval script).
+INSTRUCT_TEMPLATES = {"raw": "{question}"}
+
+
 def template_text(template: str) -> str:
-    """The pinned text of any evaluation template (math, GPQA or MMLU-Pro)."""
-    for table in (EVAL_TEMPLATES, GPQA_TEMPLATES, MMLU_PRO_TEMPLATES):
+    """The pinned text of any evaluation template (math, GPQA, MMLU-Pro, or the raw instruction prompt)."""
+    for table in (EVAL_TEMPLATES, GPQA_TEMPLATES, MMLU_PRO_TEMPLATES, INSTRUCT_TEMPLATES):
         if template in table:
             return table[template]
-    known = sorted([*EVAL_TEMPLATES, *GPQA_TEMPLATES, *MMLU_PRO_TEMPLATES])
+    known = sorted([*EVAL_TEMPLATES, *GPQA_TEMPLATES, *MMLU_PRO_TEMPLATES, *INSTRUCT_TEMPLATES])
     raise KeyError(f"unknown eval template {template!r}; known: {known}")
+
+
+#: Every evaluation template as chat messages: (system text or None, user turn with ``{question}``). The pinned
+#: text of a ChatML template is ``chatml(system, user)`` of these (tests/test_checkpoints.py checks each);
+#: ``deepseek-math`` is the harness's plain "User: ... Assistant:" form, whose instruction follows the question in the
+#: user turn. A model with ``prompt_format=chat`` (its own chat template) or an API model is sent these messages
+#: instead of the pinned text (docs/protocol.md §4.2: the paper's harness built ChatML by hand for every model).
+EVAL_MESSAGES: dict[str, tuple[str | None, str]] = {
+    "qwen25-math-cot": (_BOXED_SYSTEM, "{question}"),
+    "deepseek-math": (None, "{question}\n" + _BOXED_SYSTEM),
+    "gpqa-qwen": ("You are a helpful assistant.", "{question}"),
+    "mmlu-pro-cot-0shot": (MMLU_PRO_SYSTEM, "{question}\n"),
+    "raw": (None, "{question}"),
+}
+
+
+def eval_messages(template: str, question: str, category: str | None = None) -> list[dict]:
+    """The chat messages of one evaluation prompt under ``template`` (see :data:`EVAL_MESSAGES`).
+
+    >>> eval_messages("deepseek-math", "1+1?")
+    [{'role': 'user', 'content': '1+1?\\nPlease reason step by step, and put your final answer within \\\\boxed{}.'}]
+    """
+    try:
+        system, user = EVAL_MESSAGES[template]
+    except KeyError:
+        raise KeyError(f"unknown eval template {template!r}; known: {sorted(EVAL_MESSAGES)}") from None
+    if system is not None and "{category}" in system:
+        if category is None:
+            raise ValueError(f"template {template} needs the item's category")
+        system = system.replace("{category}", category)
+    out = [] if system is None else [{"role": "system", "content": system}]
+    return out + [{"role": "user", "content": user.replace("{question}", question)}]
 
 
 def template_hash(template: str) -> str:

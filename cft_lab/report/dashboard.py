@@ -160,7 +160,7 @@ def build(table: str, overrides: Sequence[str] = (), out: Path | None = None, re
     from cft_lab.pipeline.plan import plan_cell
     from cft_lab.pipeline.store import Store, write_json
     from cft_lab.report import picture, tables
-    from cft_lab.train.objectives import OBJECTIVES
+    from cft_lab.train.objectives import spec as objective_spec
 
     rendered = rendered or tables.render(table, list(overrides), quiet=True)
     frame, cells, configs = rendered["frame"], rendered["cells"], rendered["configs"]
@@ -179,7 +179,7 @@ def build(table: str, overrides: Sequence[str] = (), out: Path | None = None, re
         item_frames[cell.key] = per_item.items_frame(Path(cell.grade_dir), list(cfg.eval.benchmarks))
         item_files[cell.key] = folder / "items" / f"{cell.key}.parquet"
         item_frames[cell.key].to_parquet(item_files[cell.key], index=False)
-        trained = OBJECTIVES[cfg.objective.name].trains and cfg.eval.select.strategy != SelectStrategy.last
+        trained = objective_spec(cfg.objective).trains and cfg.eval.select.strategy != SelectStrategy.last
         refs.append(
             view.RunRef(
                 run_id=tracking.cell_run_id(cell.key),

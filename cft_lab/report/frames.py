@@ -96,6 +96,8 @@ CSV_COLUMNS = [
     "value",
     "sd",
     "seeds",
+    "quoted",  # a number the paper copied from another report (never the accuracy of a run here)
+    "quoted_from",
 ]
 
 _PAPER_DELTA = "Delta = CFT - SFT_best"
@@ -117,6 +119,7 @@ class BenchScore:
     ci_high: float
     sd: float | None = None
     per_seed: tuple[float, ...] = ()
+    value: float | None = None  # a score that is not a share of items (MT-Bench's mean rating, 1-10)
 
 
 @dataclass
@@ -146,6 +149,9 @@ class CellResult:
     results: list[dict] = field(default_factory=list)
     grade_dirs: list[Path] = field(default_factory=list)
     data_size: int | None = None
+    group: str | None = None  # the row group of a comparison table (Table 3), from run.group
+    model_source: str | None = None  # hub | testbed | api (a comparison table lists the paper's rows at paper scale)
+    ledger: dict = field(default_factory=dict)  # device time per stage (cft_lab.report.ledger.cell_ledger)
 
 
 @dataclass
@@ -208,7 +214,7 @@ def _measure(cell: CellResult, benchmarks: Sequence[str], meta: dict[str, Any]) 
         if score is None or score.n <= 0:
             unscored.append(bench)
             continue
-        run.values[bench] = 100.0 * score.correct / score.n
+        run.values[bench] = score.value if score.value is not None else 100.0 * score.correct / score.n
         run.ci[bench] = (float(score.ci_low), float(score.ci_high))
         run.n[bench] = int(score.n)
         if len(getattr(score, "per_seed", ())) > 1:

@@ -38,6 +38,20 @@ def _text(value) -> str | None:
     return None if value is None else str(value)
 
 
+def prompt_text(prompt) -> str:
+    """A stored prompt as one string: a rendered prompt as it is; chat messages (an API model) as ``role: content``
+    lines; MT-Bench's two turns one after the other.
+
+    >>> prompt_text([{"role": "user", "content": "Hi"}])
+    'user: Hi'
+    """
+    if isinstance(prompt, str):
+        return prompt
+    if prompt and all(isinstance(m, dict) for m in prompt):
+        return "\n".join(f"{m.get('role')}: {m.get('content')}" for m in prompt)
+    return "\n\n--- next turn ---\n\n".join(prompt_text(p) for p in prompt)
+
+
 def items_frame(grade_dir: Path, benchmarks: list[str] | None = None) -> pd.DataFrame:
     """One row per graded item of every benchmark in ``grade_dir`` (all in ``scores.json`` when ``benchmarks`` is
     None), in the graded files' order; columns as in the module docstring."""
@@ -55,7 +69,7 @@ def items_frame(grade_dir: Path, benchmarks: list[str] | None = None) -> pd.Data
                 "label": scores[bench].get("label", bench),
                 "id": str(g["id"]),
                 "index": int(g["index"]),
-                "prompt": g["prompt"],
+                "prompt": prompt_text(g["prompt"]),
                 "gold": _text(g.get("gold")),
                 "output": first["output"],
                 "tokens": int(first.get("tokens", 0)),
@@ -69,7 +83,7 @@ def items_frame(grade_dir: Path, benchmarks: list[str] | None = None) -> pd.Data
                 row[f"answer_{mode}"] = _text(first.get("pred", {}).get(mode))
                 row[f"correct_{mode}"] = bool(first["correct"][mode])
             row["mode"] = primary
-            row["correct"] = bool(g["correct"])
+            row["correct"] = None if g["correct"] is None else bool(g["correct"])  # None: judged, not right/wrong
             rows.append(row)
     per_mode = [c for m in modes for c in (f"answer_{m}", f"correct_{m}")]
     columns = [*_BASE_COLUMNS, "samples", "samples_correct", *per_mode, "mode", "correct"]
@@ -95,6 +109,7 @@ def paired_frame(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
             columns={"correct": f"correct_{suffix}", "answer": f"answer_{suffix}"}
         )
 
+    a, b = a[a["correct"].notna()], b[b["correct"].notna()]  # judged items (MT-Bench) have no right/wrong to pair
     merged = side(a, "a").merge(side(b, "b").drop(columns="label"), on=["benchmark", "id"], how="inner")
     merged["outcome"] = [_outcome(bool(x), bool(y)) for x, y in zip(merged["correct_a"], merged["correct_b"])]
     return merged

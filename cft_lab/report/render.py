@@ -59,6 +59,9 @@ def _fmt_ci(value: float, lo: float, hi: float, style: str) -> str:
     return f"{value:.1f} [{lo:.1f}, {hi:.1f}]"
 
 
+QUOTED_MARK = "‡"
+
+
 def _fmt_cell(
     value: float,
     ci: tuple[float, float] | None,
@@ -67,7 +70,14 @@ def _fmt_cell(
     style: str,
     later: float = np.nan,
     sd: float | None = None,
+    quoted: dict | None = None,
 ) -> str:
+    if quoted is not None:  # the paper copied this number from another report: never shown as ours
+        q = f"{_fmt_number(quoted['value'], signed)}{QUOTED_MARK}"
+        if pd.isna(value):
+            return q
+        text = _fmt_ci(value, ci[0], ci[1], style) if ci is not None and style != "none" else _fmt_number(value, signed)
+        return f"{text} (quoted {q})"
     if pd.isna(value):
         text = _HOLE
     elif sd is not None:  # several seeds: mean (sd across seeds) [CI pooled over items x seeds]
@@ -85,6 +95,19 @@ def _fmt_cell(
     return text
 
 
+def _fmt_extra(value: float, fmt: str, quoted: dict | None, paper: float) -> str:
+    """A layout's extra column (counts, device-hours): its own format, quoted or beside the paper's like the rest."""
+
+    def show(v: float) -> str:
+        return fmt.format(v).replace("-", "−")
+
+    if quoted is not None:
+        q = show(quoted["value"]) + QUOTED_MARK
+        return q if pd.isna(value) else f"{show(value)} (quoted {q})"
+    text = _HOLE if pd.isna(value) else show(value)
+    return text if pd.isna(paper) else f"{text} (paper {show(paper)})"
+
+
 def _footnotes(frame: pd.DataFrame) -> tuple[dict[Hashable, str], list[str]]:
     """Marker per run label with a note (†1, †2, ...) and the footnote lines."""
     notes, runs = frame.attrs.get("notes", {}), frame.attrs.get("runs", {})
@@ -95,7 +118,16 @@ def _footnotes(frame: pd.DataFrame) -> tuple[dict[Hashable, str], list[str]]:
         name = " / ".join(label) if isinstance(label, tuple) else str(label)
         key = runs.get(label, {}).get("key")
         lines.append(f"{markers[label]} {name}{f' (cell {key})' if key else ''}: {notes[label]}")
-    return markers, lines + list(frame.attrs.get("footnotes", []))
+    return markers, lines + list(frame.attrs.get("footnotes", [])) + _quoted_footnotes(frame)
+
+
+def _quoted_footnotes(frame: pd.DataFrame) -> list[str]:
+    """One line per source of quoted cells: which cells, from where."""
+    by_source: dict[str, list[str]] = {}
+    for (row, col), q in frame.attrs.get("quoted", {}).items():
+        name = str(row[-1]) if isinstance(row, tuple) else str(row)
+        by_source.setdefault(q["source"], []).append(f"{name} {col}")
+    return [f"{QUOTED_MARK} quoted, not measured: {', '.join(cells)} ({src})" for src, cells in by_source.items()]
 
 
 _CI_LEGEND = {
@@ -124,6 +156,11 @@ def _legend(frame: pd.DataFrame, paper: pd.DataFrame | None, style: str) -> str:
     elif AVG in axis_labels:
         parts.append("AVG = mean of the benchmark " + ("columns" if frame.attrs.get("run_axis", 0) == 0 else "rows"))
     parts += list(frame.attrs.get("legend", []))
+    if frame.attrs.get("quoted"):
+        parts.append(
+            f"x{QUOTED_MARK} = quoted: a number the paper copied from another report, not measured by any run here "
+            f"(never in a measured AVG)"
+        )
     if paper is not None:
         later = " (v1 and v3/v4 where they differ)" if paper.attrs.get("later") is not None else ""
         parts.append(f"(paper x) = the paper's number ({paper.attrs.get('version', 'paper')}){later}")
@@ -166,8 +203,14 @@ def _grid(frame: pd.DataFrame, paper: pd.DataFrame | None, style: str) -> _Grid:
             row_labels[-1] += markers.get(row, "")
         signed = isinstance(row, tuple) and row[-1] == DELTA_LABEL
         extra = frame.attrs.get("extra_columns", {})
+        quoted = frame.attrs.get("quoted", {})
         cells = [
-            (_HOLE if pd.isna(frame.at[row, col]) else extra[col].format(frame.at[row, col]).replace("-", "−"))
+            _fmt_extra(
+                frame.at[row, col],
+                extra[col],
+                quoted.get((row, col)),
+                np.nan if aligned is None or col not in aligned.columns else aligned.at[row, col],
+            )
             if col in extra
             else _fmt_cell(
                 frame.at[row, col],
@@ -176,7 +219,8 @@ def _grid(frame: pd.DataFrame, paper: pd.DataFrame | None, style: str) -> _Grid:
                 signed,
                 style,
                 np.nan if later is None else later.at[row, col],
-                sds.get((row, col)),
+                sd=sds.get((row, col)),
+                quoted=quoted.get((row, col)),
             )
             for col in frame.columns
         ]
@@ -212,7 +256,7 @@ _TEX_SPECIAL = {
     "~": r"\textasciitilde{}",
     "^": r"\textasciicircum{}",
 }
-_TEX_UNICODE = {"±": r"$\pm$", "—": "---", "Δ": r"$\Delta$", "−": "$-$", "≈": r"$\approx$"}
+_TEX_UNICODE = {"±": r"$\pm$", "—": "---", "Δ": r"$\Delta$", "−": "$-$", "≈": r"$\approx$", "‡": r"\ddag{}"}
 
 
 def _tex_escape(text: str) -> str:
@@ -260,18 +304,26 @@ def _long_table(frame: pd.DataFrame, paper: pd.DataFrame | None) -> pd.DataFrame
             pos = (run, bench) if axis == 0 else (bench, run)
             value = frame.at[pos]
             lo, hi = attrs.get("ci", {}).get(pos, (np.nan, np.nan))
+            q = attrs.get("quoted", {}).get(pos)
             if bench in extra:
                 records.append(
                     {
                         **{k: meta.get(k) for k in ("model", "method", "teacher", "status", "key")},
+                        **({"status": "quoted"} if q is not None and pd.isna(value) else {}),
                         "metric": bench,
                         "value": value,
+                        "quoted": np.nan if q is None else q["value"],
+                        "quoted_from": None if q is None else q["source"],
+                        "paper": np.nan if aligned is None or bench not in aligned.columns else aligned.at[pos],
                     }
                 )
                 continue
             records.append(
                 {
                     **{k: meta.get(k) for k in ("model", "method", "teacher", "status", "key")},
+                    **({"status": "quoted"} if q is not None and pd.isna(value) else {}),
+                    "quoted": np.nan if q is None else q["value"],
+                    "quoted_from": None if q is None else q["source"],
                     "benchmark": bench,
                     "metric": "accuracy",
                     "value": value,

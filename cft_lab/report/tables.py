@@ -12,6 +12,7 @@ At paper scale (every model from the hub) the paper's own numbers (``assets/pape
 from __future__ import annotations
 
 import argparse
+import importlib
 import itertools
 import logging
 from pathlib import Path
@@ -26,7 +27,8 @@ from cft_lab.eval import benchmarks
 from cft_lab.paths import CONF_DIR
 from cft_lab.pipeline.plan import format_plan, plan_cell
 from cft_lab.pipeline.store import Store
-from cft_lab.report import ablations, efficiency, table8
+from cft_lab.report import ablations, comparisons, efficiency, table8
+from cft_lab.report.ledger import cell_ledger
 from cft_lab.train.objectives import teacher_work
 
 log = logging.getLogger(__name__)
@@ -93,7 +95,9 @@ def collect(configs: list[Config]):
             scores = res["pooled"]
         else:
             scores = {
-                s.get("label", benchmarks.label(name)): BenchScore(s["correct"], s["n"], s["ci_low"], s["ci_high"])
+                s.get("label", benchmarks.label(name)): BenchScore(
+                    s["correct"], s["n"], s["ci_low"], s["ci_high"], value=s.get("value")
+                )
                 for name, s in res.get("scores", {}).items()
             }
         teacher = (cfg.teacher.label or cfg.teacher.name) if teacher_work(cfg.objective) else None
@@ -127,6 +131,9 @@ def collect(configs: list[Config]):
                 results=[r for r in results if r["status"] == "ok"],
                 grade_dirs=dirs if res["status"] == "ok" else [],
                 data_size=cfg.data.testbed.n_train if cfg.data.testbed is not None else None,
+                group=cfg.run.group,
+                model_source=str(cfg.model.source),
+                ledger=cell_ledger(cfg) if res["status"] == "ok" else {},
             )
         )
     return cells
@@ -142,11 +149,17 @@ LAYOUTS = {
     "data_efficiency": efficiency.efficiency_frame,
 }
 
+#: Layouts that are not a frame of cell scores, each rendered by a module of its own (``render(table, configs, out_dir,
+#: quiet)``, returning what :func:`render` returns): Figure 2 (training curves) and Table 1 (dataset sizes).
+RENDERERS = {"figure2": "cft_lab.report.figure2", "table1": "cft_lab.report.table1"}
+
 
 def paper_frames(layout: str):
     """The paper's numbers for a layout: the v1 frame, with the v3/v4 one in ``attrs["later"]`` where it exists."""
     if layout in ablations.LAYOUTS:
         v1, later = ablations.paper_frame(layout, "v1"), ablations.paper_frame(layout, "v3_v4")
+    elif layout in comparisons.LAYOUTS:
+        v1, later = comparisons.paper_frame(layout, "v1"), comparisons.paper_frame(layout, "v3_v4")
     elif layout == "table8":
         v1, later = table8.paper_frame("v1"), table8.paper_frame("v3_v4")
     else:
@@ -166,19 +179,22 @@ def render(table: str, overrides: list[str] = (), out_dir: Path | None = None, q
 
         return tuning.render(table, configs, out_dir, quiet)
     layout = configs[0].run.table or table
+    if layout in RENDERERS:
+        return importlib.import_module(RENDERERS[layout]).render(table, configs, out_dir, quiet)
     columns = [benchmarks.label(b) for b in configs[0].eval.benchmarks]
     cells = collect(configs)
-    frames = {**LAYOUTS, **ablations.LAYOUTS}
+    frames = {**LAYOUTS, **ablations.LAYOUTS, **comparisons.LAYOUTS}
     if layout not in frames:
         raise ValueError(f"table={table}: no layout for run.table={layout} (known: {', '.join(frames)})")
     frame = frames[layout](cells, columns)
+    frame.attrs.setdefault("footnotes", []).extend(verified_footnotes(configs, cells))
     if layout == "table2":  # CFT against the best SFT row, over items x seeds; optionally what each arm cost
         from cft_lab.report import seeded
 
         frame.attrs["footnotes"] = [*frame.attrs.get("footnotes", []), *seeded.paired_footnotes(frame, cells, columns)]
         if configs[0].run.show_compute:
             frame = seeded.add_compute_columns(frame, cells)
-    paper = paper_frames(layout) if all(c.model.source == "hub" for c in configs) else None
+    paper = paper_frames(layout) if all(c.model.source != "testbed" for c in configs) else None
     out_dir = out_dir or Path(configs[0].paths.outputs) / "tables"
     title = f"{layout} ({table}): {len([c for c in cells if c.status == 'ok'])}/{len(cells)} cells done"
     paths = report.write_table(frame, out_dir, table, title, paper=paper)
@@ -189,6 +205,29 @@ def render(table: str, overrides: list[str] = (), out_dir: Path | None = None, q
     if not quiet:
         print(paths["md"].read_text(encoding="utf-8"), flush=True)
     return {"frame": frame, "paths": paths, "cells": cells, "configs": configs}
+
+
+def verified_footnotes(configs: list[Config], cells) -> list[str]:
+    """How each SFT-verified cell's pairs were built (issue 13, item 7): sampled from the data's larger critiqued pool
+    as the paper did, or the records of the cell's own set judged right. One line per distinct construction."""
+    from cft_lab.config import uses_pool
+
+    lines: dict[str, list[str]] = {}
+    for cfg, cell in zip(configs, cells):
+        if cfg.objective.name != "sft_verified" or cfg.objective.parts:
+            continue
+        pairs = (cell.train_examples or {}).get("examples")
+        if uses_pool(cfg):
+            text = (
+                f"SFT-verified as the paper built it: rows of {cfg.data.pool} (data.pool) judged right, "
+                f"{cfg.data.pool_sample} sampled"
+            )
+        else:
+            text = f"SFT-verified from the same records ({cfg.data.name}) judged right" + (
+                f", not the paper's sample of {cfg.data.pool_sample} from {cfg.data.pool}" if cfg.data.pool else ""
+            )
+        lines.setdefault(text, []).append(f"{cell.model}: {pairs} pairs" if pairs else cell.model)
+    return [f"{text} [{'; '.join(models)}]" for text, models in lines.items()]
 
 
 def plan_text(table: str, overrides: list[str] = (), show_config: bool = False) -> str:
@@ -206,12 +245,44 @@ def plan_text(table: str, overrides: list[str] = (), show_config: bool = False) 
             "the swept choices",
             OmegaConf.to_yaml(OmegaConf.create(sanitize(as_dict(configs[0])))),
         ]
+    from cft_lab.pipeline.estimate import estimate_cell
+
     lines.append(f"{table}: {len(configs)} cells")
-    lines += [format_plan(plan_cell(c)) for c in configs]
+    ests = []
+    for c in configs:
+        plan = plan_cell(c)
+        est = estimate_cell(c, plan, Store(c.paths.outputs))
+        ests.append(est)
+        lines += [format_plan(plan), f"  needs  {est.line()}"]
+    lines.append(estimate_totals(table, configs[0].cluster.name, ests))
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
+def estimate_totals(table: str, cluster: str, ests) -> str:
+    """One line: the table's GPU-hours, its largest job, and its disk (peak if every cell trained at once)."""
+
+    from cft_lab.pipeline.estimate import size_text
+
+    def total(attr: str) -> str:
+        values = [getattr(e, attr) for e in ests]
+        return "?" if any(v is None for v in values) else size_text(sum(values))
+
+    hours = sum(e.total_gpu_hours for e in ests)
+    return (
+        f"{table} on cluster={cluster}: ~{hours:.0f} GPU-h in all (estimates: see each cell's `needs`), jobs of "
+        f"{max(e.gpus for e in ests)} GPUs at most, disk ~{total('disk_peak_gb')} if every cell trained at once, "
+        f"~{total('disk_kept_gb')} kept after selection"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The CLI: one-line errors (an unknown table, a bad override, an unwritable folder), ``--debug`` for tracebacks."""
+    from cft_lab import cli
+
+    return cli.run(_main, argv)
+
+
+def _main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m cft_lab tables", description="Render a paper table from the cft-lab run store."
     )
@@ -219,13 +290,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("overrides", nargs="*", help="Hydra overrides applied to every cell (as on the sweep)")
     parser.add_argument("--plan", action="store_true", help="print the planned cells and keys instead")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default <outputs>/tables)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.plan:
         print(plan_text(args.table, args.overrides))
     else:
         render(args.table, args.overrides, args.out)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -67,12 +67,14 @@ def _replay(cfg: Config, records: list[Record], extra: dict, cache_dir: Path) ->
     )
 
 
-def _sampling(cfg: Config) -> dict:
+def sampling_of(cfg: Config) -> dict:
+    """The request's sampling fields (part of every request's cache key)."""
     t = cfg.teacher
     return {"temperature": t.temperature, "top_p": t.top_p, "max_tokens": t.max_tokens, "n": 1}
 
 
 def _openai(cfg: Config, records: list[Record], extra: dict, cache_dir: Path) -> Teacher:
+    from cft_lab.teachers.estimate import budget_of
     from cft_lab.teachers.openai_teacher import OpenAITeacher
     from cft_lab.teachers.pricing import PriceTable
 
@@ -90,19 +92,23 @@ def _openai(cfg: Config, records: list[Record], extra: dict, cache_dir: Path) ->
         base_url=t.base_url,
         api_key_env=t.api_key_env,
         prompt_version=t.prompt_version,
-        sampling=_sampling(cfg),
+        sampling=sampling_of(cfg),
         concurrency=t.concurrency,
         timeout_s=t.timeout_s,
         max_attempts=t.max_attempts,
-        budget_usd=t.budget_usd,
+        budget_usd=budget_of(cfg),
         prices=prices,
+        rate_limit_patience_s=t.rate_limit_patience_s,
+        mode=str(t.mode),
+        batch_poll_s=t.batch_poll_s,
+        batch_wait_s=t.batch_wait_s,
     )
 
 
 def _local(cfg: Config, records: list[Record], extra: dict, cache_dir: Path) -> Teacher:
     from cft_lab.teachers.local import LocalTeacher
 
-    return LocalTeacher(cfg, _sampling(cfg))
+    return LocalTeacher(cfg, sampling_of(cfg))
 
 
 #: The one registry of teacher kinds. ``none`` builds nothing: an objective that needs a teacher is refused at
@@ -157,7 +163,14 @@ def describe(cfg: Config) -> str:
         if replays_released(cfg):
             how = f"replays the released critiques of {t.model} (prompt {t.prompt_version}), no request"
         elif t.kind == TeacherKind.openai:
-            how += f", {t.concurrency} in flight" + (f", budget ${t.budget_usd:g}" if t.budget_usd else "")
+            from cft_lab.teachers.estimate import budget_of
+
+            budget = budget_of(cfg)
+            how += (
+                (", Batch API" if t.mode == "batch" else f", up to {t.concurrency} in flight")
+                + (f", budget ${budget:g}" if budget is not None else ", no budget cap")
+                + (" (default)" if t.budget_usd is None and budget is not None else "")
+            )
     else:
         how = str(t.kind)
     return f"teacher {t.name} ({kinds}: {how})"
@@ -172,5 +185,6 @@ __all__ = [
     "describe",
     "make_teacher",
     "replays_released",
+    "sampling_of",
     "summarize",
 ]

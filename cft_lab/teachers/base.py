@@ -39,6 +39,11 @@ class TeacherTask:
     # Optional extra data a teacher may need and a request never contains (the testbed teacher reads a
     # ``Problem`` under "problem"); not part of any cache key.
     meta: Mapping[str, Any] | None = field(default=None, compare=False, hash=False)
+    # A request built by the caller (kind "generate": an evaluation prompt through cft_lab.eval.generation's openai
+    # backend): its chat messages, sent as they are, and sampling parameters added to the teacher's own (a sample's
+    # seed). Both are part of the request's cache key.
+    messages: tuple[Mapping[str, str], ...] | None = field(default=None, hash=False)
+    sampling: Mapping[str, Any] | None = field(default=None, hash=False)
 
 
 @dataclass

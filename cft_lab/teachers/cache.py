@@ -25,6 +25,16 @@ Why SQLite (WAL mode, one transaction per response) rather than an append-only J
 Failures are stored (with the error and attempts): a rerun does not re-ask them unless asked to retry failures;
 an ``ok`` answer then replaces the failure and the attempts add up.
 
+Two more tables, added beside ``responses`` (older cache files gain them on open; the schema version is unchanged):
+
+* ``claims (key, owner, expires_at)``: a run :meth:`claims <RequestCache.claim>` a key before asking it, in one
+  transaction that also checks for a stored answer, so two runs (processes, machines on one filesystem) sharing the
+  cache never ask the same key at the same time; storing the answer drops the claim, and a claim whose owner died
+  expires (``expires_at``) and is taken over.
+* ``batches (id, ...)`` and ``batch_keys (batch_id, key)``: the Batch API's uploaded files and batches
+  (:mod:`cft_lab.teachers.batch`), written before the run waits on them, so a restarted run polls the batches it
+  submitted instead of paying for them again.
+
 >>> import tempfile, os
 >>> c = RequestCache(os.path.join(tempfile.mkdtemp(), "c.sqlite"))
 >>> k = request_key("m", [{"role": "user", "content": "hi"}], {"temperature": 0.3})
@@ -45,6 +55,8 @@ import hashlib
 import json
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -125,6 +137,12 @@ CREATE TABLE IF NOT EXISTS responses (
     created_at REAL NOT NULL, updated_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS batches (
+    id TEXT PRIMARY KEY, input_file_id TEXT NOT NULL, batch_id TEXT, status TEXT NOT NULL, host TEXT,
+    model TEXT, requests INTEGER NOT NULL, created_at REAL NOT NULL, updated_at REAL NOT NULL, detail TEXT
+);
+CREATE TABLE IF NOT EXISTS batch_keys (batch TEXT NOT NULL, key TEXT NOT NULL, PRIMARY KEY (batch, key));
 """
 # An ok row is final. A failed row is replaced by the new outcome; attempts accumulate across runs.
 _UPSERT = (
@@ -180,13 +198,65 @@ class RequestCache:
         return out
 
     def put(self, row: CacheRow) -> None:
-        """Store one outcome durably (its own transaction): see the module docstring for the upsert rule."""
+        """Store one outcome durably, and drop the key's claim, in one transaction (upsert rule: module doc)."""
         if row.status not in ("ok", "failed"):
             raise ValueError(f"only ok/failed outcomes are stored, got {row.status!r}")
         now = time.time()
         row.created_at = row.created_at or now
         row.updated_at = now
-        self._db.execute(_UPSERT, [getattr(row, c) for c in _COLUMNS])
+        with self.transaction():
+            self._db.execute(_UPSERT, [getattr(row, c) for c in _COLUMNS])
+            self._db.execute("DELETE FROM claims WHERE key = ?", (row.key,))
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` .. ``COMMIT`` (rolled back on an exception): the write lock is taken at the start, so
+        a read-then-write (a claim) cannot interleave with another process's."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def claim(self, key: str, owner: str, ttl_s: float, *, retry_failed: bool = False) -> str:
+        """Claim ``key`` for asking: ``"done"`` (an answer is stored: an ``ok`` row, or a failure unless
+        ``retry_failed``), ``"busy"`` (another owner's claim has not expired) or ``"mine"`` (claimed until
+        now + ``ttl_s``; taken over when the previous owner's claim expired, or at once when that owner was a
+        process of this host that is gone: a SIGKILLed run's claims do not hold its rerun back)."""
+        now = time.time()
+        with self.transaction() as db:
+            row = db.execute("SELECT status FROM responses WHERE key = ?", (key,)).fetchone()
+            if row is not None and (row[0] == "ok" or not retry_failed):
+                return "done"
+            held = db.execute("SELECT owner, expires_at FROM claims WHERE key = ?", (key,)).fetchone()
+            if held is not None and held[0] != owner and held[1] > now and owner_alive(held[0]):
+                return "busy"
+            db.execute(
+                "INSERT INTO claims (key, owner, expires_at) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
+                "owner = excluded.owner, expires_at = excluded.expires_at",
+                (key, owner, now + ttl_s),
+            )
+            return "mine"
+
+    def renew(self, key: str, owner: str, ttl_s: float) -> None:
+        """Extend our claim on ``key`` (before a long wait: a Retry-After, a backoff)."""
+        self._db.execute(
+            "UPDATE claims SET expires_at = ? WHERE key = ? AND owner = ?", (time.time() + ttl_s, key, owner)
+        )
+
+    def release(self, key: str, owner: str) -> None:
+        """Drop our claim without an answer (a fatal stop, a budget stop): another run may ask the key now."""
+        self._db.execute("DELETE FROM claims WHERE key = ? AND owner = ?", (key, owner))
+
+    def claims(self) -> dict[str, tuple[str, float]]:
+        """key -> (owner, expires_at) of every claim held."""
+        return {k: (o, e) for k, o, e in self._db.execute("SELECT key, owner, expires_at FROM claims")}
+
+    def sql(self, query: str, params: tuple = ()) -> list[tuple]:
+        """One statement (its own transaction), e.g. on the batch tables (``cft_lab.teachers.batch``)."""
+        return self._db.execute(query, params).fetchall()
 
     def counts(self) -> dict[str, int]:
         got = dict(self._db.execute("SELECT status, COUNT(*) FROM responses GROUP BY status").fetchall())
@@ -207,6 +277,25 @@ class RequestCache:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def owner_alive(owner: str) -> bool:
+    """False when ``owner`` (``host:pid:nonce``, ``OpenAITeacher.owner``) names a process of this host that is gone;
+    True otherwise (another host's process cannot be checked: its claim lasts until it expires)."""
+    import os
+    import socket
+
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # a live process of another user
+        return True
+    return True
 
 
 def dumps_sampling(sampling: dict) -> str:

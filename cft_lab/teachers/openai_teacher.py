@@ -4,8 +4,17 @@
 looks its request key up in the durable cache (:mod:`cft_lab.teachers.cache`), asks the server only for keys
 with no stored row (or, with ``retry_failed=True``, a stored failure), and stores every outcome as it arrives:
 
-* ``AsyncOpenAI`` with ``max_retries=0`` and a per-request ``timeout_s``; ``concurrency`` workers, so at most
-  that many requests in flight; retries, backoff and ``Retry-After`` per :mod:`cft_lab.teachers.retry`;
+* ``AsyncOpenAI`` with ``max_retries=0`` and a per-request ``timeout_s``; ``concurrency`` workers, of which an
+  adaptive window (:mod:`cft_lab.teachers.adaptive`) lets as many requests be in flight as the server keeps up with;
+* **a 429 is back-pressure, not a failed attempt**: it shrinks the window, the request waits its ``Retry-After``
+  and is asked again, for at most ``rate_limit_patience_s`` in all; other faults are retried per
+  :mod:`cft_lab.teachers.retry` for at most ``max_attempts`` attempts;
+* **an unreachable server stops the run**: when no HTTP answer has come for ``connect_grace_s`` while every attempt
+  failed to connect (refused, no route, unknown host), the run raises :class:`TeacherFatalError` naming the host,
+  instead of retrying every request; so do 401/403/404 (wrong key or model);
+* **two runs sharing one cache never ask the same key at the same time**: a key is claimed in the cache before it is
+  asked (:meth:`RequestCache.claim`); a key another run holds is waited for and read from the cache when it lands
+  (or taken over when that run's claim expires);
 * the API key is read from the environment variable named ``api_key_env`` when the teacher is built and kept
   only in memory (``api_key_env=None``: no key, for local servers); it is redacted from every error this module
   stores, logs or raises, and ``describe()`` gives the endpoint's host, never the key;
@@ -15,7 +24,9 @@ with no stored row (or, with ``retry_failed=True``, a stored failure), and store
   never asked end ``budget_exhausted`` (not stored: a rerun with more budget asks them). The estimate uses the
   observed tokens-per-character of prompts (1/3 before any answer) and the observed mean completion length
   (``max_tokens`` before any answer), so the first requests are estimated high;
-* a tqdm bar counts ok / failed / cached and the running cost.
+* the sync mode's machinery is :mod:`cft_lab.teachers.sync`; ``mode="batch"`` sends the same requests through the
+  Batch API instead (:mod:`cft_lab.teachers.batch`);
+* ``last_run`` reports counts, cost, the achieved rate and what the window learned (429s, the limit it found).
 
 Costs use the price of the model the server reports (a snapshot), else of the model asked; a model with no price
 costs ``None`` (warned), and a budget with an unknown price is refused at construction. A response without
@@ -35,66 +46,22 @@ Example (against the test server; a result, abridged)::
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
+import socket
 import threading
-import time
-from dataclasses import dataclass, field
+import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import httpx
 import openai
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
-from tqdm import tqdm
 
 from cft_lab.prompts.teacher import default_sampling, render_messages, template_hash
 from cft_lab.teachers.base import TeacherResult, TeacherTask, failed_result, redact
-from cft_lab.teachers.cache import CacheRow, RequestCache, dumps_sampling, loads_sampling, request_key
+from cft_lab.teachers.cache import dumps_sampling, loads_sampling, request_key
 from cft_lab.teachers.pricing import PriceTable
-from cft_lab.teachers.retry import (
-    MalformedResponse,
-    TeacherFatalError,
-    describe_error,
-    is_fatal,
-    is_retryable,
-    retry_after_of,
-    wait_retry_after_or_backoff,
-)
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class _RunState:
-    spent: float = 0.0
-    inflight: int = 0
-    inflight_est: float = 0.0
-    ok: int = 0
-    failed: int = 0
-    prompt_tokens: int = 0
-    prompt_chars: int = 0
-    completion_tokens: int = 0
-    answered: int = 0
-    fatal: str | None = None
-    budget_stopped: bool = False
-    pause_until: float = 0.0
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-@dataclass
-class _Run:
-    """What the workers of one ``run`` share."""
-
-    client: openai.AsyncOpenAI
-    cache: RequestCache
-    first: dict  # key -> (first task, messages)
-    outcomes: dict  # key -> CacheRow (stored before the run, or stored during it)
-    earlier: dict  # key -> attempts stored before this run (failures being retried)
-    state: _RunState
-    bar: tqdm
-    n_cached: int
 
 
 class OpenAITeacher:
@@ -116,15 +83,23 @@ class OpenAITeacher:
         backoff_initial_s: float = 1.0,
         backoff_max_s: float = 60.0,
         max_retry_after_s: float = 600.0,
+        rate_limit_patience_s: float = 900.0,
+        connect_grace_s: float = 10.0,
+        claim_poll_s: float = 0.5,
         budget_usd: float | None = None,
         prices: PriceTable | None = None,
         fsync: bool = False,
+        mode: str = "sync",
+        batch_poll_s: float = 30.0,
+        batch_wait_s: float = 86400.0,
     ):
-        if concurrency < 1 or max_attempts < 1 or timeout_s <= 0:
+        if concurrency < 1 or max_attempts < 1 or timeout_s <= 0 or rate_limit_patience_s <= 0:
             raise ValueError(
-                f"need concurrency >= 1, max_attempts >= 1, timeout_s > 0; got {concurrency}, "
-                f"{max_attempts}, {timeout_s}"
+                f"need concurrency >= 1, max_attempts >= 1, timeout_s > 0, rate_limit_patience_s > 0; got "
+                f"{concurrency}, {max_attempts}, {timeout_s}, {rate_limit_patience_s}"
             )
+        if mode not in ("sync", "batch"):
+            raise ValueError(f"teacher {name}: mode must be sync or batch, got {mode!r}")
         self.name, self.model, self.base_url = name, model, base_url
         self.api_key_env, self.prompt_version = api_key_env, prompt_version
         self.sampling = default_sampling(prompt_version) if sampling is None else dict(sampling)
@@ -135,6 +110,12 @@ class OpenAITeacher:
         self.concurrency, self.timeout_s, self.max_attempts = concurrency, timeout_s, max_attempts
         self.backoff_initial_s, self.backoff_max_s = backoff_initial_s, backoff_max_s
         self.max_retry_after_s, self.budget_usd = max_retry_after_s, budget_usd
+        self.rate_limit_patience_s, self.connect_grace_s = rate_limit_patience_s, connect_grace_s
+        self.claim_poll_s, self.mode = claim_poll_s, mode
+        self.batch_poll_s, self.batch_wait_s = batch_poll_s, batch_wait_s
+        # a claim outlives any single attempt; it is renewed before every wait
+        self.claim_ttl_s = 2 * timeout_s + 60.0
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.prices = prices or PriceTable()
         if budget_usd is not None and not self.prices.known(model):
             raise ValueError(
@@ -152,10 +133,10 @@ class OpenAITeacher:
         self.last_run: dict = {}
 
     def __repr__(self) -> str:
-        return f"OpenAITeacher(name={self.name!r}, model={self.model!r}, endpoint={self._host()!r})"
+        return f"OpenAITeacher(name={self.name!r}, model={self.model!r}, endpoint={self.host()!r})"
 
     # ----------------------------------------------------------------- description
-    def _host(self) -> str:
+    def host(self) -> str:
         if not self.base_url:
             return "api.openai.com"
         parts = urlsplit(self.base_url)  # hostname and port only: never userinfo, path or query
@@ -166,31 +147,55 @@ class OpenAITeacher:
         return {
             "name": self.name,
             "kind": "openai",
+            "mode": self.mode,
             "model": self.model,
             "prompt_version": self.prompt_version,
             "template_hashes": {k: template_hash(k, self.prompt_version) for k in ("critique", "answer")},
             "sampling": dict(self.sampling),
-            "endpoint_host": self._host(),
+            "endpoint_host": self.host(),
             "api_key_env": self.api_key_env,
             "concurrency": self.concurrency,
             "timeout_s": self.timeout_s,
             "max_attempts": self.max_attempts,
+            "rate_limit_patience_s": self.rate_limit_patience_s,
             "budget_usd": self.budget_usd,
             "price_usd_per_1m": None if price is None else {"input": price.input, "output": price.output},
             "cache": str(self.cache_path),
         }
 
     def request_for(self, task: TeacherTask) -> tuple[str, list[dict]]:
-        """(cache key, messages) of one task."""
-        messages = render_messages(task.kind, task.question, task.response, self.prompt_version)
-        return request_key(self.model, messages, self.sampling), messages
+        """(cache key, messages) of one task: the pinned teacher prompt, or the task's own messages (kind
+        ``generate``), asked with :meth:`sampling_for`."""
+        if task.messages is not None:
+            messages = [dict(m) for m in task.messages]
+        else:
+            messages = render_messages(task.kind, task.question, task.response, self.prompt_version)
+        return request_key(self.model, messages, self.sampling_for(task)), messages
+
+    def sampling_for(self, task: TeacherTask) -> dict:
+        """The sampling parameters one task is asked with: the teacher's, plus the task's own (a sample's seed)."""
+        return {**self.sampling, **task.sampling} if task.sampling else self.sampling
+
+    def client(self) -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(api_key=self._api_key, base_url=self.base_url, max_retries=0, timeout=self.timeout_s)
+
+    def redact(self, text: str) -> str:
+        return redact(text, self._api_key)
 
     # ----------------------------------------------------------------- running
     def run(
         self, tasks: list[TeacherTask], *, retry_failed: bool = False, progress: bool = True
     ) -> list[TeacherResult]:
-        """One result per task, in order (see the module docstring). Raises only :class:`TeacherFatalError`."""
-        coro = self._run(list(tasks), retry_failed, progress)
+        """One result per task, in order (see the module docstring). Raises only :class:`TeacherFatalError` (and,
+        in batch mode, :class:`cft_lab.teachers.batch.BatchPending` while its batches run)."""
+        if self.mode == "batch":
+            from cft_lab.teachers.batch import BatchRun
+
+            coro = BatchRun(self).run(list(tasks), retry_failed)
+        else:
+            from cft_lab.teachers.sync import SyncRun
+
+            coro = SyncRun(self).run(list(tasks), retry_failed, progress)
         try:
             asyncio.get_running_loop()
         except RuntimeError:
@@ -210,203 +215,6 @@ class OpenAITeacher:
             raise box["err"]
         return box["out"]
 
-    async def _run(self, tasks: list[TeacherTask], retry_failed: bool, progress: bool) -> list[TeacherResult]:
-        t0 = time.monotonic()
-        requests = [self.request_for(t) for t in tasks]
-        first: dict[str, tuple[TeacherTask, list[dict]]] = {}
-        for task, (key, messages) in zip(tasks, requests):
-            first.setdefault(key, (task, messages))
-        state = _RunState()
-        with RequestCache(self.cache_path, fsync=self.fsync) as cache:
-            outcomes = cache.get_many(list(first))
-            to_ask = [k for k in first if k not in outcomes or (retry_failed and outcomes[k].status == "failed")]
-            earlier = {k: outcomes.pop(k).attempts for k in to_ask if k in outcomes}  # attempts add up in the cache
-            n_cached = len(first) - len(to_ask)
-            with tqdm(
-                total=len(to_ask), desc=f"teacher {self.name}", unit="req", disable=not progress, mininterval=1.0
-            ) as bar:
-                bar.set_postfix(ok=0, failed=0, cached=n_cached, usd="0.00", refresh=False)
-                client = openai.AsyncOpenAI(
-                    api_key=self._api_key, base_url=self.base_url, max_retries=0, timeout=self.timeout_s
-                )
-                try:
-                    pending = iter(to_ask)
-                    run = _Run(client, cache, first, outcomes, earlier, state, bar, n_cached)
-                    await asyncio.gather(*[self._worker(run, pending) for _ in range(self.concurrency)])
-                finally:
-                    await client.close()
-        if state.fatal:
-            raise TeacherFatalError(
-                f"teacher {self.name}: {state.fatal}; stopped after {state.ok} ok and "
-                f"{state.failed} failed answers (stored)"
-            )
-        results = self._results(tasks, requests, outcomes, set(to_ask))
-        self.last_run = {
-            "asked": state.ok + state.failed,
-            "ok": state.ok,
-            "failed": state.failed,
-            "cached_keys": n_cached,
-            "spent_usd": round(state.spent, 6),
-            "budget_stopped": state.budget_stopped,
-            "wall_s": round(time.monotonic() - t0, 3),
-        }
-        log.info("teacher %s: %s", self.name, self.last_run)
-        return results
-
-    async def _worker(self, run: _Run, pending) -> None:
-        """One of ``concurrency`` workers: takes the next key, checks the budget, asks, stores, repeats.
-
-        Workers (rather than a task per request behind a semaphore) start the next request as soon as one is
-        stored, without a scheduler round trip, which keeps a server's capacity busy (``cft_lab.perf.teacher``).
-        """
-        state = run.state
-        for key in pending:  # a shared iterator: each key goes to exactly one worker
-            if state.fatal or state.budget_stopped:
-                return
-            task, messages = run.first[key]
-            est = self._estimate(messages, state)
-            if self.budget_usd is not None:
-                while state.spent + state.inflight_est + est > self.budget_usd and state.inflight > 0:
-                    state.changed.clear()
-                    await state.changed.wait()
-                    est = self._estimate(messages, state)
-                if state.budget_stopped or state.spent + state.inflight_est + est > self.budget_usd:
-                    if not state.budget_stopped:
-                        state.budget_stopped = True
-                        log.warning(
-                            "teacher %s: budget $%.4f reached (spent $%.4f); the tasks not yet asked "
-                            "are budget_exhausted",
-                            self.name,
-                            self.budget_usd,
-                            state.spent,
-                        )
-                    return  # this key stays unasked: budget_exhausted
-            state.inflight += 1
-            state.inflight_est += est
-            try:
-                row = await self._ask(run.client, key, task, messages, state)
-                if row is not None:  # None: a fatal error, not this item's fault and not stored
-                    self._record(run, key, task, messages, row)
-            finally:
-                state.inflight -= 1
-                state.inflight_est -= est
-                state.changed.set()
-                run.bar.update(1)
-                if not run.bar.disable:
-                    run.bar.set_postfix(
-                        ok=state.ok, failed=state.failed, cached=run.n_cached, usd=f"{state.spent:.2f}", refresh=False
-                    )
-
-    def _record(self, run: _Run, key: str, task: TeacherTask, messages: list[dict], row: CacheRow) -> None:
-        run.cache.put(row)  # durable before anything else; adds row.attempts to a stored failure's
-        row.attempts += run.earlier.get(key, 0)
-        run.outcomes[key] = row
-        state = run.state
-        if row.status == "ok":
-            state.ok += 1
-            state.spent += row.cost_usd or 0.0
-            state.answered += 1
-            state.prompt_tokens += row.prompt_tokens
-            state.prompt_chars += sum(len(m["content"]) for m in messages)
-            state.completion_tokens += row.completion_tokens
-        else:
-            state.failed += 1
-            log.warning(
-                "teacher %s: %s failed after %d attempts: %s", self.name, task.record_id, row.attempts, row.error
-            )
-
-    def _estimate(self, messages: list[dict], state: _RunState) -> float:
-        if self.budget_usd is None:
-            return 0.0
-        chars = sum(len(m["content"]) for m in messages)
-        per_char = state.prompt_tokens / state.prompt_chars if state.prompt_chars else 1 / 3
-        completion = (
-            state.completion_tokens / state.answered if state.answered else self.sampling.get("max_tokens", 4096)
-        )
-        return self.prices.cost(self.model, int(chars * per_char) + 1, int(completion) + 1) or 0.0
-
-    async def _ask(self, client, key, task, messages, state) -> CacheRow | None:
-        attempts = 0
-        body = {"model": self.model, "messages": messages, **self.sampling}
-
-        async def attempt():
-            nonlocal attempts
-            attempts += 1
-            delay = state.pause_until - time.monotonic()  # a Retry-After seen by any request of the run
-            if delay > 0:
-                await asyncio.sleep(delay)
-            try:
-                # The SDK's documented raw-request path: the same auth, timeout and error classes (a non-2xx
-                # status still raises APIStatusError) as ``chat.completions.create``, minus its per-call parameter
-                # transform and the typed model it builds from the body; together they were about 1 of ~2.1 ms
-                # client CPU per request (measured with cft_lab.perf.teacher). The body is read as plain JSON.
-                resp = await client.post("/chat/completions", cast_to=httpx.Response, body=body)
-                data = json.loads(resp.content)
-            except ValueError as exc:  # the body claimed JSON but was not
-                raise MalformedResponse(f"response body is not valid JSON ({exc})") from None
-            return _parse(data)
-
-        def pause_all(seconds: float) -> None:  # a Retry-After holds back every request of the run
-            state.pause_until = max(state.pause_until, time.monotonic() + seconds)
-
-        def retry(exc: BaseException) -> bool:
-            asked = retry_after_of(exc)
-            return is_retryable(exc) and (asked is None or asked <= self.max_retry_after_s)
-
-        base = CacheRow(
-            key,
-            "failed",
-            request_model=self.model,
-            prompt_version=self.prompt_version,
-            sampling=self._sampling_json,
-            record_id=task.record_id,
-            kind=task.kind,
-        )
-        try:
-            try:
-                parsed = await attempt()  # most requests succeed at once: they skip the retry machinery
-            except Exception as first:
-                if state.fatal or self.max_attempts == 1 or not retry(first):
-                    raise
-                wait = wait_retry_after_or_backoff(self.backoff_initial_s, self.backoff_max_s, pause_all, offset=1)
-                await asyncio.sleep(wait.seconds(first, 1))
-                async for tries in AsyncRetrying(
-                    stop=stop_after_attempt(self.max_attempts - 1),
-                    reraise=True,
-                    retry=retry_if_exception(retry),
-                    wait=wait,
-                ):
-                    with tries:
-                        if state.fatal:
-                            return None
-                        parsed = await attempt()
-        except Exception as exc:
-            error = redact(describe_error(exc), self._api_key)
-            asked = retry_after_of(exc)
-            if asked is not None and asked > self.max_retry_after_s:
-                error += f" (server asked to retry after {asked:.0f} s, more than max_retry_after_s)"
-            if is_fatal(exc):
-                state.fatal = state.fatal or error
-                return None
-            base.error, base.attempts = error, attempts
-            return base
-        text, finish, usage, reported = parsed
-        prompt_tokens, completion_tokens, cached_tokens = usage
-        cost = (
-            None
-            if usage == (0, 0, 0)
-            else self.prices.cost(reported, prompt_tokens, completion_tokens, cached_tokens, fallback=self.model)
-        )
-        base.status, base.text, base.model, base.finish_reason = "ok", text, reported, finish
-        base.prompt_tokens, base.completion_tokens, base.cost_usd, base.attempts = (
-            prompt_tokens,
-            completion_tokens,
-            cost,
-            attempts,
-        )
-        return base
-
-    # ----------------------------------------------------------------- results
     def _results(self, tasks, requests, outcomes, asked: set[str]) -> list[TeacherResult]:
         out, seen = [], set()
         for task, (key, _) in zip(tasks, requests):
@@ -445,26 +253,3 @@ class OpenAITeacher:
                 )
             )
         return out
-
-
-def _parse(data) -> tuple[str, str | None, tuple[int, int, int], str | None]:
-    """(text, finish_reason, (prompt, completion, cached prompt tokens), reported model) of a chat-completions
-    JSON body, or MalformedResponse."""
-    if not isinstance(data, dict):
-        raise MalformedResponse(f"response is not a chat completion: {str(data)[:120]!r}")
-    choices = data.get("choices")
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-        raise MalformedResponse("response has no choices")
-    message = choices[0].get("message")
-    text = message.get("content") if isinstance(message, dict) else None
-    if not isinstance(text, str) or not text.strip():
-        raise MalformedResponse("response has empty content")
-    usage = data.get("usage")
-    if not isinstance(usage, dict):
-        tokens = (0, 0, 0)
-    else:
-        details = usage.get("prompt_tokens_details")
-        cached = (details.get("cached_tokens") if isinstance(details, dict) else None) or 0
-        tokens = (int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0), int(cached))
-    model = data.get("model")
-    return text, choices[0].get("finish_reason"), tokens, model if isinstance(model, str) else None

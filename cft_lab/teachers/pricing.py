@@ -3,8 +3,9 @@
 The paper's scripts priced every call at GPT-4o's $2.50/$10 whatever the model (docs/pitfalls.md#data-and-teacher),
 which mis-costs the GPT-4o-mini ablation 16x. Here every model has its own price; a model missing from the
 table costs ``None`` with a warning, never a neighbour's price. Prices are OpenAI's list prices for the
-standard (synchronous) tier, checked for the snapshots below; ``batch_discount`` is the Batch API's 50% (used
-only for estimates: this stage calls the synchronous API). ``cached_input`` is the price of prompt tokens the
+standard (synchronous) tier, checked for the snapshots below; ``batch_discount`` is the Batch API's 50%, applied to
+every response bought in batch mode (``teacher.mode=batch``, :mod:`cft_lab.teachers.batch`) and to its estimates.
+``cached_input`` is the price of prompt tokens the
 server reports as cached (``usage.prompt_tokens_details.cached_tokens``).
 
 Override or add prices from config with :meth:`PriceTable.with_overrides`, e.g.
@@ -17,6 +18,8 @@ Override or add prices from config with :meth:`PriceTable.with_overrides`, e.g.
 0.75
 >>> t.cost("no-such-model", 10, 10) is None
 True
+>>> round(t.cost("gpt-4o-2024-11-20", 1_000_000, 100_000, batch=True), 4)  # the Batch API: half price
+1.75
 """
 
 from __future__ import annotations
@@ -26,6 +29,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 log = logging.getLogger(__name__)
+
+#: The budget of a paid teacher (a model with a price) when ``teacher.budget_usd`` is null: small on purpose, so that
+#: buying a paper-size dataset (50K critiques of GPT-4o: a few hundred USD) is a decision, not a default.
+DEFAULT_BUDGET_USD = 20.0
 
 
 @dataclass(frozen=True)
@@ -95,6 +102,7 @@ class PriceTable:
         cached_tokens: int = 0,
         *,
         fallback: str | None = None,
+        batch: bool = False,
     ) -> float | None:
         """USD for one response, or None (with a warning, once per name) when neither name has a price."""
         price = self.get(model, fallback)
@@ -109,7 +117,7 @@ class PriceTable:
                     fallback,
                 )
             return None
-        return price.cost(prompt_tokens, completion_tokens, cached_tokens)
+        return price.cost(prompt_tokens, completion_tokens, cached_tokens, batch=batch)
 
     def as_dict(self) -> dict[str, dict]:
         return {

@@ -8,11 +8,16 @@ teacher sets ``max_retries=0`` and retries with tenacity under one policy for ev
 ==========================================  ========================================================
 fault                                       policy
 ==========================================  ========================================================
-any retried status with ``Retry-After``    wait what the server asks (``retry-after-ms`` first), plus
+429 (rate limit)                            back-pressure, not a failed attempt: the adaptive window
+                                            shrinks (``cft_lab.teachers.adaptive``) and the request waits
+                                            its ``Retry-After`` (backoff without one), retried until
+                                            ``rate_limit_patience_s`` has passed
+other retried status with ``Retry-After``  wait what the server asks (``retry-after-ms`` first), plus
                                             up to 10% jitter; every request of the run pauses as long
-408, 409, 429, 5xx without it               exponential backoff with jitter (``initial * 2**(n-1) + U(0, initial)``
+408, 409, 5xx without it                    exponential backoff with jitter (``initial * 2**(n-1) + U(0, initial)``
                                             after the n-th failure, at most ``max_s``)
-timeout, connection error / reset           the same backoff
+timeout, connection error / reset           the same backoff; a server that cannot be connected to at all
+                                            stops the run (``OpenAITeacher``: ``connect_grace_s``)
 malformed body (not JSON, no choices,       the same backoff
 empty content)
 400, 422 and other 4xx                      not retried: the row fails at once (the request itself is bad)
@@ -20,8 +25,8 @@ empty content)
 ``Retry-After`` longer than the maximum     not retried: the row fails, naming the asked delay
 ==========================================  ========================================================
 
-After ``max_attempts`` attempts the row is stored as failed with the last error. The first attempt of each
-request runs outside tenacity (most succeed; building a retry loop per request cost ~0.15 ms of CPU), and a
+After ``max_attempts`` attempts (429s not counted) the row is stored as failed with the last error. The first attempt
+of each request runs outside tenacity (most succeed; building a retry loop per request cost ~0.15 ms of CPU), and a
 tenacity loop takes over after a retryable failure.
 
 >>> parse_retry_after({"retry-after-ms": "250", "retry-after": "3"})  # the SDK's headers are case-insensitive
@@ -89,6 +94,22 @@ def retry_after_of(exc: BaseException) -> float | None:
 
 def is_fatal(exc: BaseException) -> bool:
     return status_of(exc) in FATAL_STATUSES
+
+
+def is_connect_error(exc: BaseException) -> bool:
+    """The request never reached a server (refused, no route, unknown host): a ``ConnectError`` of the SDK's HTTP
+    library (``httpx`` or, in recent SDKs, ``httpx2``: matched by name) under its ``APIConnectionError``. A timeout or
+    a connection the server closed is not one (the server was there)."""
+    import socket
+
+    if not isinstance(exc, openai.APIConnectionError) or isinstance(exc, openai.APITimeoutError):
+        return False
+    cause: BaseException | None = exc
+    while cause is not None:
+        if type(cause).__name__ == "ConnectError" or isinstance(cause, (ConnectionRefusedError, socket.gaierror)):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def is_retryable(exc: BaseException) -> bool:

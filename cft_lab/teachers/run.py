@@ -9,7 +9,9 @@
 ``results.jsonl`` (written at the end, atomically): one :class:`TeacherResult` a line, in task order. Every
 answer is stored in the cache as it arrives, so a killed run loses at most what was in flight: run the same
 command again. The summary (counts, tokens, cost) is printed as JSON on stdout. Exit status 0 when the run
-finished (failed rows are recorded, not fatal), 3 on a fatal teacher error (401/403/404), 2 on bad arguments.
+finished (failed rows are recorded, not fatal), 3 on a fatal teacher error (401/403/404, an unreachable server), 2 on
+bad arguments or input (one line; ``--debug`` shows the traceback), 4 in batch mode (``--mode batch``) while its
+batches are still running (their ids are in the cache: run the same command again to collect them).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 
 from cft_lab.prompts.teacher import default_sampling
 from cft_lab.teachers.base import TeacherTask, summarize
+from cft_lab.teachers.batch import BatchPending
 from cft_lab.teachers.openai_teacher import OpenAITeacher
 from cft_lab.teachers.pricing import PriceTable
 from cft_lab.teachers.retry import TeacherFatalError
@@ -42,7 +45,7 @@ def read_tasks(path: str | Path) -> list[TeacherTask]:
                     TeacherTask(str(d["record_id"]), d["kind"], d["question"], d.get("response"), d.get("gold"))
                 )
             except (ValueError, KeyError) as exc:
-                raise SystemExit(f"{path} line {i}: not a task ({type(exc).__name__}: {exc})") from None
+                raise ValueError(f"{path} line {i}: not a task ({type(exc).__name__}: {exc})") from None
     return tasks
 
 
@@ -70,6 +73,13 @@ def _prices(items: list[str]) -> PriceTable:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The CLI, with one-line errors (``--debug`` keeps the traceback); exit status in the module doc."""
+    from cft_lab import cli
+
+    return cli.run(_main, argv)
+
+
+def _main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m cft_lab.teachers.run", description=__doc__.split("\n")[0])
     p.add_argument("--tasks", required=True)
     p.add_argument("--cache", required=True)
@@ -95,6 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fsync", action="store_true", help="fsync every stored answer (survives power loss)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--log-level", default="INFO")
+    p.add_argument("--mode", choices=("sync", "batch"), default="sync", help="chat completions, or the Batch API")
+    p.add_argument("--batch-poll", type=float, default=30.0, help="batch mode: seconds between polls")
+    p.add_argument("--batch-wait", type=float, default=86400.0, help="batch mode: seconds to wait, then exit 4")
+    p.add_argument("--patience", type=float, default=900.0, help="seconds a request may stay rate-limited (429)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     a = p.parse_args(argv)
     logging.basicConfig(
         level=a.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -119,6 +134,10 @@ def main(argv: list[str] | None = None) -> int:
             budget_usd=a.budget_usd,
             prices=_prices(a.price),
             fsync=a.fsync,
+            mode=a.mode,
+            batch_poll_s=a.batch_poll,
+            batch_wait_s=a.batch_wait,
+            rate_limit_patience_s=a.patience,
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -129,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     except TeacherFatalError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
+    except BatchPending as exc:  # batch mode: submitted and persisted; the same command collects the results
+        print(f"pending: {exc}", file=sys.stderr)
+        return 4
     write_results(a.out or Path(a.cache).with_suffix(".results.jsonl"), results)
     print(json.dumps({"summary": summarize(results), "run": teacher.last_run, "teacher": teacher.describe()}))
     return 0

@@ -18,7 +18,11 @@ The reply to a critique request (a system message that mentions ``Conclusion``) 
 request gets a text ending ``Answer: N``. ``usage`` is a fixed ``usage_tokens=(prompt, completion)`` or about one
 token per 4 characters. Counters (``requests_by_key``, ``ok_by_key``, ``faults``, ``max_in_flight``) are
 attributes in-thread and JSON at ``GET /stats`` for subprocess use. ``capacity`` bounds requests in flight: over
-it a request waits (``over_capacity="queue"``) or gets a 429 (``"reject"``).
+it a request waits (``over_capacity="queue"``) or gets a 429 (``"reject"``) with ``retry-after-ms: 50``, or with
+``Retry-After: <over_capacity_retry_after>`` seconds when that is set (as a rate-limited account answers).
+
+The OpenAI Files and Batch APIs (``/v1/files``, ``/v1/batches``) are served too, from :mod:`.batch_api`
+(``server.batch``: its latency, an expiring or failing batch, its counters).
 
 In-thread (tests)::
 
@@ -106,11 +110,19 @@ def reply_text(key: str, messages: list[dict]) -> str:
     'Conclusion: wrong [END]'
     """
     system = " ".join(str(m.get("content", "")) for m in messages or [] if m.get("role") == "system")
+    everything = " ".join(str(m.get("content", "")) for m in messages or [])
     h = int(key[:8], 16)
+    if "[[rating]]" in everything:  # an MT-Bench judge prompt (FastChat's single-answer grading)
+        return f"The answer is helpful and mostly accurate (ref {key[:8]}). Rating: [[{1 + h % 10}]]"
     if "Conclusion" in system:
         verdict = "right" if h % 2 == 0 else "wrong"
         return f"The student's work was checked line by line (ref {key[:8]}).\nConclusion: {verdict} [END]"
     return f"Working through the question (ref {key[:8]}).\nAnswer: {h % 1000}"
+
+
+#: Hidden reasoning tokens a "reasoning model" of this server spends before answering: a smaller
+#: ``max_completion_tokens`` gets an empty answer at finish_reason "length", as from OpenAI's reasoning models.
+REASONING_TOKENS = 64
 
 
 class _Server(ThreadingHTTPServer):
@@ -129,20 +141,27 @@ class ChatServer:
         latency: float = 0.0,
         capacity: int | None = None,
         over_capacity: str = "queue",
+        over_capacity_retry_after: float | None = None,
         faults: FaultPlan | None = None,
         model_alias: dict[str, str] | None = None,
         usage_tokens: tuple[int, int] | None = None,
         api_key: str | None = None,
+        reasoning_models: tuple[str, ...] = (),
         host: str = "127.0.0.1",
         port: int = 0,
     ):
         if over_capacity not in ("queue", "reject"):
             raise ValueError(f"over_capacity must be 'queue' or 'reject', got {over_capacity!r}")
         self.latency, self.capacity, self.over_capacity = latency, capacity, over_capacity
+        self.over_capacity_retry_after = over_capacity_retry_after
         self.faults = faults or FaultPlan()
         self.model_alias = dict(model_alias or {})
         self.usage_tokens = usage_tokens
         self.api_key = api_key  # when set, requests without "Authorization: Bearer <api_key>" get a 401
+        # models that answer as OpenAI's reasoning models do: a 400 for temperature, top_p, max_tokens or a system
+        # message (as o1-mini), and an answer at finish_reason "length" when max_completion_tokens is too small
+        self.reasoning_models = tuple(reasoning_models)
+        self.bodies: list[dict] = []  # every chat-completions request body received, in order
         self._slots = threading.BoundedSemaphore(capacity) if capacity else None
         self._lock = threading.Lock()
         self.requests_by_key: Counter[str] = Counter()
@@ -152,6 +171,9 @@ class ChatServer:
         self.total = 0
         self.in_flight = 0
         self.max_in_flight = 0
+        from cft_lab.testing.batch_api import BatchAPI
+
+        self.batch = BatchAPI(self)
         self._httpd = _Server((host, port), _make_handler(self))
         self._thread: threading.Thread | None = None
 
@@ -232,11 +254,15 @@ class ChatServer:
         messages = body.get("messages") or []
         text = "" if empty else reply_text(key, messages)
         n = int(body.get("n") or 1)
+        finish = "stop"
         if self.usage_tokens is not None:
             prompt_tokens, completion_tokens = self.usage_tokens
         else:
             chars = sum(len(str(m.get("content", ""))) for m in messages)
             prompt_tokens, completion_tokens = max(1, chars // 4), max(1, len(text) // 4) * n
+        cap = body.get("max_completion_tokens")
+        if model in self.reasoning_models and cap is not None and int(cap) < REASONING_TOKENS:
+            text, finish, completion_tokens = "", "length", int(cap)  # the reasoning used every token allowed
         return {
             "id": f"chatcmpl-{key[:16]}",
             "object": "chat.completion",
@@ -247,7 +273,7 @@ class ChatServer:
                 {
                     "index": i,
                     "message": {"role": "assistant", "content": text},
-                    "finish_reason": "stop",
+                    "finish_reason": finish,
                     "logprobs": None,
                 }
                 for i in range(n)
@@ -291,7 +317,15 @@ def _make_handler(server: ChatServer):
         def _error(self, status: int, message: str, kind: str, headers: dict | None = None) -> None:
             self._json(status, {"error": {"message": message, "type": kind, "param": None, "code": None}}, headers)
 
+        def _batch_route(self, method: str, raw: bytes) -> bool:
+            """The Files and Batch APIs (cft_lab.testing.batch_api); False when the path is not theirs."""
+            from cft_lab.testing.batch_api import route
+
+            return route(server, self, method, raw)
+
         def do_GET(self):
+            if self._batch_route("GET", b""):
+                return
             if self.path.rstrip("/") in ("/health", "/v1/health"):
                 self._json(200, {"status": "ok"})
             elif self.path.rstrip("/") == "/stats":
@@ -304,6 +338,8 @@ def _make_handler(server: ChatServer):
         def do_POST(self):
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
+            if self._batch_route("POST", raw):
+                return
             if self.path.rstrip("/") != "/v1/chat/completions":
                 self._error(404, f"no route {self.path}", "not_found")
                 return
@@ -317,13 +353,24 @@ def _make_handler(server: ChatServer):
                 presented = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
                 self._error(401, f"Incorrect API key provided: {presented}.", "invalid_request_error")
                 return
+            with server._lock:
+                server.bodies.append(body)
+            if body.get("model") in server.reasoning_models:
+                refused = [k for k in ("temperature", "top_p", "max_tokens") if k in body]
+                if any(m.get("role") == "system" for m in body.get("messages") or []):
+                    refused.append("messages[].role=system")
+                if refused:
+                    self._error(400, f"Unsupported parameter: {', '.join(refused)}", "invalid_request_error")
+                    return
             key = key_of_body(body)
             fault = server._admit(key)
             if not server._enter():
                 with server._lock:
                     server.faults_seen[fault] -= 1
                     server.faults_seen["over_capacity"] += 1
-                self._error(429, "over capacity", "rate_limit_error", {"retry-after-ms": "50"})
+                wait = server.over_capacity_retry_after
+                headers = {"retry-after-ms": "50"} if wait is None else {"Retry-After": f"{wait:g}"}
+                self._error(429, "over capacity", "rate_limit_error", headers)
                 return
             try:
                 if server.latency:
@@ -393,6 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--latency", type=float, default=0.0, help="seconds per request")
     p.add_argument("--capacity", type=int, default=None, help="max requests in flight")
     p.add_argument("--over-capacity", choices=("queue", "reject"), default="queue")
+    p.add_argument("--over-capacity-retry-after", type=float, default=None, help="Retry-After seconds of a rejection")
     p.add_argument("--rate", action="append", default=[], help="FAULT=PROBABILITY (repeatable)")
     p.add_argument("--schedule", default="", help="comma-separated faults for the first requests received")
     p.add_argument("--per-key", default="", help="comma-separated faults for the first requests of each key")
@@ -421,6 +469,7 @@ def main(argv: list[str] | None = None) -> int:
         latency=a.latency,
         capacity=a.capacity,
         over_capacity=a.over_capacity,
+        over_capacity_retry_after=a.over_capacity_retry_after,
         faults=plan,
         model_alias=_pairs(a.model_alias, "model-alias"),
         usage_tokens=usage,

@@ -16,7 +16,7 @@ DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
 
 
 def model_path(model: ModelConfig) -> str:
-    """Directory or hub id of the base model."""
+    """Directory or hub id of the base model (an API model's id for ``source=api``: nothing to load)."""
     if model.source == "testbed":
         from cft_lab.testbed.bases import MODELS_DIR
 
@@ -49,7 +49,9 @@ def load_model(path: str, model: ModelConfig, revision: str | None = None, dtype
 #: End-of-turn / end-of-text tokens of the model families the paper evaluates: Qwen's ChatML ``<|im_end|>`` and
 #: ``<|endoftext|>`` (the ids 151645/151643 the harness hard-codes) and DeepSeek's end of sentence (full-width bars,
 #: U+FF5C, and U+2581). Each is used only where the tokenizer's own vocabulary holds it.
-END_TOKENS = (IM_END, ENDOFTEXT, "<\uff5cend\u2581of\u2581sentence\uff5c>")
+#: End-of-turn tokens looked up in every tokenizer's vocabulary: Qwen's ChatML, DeepSeek's, and Llama 3's end of turn
+#: (``<|eot_id|>``, and ``<|eom_id|>`` after a tool call) that Llama-3.1-Instruct ends its answers with.
+END_TOKENS = (IM_END, ENDOFTEXT, "<\uff5cend\u2581of\u2581sentence\uff5c>", "<|eot_id|>", "<|eom_id|>")
 
 
 def stop_token_ids(tokenizer) -> list[int]:

@@ -57,6 +57,8 @@ class Objective:
     uses: str = ""  # what it takes from the teacher, in words, for error messages ("verdicts", "critiques", ...)
     needs_response: bool = True  # records without a noisy response are left out ("no response")
     needs_instruction: bool = False  # objective.instruction must be set (the CFT instruction)
+    # the paper drew its pairs from a larger pool than the cell's data (objective.pool=null follows data.pool)
+    from_pool: bool = False
 
     @property
     def trains(self) -> bool:
@@ -91,7 +93,9 @@ def _cft(r: Mapping, o: ObjectiveConfig) -> tuple[str, str] | str:
 OBJECTIVES: dict[str, Objective] = {
     "base": Objective(family="base", pair=None),
     "sft": Objective(family="sft", pair=_sft),
-    "sft_verified": Objective(family="sft", pair=_sft_verified, teacher_work="critique", uses="verdicts"),
+    "sft_verified": Objective(
+        family="sft", pair=_sft_verified, teacher_work="critique", uses="verdicts", from_pool=True
+    ),
     "sft_teacher": Objective(
         family="sft", pair=_sft_teacher, teacher_work="answer", uses="solutions", needs_response=False
     ),

@@ -162,6 +162,9 @@ def run_train(
                 for entry in metrics.get("log_history", []):
                     logger.log({f"train/{k}": v for k, v in entry.items() if k != "step"}, step=entry.get("step"))
             art.meta["global_step"] = metrics["global_step"]
+            # the compute ledger (DONE.json "build"): the processes the launcher started, one device each
+            inproc = cfg.train.launcher == Launcher.inprocess
+            art.meta["devices"] = 1 if inproc else cfg.train.num_devices * cfg.train.num_nodes
             # what the weights started from: the base model, or a chain's parent checkpoint (store-relative)
             art.meta["base"] = store.relative(base) if Path(base).resolve().is_relative_to(store.root) else base
     return TrainResult.read(art.path)

@@ -131,6 +131,8 @@ class SourceSpec:
                 )
         elif self.schema not in (None, self.kind):
             raise ValueError(f"source {self.path}: 'schema' is only for kind 'hub' (kind is {self.kind!r})")
+        if isinstance(self.field_map, dict):  # from the typed config: unmapped fields are null
+            self.field_map = {k: v for k, v in self.field_map.items() if v is not None} or None
         if self.field_map is not None and self.row_schema != "local":
             raise ValueError(
                 f"source {self.path}: 'field_map' applies to kind 'local' (or hub schema 'local'), "
@@ -228,6 +230,10 @@ def load_source(spec: SourceSpec) -> SourceResult:
             continue
         records.append(rec)
     n_valid = len(records)
+    if n_rows == 0:
+        raise SourceError(spec.path, "<file>", "no rows", "the source is empty: nothing to build a dataset from")
+    if not records:
+        raise SourceError(spec.path, "<file>", "no valid rows", f"all {n_rows} rows were skipped: {dict(skipped)}")
     if spec.sample is not None:
         records = sample_records(records, spec.sample, spec.seed)
         prov["sample"] = {"n": spec.sample, "seed": spec.seed, "rule": "smallest sha256(f'{seed}:{id}')"}

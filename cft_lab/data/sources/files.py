@@ -40,13 +40,23 @@ _Row = tuple[str, int, Any]  # (where, 0-based row position, row or a SourceErro
 
 def _read_jsonl(path: Path, limit: Optional[int]) -> Iterator[_Row]:
     row = 0
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
+    with open(path, "rb") as f:  # decoded line by line: a binary or mis-encoded line is located, and skippable
+        for lineno, raw in enumerate(f, 1):
+            if not raw.strip():
                 continue  # blank lines are not rows
             if limit is not None and row >= limit:
                 return
             where = f"{path}:{lineno}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                yield (
+                    where,
+                    row,
+                    SourceError(where, "<row>", "not UTF-8 text", f"byte {e.start} of the line: {e.reason}"),
+                )
+                row += 1
+                continue
             try:
                 yield where, row, json.loads(line)
             except json.JSONDecodeError as e:
@@ -55,25 +65,35 @@ def _read_jsonl(path: Path, limit: Optional[int]) -> Iterator[_Row]:
 
 
 def _read_json(path: Path, limit: Optional[int]) -> Iterator[_Row]:
-    with open(path, encoding="utf-8") as f:
+    with open(path, "rb") as f:
         head = f.read(4096).lstrip()
-    if not head.startswith("["):
+    if not head.startswith(b"["):
         yield from _read_jsonl(path, limit)
         return
-    with open(path, encoding="utf-8") as f:
-        try:
-            rows = json.load(f)
-        except json.JSONDecodeError as e:
-            raise SourceError(f"{path}:{e.lineno}", "<file>", "invalid JSON", e.msg) from None
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise SourceError(str(path), "<file>", "not UTF-8 text", f"byte {e.start}: {e.reason}") from None
+    try:
+        rows = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise SourceError(f"{path}:{e.lineno}", "<file>", "invalid JSON", e.msg) from None
+    if not isinstance(rows, list):
+        raise SourceError(str(path), "<file>", "not a JSON array", f"got {type(rows).__name__}")
     for i, r in enumerate(rows if limit is None else rows[:limit]):
         yield f"{path} row {i}", i, r
 
 
 def _read_parquet(path: Path, limit: Optional[int]) -> Iterator[_Row]:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
+    try:
+        reader = pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise SourceError(str(path), "<file>", "not a Parquet file", str(e)[:200]) from None
     i = 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
+    for batch in reader.iter_batches(batch_size=1024):
         for r in batch.to_pylist():
             if limit is not None and i >= limit:
                 return
@@ -82,7 +102,9 @@ def _read_parquet(path: Path, limit: Optional[int]) -> Iterator[_Row]:
 
 
 def local_rows(spec: SourceSpec, prov: dict) -> Iterator[_Row]:
-    path = Path(spec.path)
+    path = Path(spec.path).expanduser()
+    if path.is_dir():
+        raise SourceError(spec.path, "path", "is a directory", "give a .jsonl, .json or .parquet file")
     if not path.is_file():
         raise FileNotFoundError(f"source {spec.kind}: no such file {spec.path}")
     readers = {".jsonl": _read_jsonl, ".json": _read_json, ".parquet": _read_parquet}
@@ -105,7 +127,8 @@ def check_pinned(spec: SourceSpec) -> Optional[str]:
         if not spec.allow_unpinned:
             raise ValueError(
                 f"source {spec.path}: hub datasets must be loaded at a pinned revision (a commit sha); set "
-                f"revision, or allow_unpinned=true to load whatever the hub serves today (it can change)"
+                f"data.source.revision=<sha>, or data.source.allow_unpinned=true to load whatever the hub serves "
+                f"today (it can change)"
             )
         msg = f"source {spec.path}: loading an UNPINNED hub revision; the data can change under the same config"
     elif not _SHA.fullmatch(spec.revision):

@@ -28,7 +28,7 @@ def _str(
     col = col or name
     if col not in row or row[col] is None:
         if required:
-            raise SourceError(where, col, "missing")
+            raise SourceError(where, col, "missing", f"the row has: {', '.join(sorted(map(str, row)))[:200]}")
         return None
     v = row[col]
     if not isinstance(v, str):

@@ -23,6 +23,9 @@ Benchmarks (docs/protocol.md §4.1-§4.5, §9):
 * ``mmlu_pro`` (12032): "N/A" options removed, 0-shot CoT prompt ``mmlu-pro-cot-0shot``; micro accuracy.
 * ``math_val500``: 500 MATH *train* problems, a checkpoint-selection set disjoint from every test set (MATH-500, the
   paper's selection set, lies entirely inside MATH; :func:`overlap` measures it).
+* ``ifeval`` (541 prompts, 834 instructions) and ``mt_bench`` (80 two-turn questions), v4 Table 8: kind
+  ``instruct``, the prompt as written (template ``raw``), graded by ``cft_lab.eval.instruct`` (IF-Eval's checks; an
+  OpenAI-compatible judge for MT-Bench, ``eval.judge``).
 * testbed (``testbed_val``, ``testbed_2step`` .. ``testbed_5step``): generated deterministically from
   ``cft_lab.testbed.problems``; they never overlap the training questions, by construction of the splits.
 """
@@ -229,6 +232,48 @@ def _mmlu_pro_items() -> list[dict]:
     return items
 
 
+def _ifeval_items() -> list[dict]:
+    from cft_lab.eval.benchmarks import files
+
+    items = []
+    for i, rec in enumerate(files.load("ifeval")):
+        if len(rec["instruction_id_list"]) != len(rec["kwargs"]):
+            raise ValueError(f"benchmark ifeval item {i} (key {rec['key']}): instruction ids and kwargs differ")
+        items.append(
+            {
+                "id": f"ifeval-{rec['key']}",
+                "index": i,
+                "question": rec["prompt"],
+                "gold": "",
+                "golds": {},
+                "instructions": list(rec["instruction_id_list"]),
+                "kwargs": list(rec["kwargs"]),
+            }
+        )
+    return items
+
+
+def _mt_bench_items() -> list[dict]:
+    from cft_lab.eval.benchmarks import files
+
+    return [
+        {
+            "id": f"mt_bench-{rec['question_id']}",
+            "index": i,
+            "question": rec["turns"][0],
+            "turns": list(rec["turns"]),
+            "category": rec["category"],
+            "question_id": rec["question_id"],
+            "gold": "",
+            "golds": {},
+        }
+        for i, rec in enumerate(files.load("mt_bench"))
+    ]
+
+
+#: What an instruction-following benchmark's prompt may stop at: the end-of-turn texts only.
+INSTRUCT_STOPS = ("</s>", prompts.IM_END, prompts.ENDOFTEXT)
+
 REGISTRY: dict[str, Benchmark] = {
     b.name: b
     for b in (
@@ -264,6 +309,10 @@ REGISTRY: dict[str, Benchmark] = {
             stops=tuple(prompts.MMLU_PRO_STOP_STRINGS),
             grader="mmlu_pro",
         ),
+        # v4 Table 8 (docs/protocol.md §4.6; cft_lab.eval.instruct): the prompt as written, graded by IF-Eval's
+        # checks / judged by an OpenAI-compatible judge
+        Benchmark("ifeval", "IF-Eval", "instruct", _ifeval_items, "raw", INSTRUCT_STOPS, "ifeval"),
+        Benchmark("mt_bench", "MT-Bench", "instruct", _mt_bench_items, "raw", INSTRUCT_STOPS, "mt_bench"),
     )
 }
 #: Paper benchmarks and their table labels (docs/protocol.md §4.1).
@@ -375,6 +424,8 @@ def render(item: dict, template: str, benchmark: str) -> str:
     b = get(benchmark)
     if b.template is not None and template != b.template:
         raise ValueError(f"benchmark {benchmark} is prompted with its own template {b.template!r}, not {template!r}")
+    if b.kind == "instruct":
+        return item["question"]  # as written (the authors' IF-Eval script; MT-Bench turns: cft_lab.eval.instruct)
     if b.template is None and template not in prompts.EVAL_TEMPLATES:
         raise ValueError(
             f"benchmark {benchmark} takes a math template ({sorted(prompts.EVAL_TEMPLATES)}), not {template!r}"
@@ -383,6 +434,17 @@ def render(item: dict, template: str, benchmark: str) -> str:
     if template == "mmlu-pro-cot-0shot":
         text = text.replace("{category}", item["category"])
     return text.replace("{question}", item["question"].strip() if b.kind != "choice" else item["question"])
+
+
+def messages(item: dict, template: str, benchmark: str) -> list[dict]:
+    """The chat messages of one item under ``template`` (a chat-template model or an API model is sent these; the
+    pinned prompt of :func:`render` is their ChatML form): the same question text, stripped as :func:`render` does."""
+    b = get(benchmark)
+    if b.kind == "instruct":  # IF-Eval, MT-Bench: the prompt as written, no system turn
+        return [{"role": "user", "content": item["question"]}]
+    render(item, template, benchmark)  # the same checks (a benchmark with its own template, a math template)
+    question = item["question"].strip() if b.kind != "choice" else item["question"]
+    return prompts.eval_messages(template, question, item.get("category"))
 
 
 def prompt(benchmark: str, index: int, template: str) -> str:

@@ -1,6 +1,7 @@
 """The paper's benchmark files, shipped inside the package and verified at load.
 
-``cft_lab/assets/benchmarks/`` holds the ten benchmarks of docs/protocol.md §4.1 (plus MMLU-Pro's validation split) as
+``cft_lab/assets/benchmarks/`` holds the ten benchmarks of docs/protocol.md §4.1 (plus MMLU-Pro's validation split, and
+IF-Eval and MT-Bench with its reference answers and judge prompts for v4 Table 8, §4.6) as
 gzip-compressed JSON Lines, byte-identical to the copies documented in the project's provenance notes once
 decompressed; ``manifest.json`` gives each file's record count, the sha256 of its *uncompressed* bytes (the value
 published in the provenance notes), source and license. ``load(name)`` checks both before returning a record, so a
@@ -93,6 +94,32 @@ SOURCES = {
         7500,
         "3086b1daf75bccbc83351fd63b480b7590e52645981a463650354cd5bc32b7d8",
         "MIT",
+    ),
+    # General instruction following (v4 Table 8): IF-Eval's 541 prompts (google-research instruction_following_eval's
+    # input_data.jsonl) and MT-Bench's 80 two-turn questions, GPT-4 reference answers and judge prompts (FastChat)
+    "ifeval": (
+        "ifeval/input_data.jsonl",
+        541,
+        "67ffeee0fcb87c317c5b08a2de85557b4a7e96ada6178aa645b4954fe4b53d49",
+        "Apache-2.0 (google-research instruction_following_eval)",
+    ),
+    "mt_bench": (
+        "mt_bench/question.jsonl",
+        80,
+        "119565adbab82227089cefdb44c8d7e2cf04dc0a0ec233634c82e7d4e2a944f7",
+        "Apache-2.0 (FastChat)",
+    ),
+    "mt_bench_reference": (
+        "mt_bench/reference_answer/gpt-4.jsonl",
+        30,
+        "f957a5bc977badb66885ec970e6cd08527845780313f0995764260e5777b9b3f",
+        "Apache-2.0 (FastChat); the texts are GPT-4 outputs",
+    ),
+    "mt_bench_judge_prompts": (
+        "mt_bench/judge_prompts.jsonl",
+        8,
+        "fd283293406d024f44c174b094ef48031d0687a4682fd3a56b29b138f80281b6",
+        "Apache-2.0 (FastChat)",
     ),
 }
 #: Shipped subsets of a source file: name -> (size, seed). The manifest records the subset's own sha256.

@@ -138,7 +138,7 @@ def test_an_instruct_cell_generates_two_turns_and_is_judged_over_http(outputs, m
         result = run_cell(cfg)
         assert result["status"] == "ok", result.get("traceback")
         assert not [e for e in teacher_estimates(cfg, store.root) if e[0] == "grade"]  # judged: nothing left to buy
-        rows = list(read_jsonl(store.path("infer", plan.key_of("infer")) / "mt_bench.jsonl"))
+        rows = list(read_jsonl(store.path("infer", plan.key_of("infer", benchmark="mt_bench")) / "mt_bench.jsonl"))
         assert len(rows) == 3 and all(len(r["turns"]) == 2 for r in rows)
         # turn 2's prompt carries the model's own first answer, in ChatML with the default system text
         assert (
@@ -155,7 +155,9 @@ def test_an_instruct_cell_generates_two_turns_and_is_judged_over_http(outputs, m
         assert scores["ifeval"]["n"] == sum(len(it["instructions"]) for it in benchmarks.items("ifeval", 3))
         # the judge is part of what the grade key hashes; nothing before it moves
         other = plan_cell(compose(over + ["eval.judge=gpt4_judge"]))
-        assert other.key_of("grade") != plan.key_of("grade") and other.key_of("infer") == plan.key_of("infer")
+        assert other.key_of("grade") != plan.key_of("grade")
+        for b in ("ifeval", "mt_bench"):
+            assert other.key_of("infer", benchmark=b) == plan.key_of("infer", benchmark=b)
 
 
 def test_the_judges_cost_is_estimated_and_capped_before_any_answer_exists(tmp_path):

@@ -19,6 +19,7 @@ from typing import Any, Optional
 
 from cft_lab.config import Config, as_dict, selection_inference
 from cft_lab.eval import benchmarks, engine
+from cft_lab.eval.instruct import category_temperatures as instruct_temperatures
 from cft_lab.eval.metrics import score
 from cft_lab.options import SelectStrategy
 from cft_lab.pipeline.store import Store, read_jsonl, write_json, write_jsonl
@@ -230,6 +231,7 @@ def run_infer(
                             desc=f"infer {name}",
                             inference=cfg.inference,
                             prompt_format=str(cfg.model.prompt_format),
+                            category_temperatures=instruct_temperatures(cfg) if name == "mt_bench" else None,
                         )
                     # again, now with what the run used (an API model's requests and cost)
                     write_json(art.path / "generator.json", _describe(generator, cfg))

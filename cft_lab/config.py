@@ -42,6 +42,7 @@ from cft_lab.options import (
     LoggerName,
     LossNormalization,
     ModelSource,
+    MtBenchSampling,
     PromptFormat,
     ResponseKind,
     SelectStrategy,
@@ -495,6 +496,9 @@ class EvalConfig:
     # MT-Bench's judge: a conf/teacher option of kind openai (its model, prompts and sampling are in the grade key of
     # a cell that is judged; cft_lab.eval.instruct)
     judge: Optional[str] = _nk(None)
+    # how MT-Bench's answers are sampled: the cell's settings, or FastChat's temperature per category (in the
+    # mt_bench infer key when not "cell": cft_lab.pipeline.plan.infer_key)
+    mt_bench_sampling: MtBenchSampling = _nk(MtBenchSampling.cell)
 
 
 @dataclass

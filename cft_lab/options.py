@@ -159,6 +159,11 @@ class GradingMode(StrEnum):
     math_verify = "math_verify"
 
 
+class MtBenchSampling(StrEnum):
+    cell = "cell"  # the cell's own inference settings for every question (greedy in the shipped configs)
+    fastchat = "fastchat"  # FastChat's per-category temperatures (gen_model_answer.py's temperature_config)
+
+
 class LoggerName(StrEnum):
     none = "none"
     wandb = "wandb"

@@ -193,13 +193,16 @@ def test_an_api_model_cell_runs_through_the_teachers_machinery_cache_and_retries
         assert body["max_tokens"] == cfg.inference.max_new_tokens and "stop" not in body  # stops cut locally
         assert [m["role"] for m in body["messages"]] == ["system", "user"]
         store = Store(outputs)
-        # one infer artefact per benchmark, one engine for both: the last one's generator.json has the totals
-        infer = store.path("infer", plan_cell(cfg).key_of("infer", benchmark=cfg.eval.benchmarks[-1]))
-        info = json.loads((infer / "generator.json").read_text())
-        assert info["backend"] == "openai" and info["endpoint_host"] == f"127.0.0.1:{srv.port}"
-        assert info["usage"]["requests"] == 8 and info["usage"]["cost_usd"] == pytest.approx(
-            8 * (100 * 2 + 20 * 8) / 1e6
-        )
+        # one infer artefact per benchmark, one engine for both: each generator.json has its benchmark's share,
+        # and the engine's running total beside it
+        one = 4 * (100 * 2 + 20 * 8) / 1e6  # 4 requests of 100 prompt and 20 completion tokens
+        for k, bench in enumerate(cfg.eval.benchmarks):
+            infer = store.path("infer", plan_cell(cfg).key_of("infer", benchmark=bench))
+            info = json.loads((infer / "generator.json").read_text())
+            assert info["backend"] == "openai" and info["endpoint_host"] == f"127.0.0.1:{srv.port}"
+            assert info["usage"]["requests"] == 4 and info["usage"]["cost_usd"] == pytest.approx(one)
+            total = info["usage_engine_total"]
+            assert total["requests"] == 4 * (k + 1) and total["cost_usd"] == pytest.approx(one * (k + 1))
         assert api_key not in (infer / "generator.json").read_text()
         first = store.path("infer", plan_cell(cfg).key_of("infer", benchmark="testbed_2step"))
         row = next(iter(read_jsonl(first / "testbed_2step.jsonl")))

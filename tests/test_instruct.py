@@ -138,7 +138,7 @@ def test_an_instruct_cell_generates_two_turns_and_is_judged_over_http(outputs, m
         result = run_cell(cfg)
         assert result["status"] == "ok", result.get("traceback")
         assert not [e for e in teacher_estimates(cfg, store.root) if e[0] == "grade"]  # judged: nothing left to buy
-        rows = list(read_jsonl(store.path("infer", plan.key_of("infer")) / "mt_bench.jsonl"))
+        rows = list(read_jsonl(store.path("infer", plan.key_of("infer", benchmark="mt_bench")) / "mt_bench.jsonl"))
         assert len(rows) == 3 and all(len(r["turns"]) == 2 for r in rows)
         # turn 2's prompt carries the model's own first answer, in ChatML with the default system text
         assert (
@@ -155,7 +155,9 @@ def test_an_instruct_cell_generates_two_turns_and_is_judged_over_http(outputs, m
         assert scores["ifeval"]["n"] == sum(len(it["instructions"]) for it in benchmarks.items("ifeval", 3))
         # the judge is part of what the grade key hashes; nothing before it moves
         other = plan_cell(compose(over + ["eval.judge=gpt4_judge"]))
-        assert other.key_of("grade") != plan.key_of("grade") and other.key_of("infer") == plan.key_of("infer")
+        assert other.key_of("grade") != plan.key_of("grade")
+        for b in ("ifeval", "mt_bench"):
+            assert other.key_of("infer", benchmark=b) == plan.key_of("infer", benchmark=b)
 
 
 def test_the_judges_cost_is_estimated_and_capped_before_any_answer_exists(tmp_path):
@@ -215,3 +217,48 @@ def test_the_if_eval_table_shows_percent_and_ratings(tmp_path):
     md = write_table(frame, tmp_path, "t", "v4 T8", paper=paper)["md"].read_text()
     assert "(paper 33.5)" in md and "mean judge rating (1-10)" in md and "judge: j (m" in md
     assert json.loads(json.dumps(frame.attrs["runs"][row]))["status"] == "ok"
+
+
+def test_fastchat_sampling_gives_each_category_its_temperature(tmp_path):
+    """``eval.mt_bench_sampling=fastchat``: writing and roleplay sampled at 0.7, reasoning and math greedy (FastChat's
+    temperature_config), with the real tiny model; only MT-Bench's infer key moves."""
+    from cft_lab.config import InferenceConfig, ModelConfig
+    from cft_lab.eval.generation import make_generator
+    from cft_lab.pipeline.store import read_jsonl
+    from cft_lab.train.modeling import model_path
+
+    tiny = ModelConfig(name="tiny_math", label="tiny-math", source="testbed", path="tiny_math")
+    kw = {"template": "qwen25-math-cot", "prompt_format": "harness", "limit": 40, "seed": 0}
+    calls: list[tuple] = []
+
+    class Recorded:  # the real generator, with each call's temperature and prompt count written down
+        def __init__(self, g):
+            self.g = g
+
+        def generate(self, prompts, stops, **k):
+            calls.append((k.get("temperature"), len(prompts)))
+            return self.g.generate(prompts, stops, **k)
+
+    runs = {}
+    with make_generator(model_path(tiny), tiny, InferenceConfig(name="t", max_new_tokens=12, batch_size=40)) as g:
+        for name, temps in (("greedy", None), ("fastchat", instruct.FASTCHAT_TEMPERATURES)):
+            (tmp_path / name).mkdir()
+            path = instruct.generate_mt_bench(Recorded(g), tmp_path / name, temperatures=temps, **kw)
+            runs[name] = {r["id"]: r for r in read_jsonl(path)}
+    # the cell's own settings: one call per turn; FastChat's: one batched call per temperature and turn
+    assert calls == [(None, 40), (None, 40), (0.0, 20), (0.7, 20), (0.0, 20), (0.7, 20)]
+    fast, greedy = runs["fastchat"], runs["greedy"]
+    by_t: dict[float, list[str]] = {}
+    for rid, r in fast.items():
+        assert r["temperature"] == instruct.FASTCHAT_TEMPERATURES[r["category"]] and "temperature" not in greedy[rid]
+        by_t.setdefault(r["temperature"], []).append(rid)
+    assert sorted(by_t) == [0.0, 0.7] and len(by_t[0.0]) == len(by_t[0.7]) == 20  # reasoning+math, writing+roleplay
+    assert {fast[i]["category"] for i in by_t[0.7]} == {"writing", "roleplay"}
+    # temperature 0 is greedy decoding: the same answers as the cell's greedy settings
+    assert all(fast[i]["turns"][0]["text"] == greedy[i]["turns"][0]["text"] for i in by_t[0.0])
+
+    over = SMOKE + ["objective=base", "eval=testbed_instruct"]
+    a, b = plan_cell(compose(over)), plan_cell(compose(over + ["eval.mt_bench_sampling=fastchat"]))
+    assert a.key_of("infer", benchmark="mt_bench") != b.key_of("infer", benchmark="mt_bench")
+    assert a.key_of("infer", benchmark="ifeval") == b.key_of("infer", benchmark="ifeval")
+    assert compose(["eval=instruct"]).eval.mt_bench_sampling == "fastchat"  # the paper-scale config samples as FastChat

@@ -93,6 +93,7 @@ def generate_benchmark(
     temperature: Optional[float] = None,
     inference: Optional[InferenceConfig] = None,
     prompt_format: str = "harness",
+    category_temperatures: Optional[dict[str, float]] = None,
 ) -> Path:
     """Generate every (or the first ``limit``) item of a benchmark into ``out_dir/<bench>.jsonl``, resumably.
 
@@ -105,8 +106,9 @@ def generate_benchmark(
         from cft_lab.eval import instruct
 
         return instruct.generate_mt_bench(
-            generator, out_dir, template=template, prompt_format=prompt_format, limit=limit, seed=seed, desc=desc
-        )
+            generator, out_dir, template=template, prompt_format=prompt_format, limit=limit, seed=seed, desc=desc,
+            temperatures=category_temperatures,
+        )  # fmt: skip
     if inference is not None and inference.mode != InferenceMode.direct:
         from cft_lab.eval import modes as inference_modes
 

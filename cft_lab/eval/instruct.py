@@ -224,11 +224,62 @@ def _prompt_for(generator, messages: list[dict], template: str, prompt_format: s
     return conversation(messages, "deepseek" if template == "deepseek-math" else "chatml")
 
 
+#: FastChat's sampling temperature per MT-Bench category (fastchat/llm_judge/common.py ``temperature_config``; a
+#: category it does not list is sampled at 0.7, as gen_model_answer.py does). ``eval.mt_bench_sampling=fastchat``.
+FASTCHAT_TEMPERATURES = {
+    "writing": 0.7,
+    "roleplay": 0.7,
+    "extraction": 0.0,
+    "math": 0.0,
+    "coding": 0.0,
+    "reasoning": 0.0,
+    "stem": 0.1,
+    "humanities": 0.1,
+    "arena-hard-200": 0.0,
+}
+FASTCHAT_DEFAULT_TEMPERATURE = 0.7
+
+
+def category_temperatures(cfg) -> Optional[dict[str, float]]:
+    """The temperature per MT-Bench category under ``eval.mt_bench_sampling`` (None: the cell's own settings)."""
+    from cft_lab.options import MtBenchSampling
+
+    return dict(FASTCHAT_TEMPERATURES) if cfg.eval.mt_bench_sampling == MtBenchSampling.fastchat else None
+
+
+def _generate_by_temperature(generator, items, prompts, stops, seed, temperatures, desc):
+    """One batched call per temperature (one call in all without ``temperatures``); outputs in ``items``' order."""
+    if temperatures is None:
+        return generator.generate(prompts, stops, seeds=[seed + it["index"] for it in items], n=1, desc=desc)
+    groups: dict[float, list[int]] = {}
+    for i, it in enumerate(items):
+        groups.setdefault(temperatures.get(it["category"], FASTCHAT_DEFAULT_TEMPERATURE), []).append(i)
+    outs: list = [None] * len(items)
+    for t, idx in sorted(groups.items()):
+        got = generator.generate(
+            [prompts[i] for i in idx], stops, seeds=[seed + items[i]["index"] for i in idx], n=1, temperature=t,
+            desc=f"{desc} T={t}",
+        )  # fmt: skip
+        for i, o in zip(idx, got):
+            outs[i] = o
+    return outs
+
+
 def generate_mt_bench(
-    generator, out_dir: Path, *, template: str, prompt_format: str, limit: Optional[int], seed: int, desc: str = ""
+    generator,
+    out_dir: Path,
+    *,
+    template: str,
+    prompt_format: str,
+    limit: Optional[int],
+    seed: int,
+    desc: str = "",
+    temperatures: Optional[dict[str, float]] = None,
 ) -> Path:
     """Both turns of every (or the first ``limit``) question into ``out_dir/mt_bench.jsonl``; turn 1 is kept in
-    ``mt_bench.turn1.jsonl`` so an interrupted run resumes at turn 2."""
+    ``mt_bench.turn1.jsonl`` so an interrupted run resumes at turn 2. ``temperatures`` (category -> temperature,
+    :data:`FASTCHAT_TEMPERATURES`) samples each question at its category's temperature, both turns, one batched call
+    per temperature; without it every question uses the generator's own settings."""
     from cft_lab.eval import benchmarks
     from cft_lab.pipeline.store import read_jsonl, write_jsonl
 
@@ -243,8 +294,8 @@ def generate_mt_bench(
     else:
         msgs = [[{"role": "user", "content": it["turns"][0]}] for it in items]
         prompts = [_prompt_for(generator, m, template, prompt_format) for m in msgs]
-        outs = generator.generate(
-            prompts, stops, seeds=[seed + it["index"] for it in items], n=1, desc=f"{desc or 'mt_bench'} turn 1"
+        outs = _generate_by_temperature(
+            generator, items, prompts, stops, seed, temperatures, f"{desc or 'mt_bench'} turn 1"
         )
         first = {
             it["id"]: {"id": it["id"], "prompt": p, "output": _out(o[0])} for it, p, o in zip(items, prompts, outs)
@@ -259,9 +310,8 @@ def generate_mt_bench(
         for it in items
     ]
     prompts2 = [_prompt_for(generator, m, template, prompt_format) for m in msgs2]
-    outs2 = generator.generate(
-        prompts2, stops, seeds=[seed + it["index"] for it in items], n=1, desc=f"{desc or 'mt_bench'} turn 2"
-    )
+    label = f"{desc or 'mt_bench'} turn 2"
+    outs2 = _generate_by_temperature(generator, items, prompts2, stops, seed, temperatures, label)
     rows = [
         {
             "id": it["id"],
@@ -269,6 +319,11 @@ def generate_mt_bench(
             "category": it["category"],
             "prompt": [first[it["id"]]["prompt"], p2],
             "turns": [first[it["id"]]["output"], _out(o[0])],
+            **(
+                {"temperature": temperatures.get(it["category"], FASTCHAT_DEFAULT_TEMPERATURE)}
+                if temperatures is not None
+                else {}
+            ),
         }
         for it, p2, o in zip(items, prompts2, outs2)
     ]

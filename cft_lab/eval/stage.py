@@ -19,6 +19,7 @@ from typing import Any, Optional
 
 from cft_lab.config import Config, as_dict, selection_inference
 from cft_lab.eval import benchmarks, engine
+from cft_lab.eval.instruct import category_temperatures as instruct_temperatures
 from cft_lab.eval.metrics import score
 from cft_lab.options import SelectStrategy
 from cft_lab.pipeline.store import Store, read_jsonl, write_json, write_jsonl
@@ -213,7 +214,8 @@ def run_infer(
                         # a hub base row is loaded at its pinned revision; a trained checkpoint is a local folder
                         revision = cfg.model.hub_revision() if model_dir == model_path(cfg.model) else None
                         generator = make_generator(model_dir, cfg.model, cfg.inference, revision, cache_dir=store.root)
-                    write_json(art.path / "generator.json", _describe(generator, cfg))
+                    before = _describe(generator, cfg)
+                    write_json(art.path / "generator.json", before)
                     t0 = time.time()
                     if name == CRITIQUE_PROBE:
                         from cft_lab.eval import critique_probe
@@ -231,9 +233,10 @@ def run_infer(
                             desc=f"infer {name}",
                             inference=cfg.inference,
                             prompt_format=str(cfg.model.prompt_format),
+                            category_temperatures=instruct_temperatures(cfg) if name == "mt_bench" else None,
                         )
-                    # again, now with what the run used (an API model's requests and cost)
-                    write_json(art.path / "generator.json", _describe(generator, cfg))
+                    # again, now with what this benchmark used (an API model's requests and cost)
+                    write_json(art.path / "generator.json", _usage_of_this_benchmark(before, _describe(generator, cfg)))
                     art.meta.update(benchmark=name, generate_s=round(time.time() - t0, 2), **_devices(cfg))
                     log.info("infer %s %s: done in %.1f s", key, name, time.time() - t0)
             paths[name] = art.path
@@ -256,6 +259,16 @@ def _devices(cfg: Config) -> dict:
     if cfg.inference.backend == Backend.vllm:
         return {"devices": effective_tensor_parallel(cfg.model, cfg.inference)}
     return {"devices": 1}
+
+
+def _usage_of_this_benchmark(before: dict, after: dict) -> dict:
+    """``after`` with ``usage`` (an API model's requests, tokens and cost: the engine's running total over the
+    benchmarks it generated) split into this benchmark's share (``usage``) and the total (``usage_engine_total``)."""
+    if "usage" not in after:
+        return after
+    total, start = after["usage"], before.get("usage", {})
+    share = {k: round(v - start.get(k, 0), 6) if isinstance(v, (int, float)) else v for k, v in total.items()}
+    return {**after, "usage": share, "usage_engine_total": total}
 
 
 def _describe(generator, cfg: Config) -> dict:

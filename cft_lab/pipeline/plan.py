@@ -41,7 +41,7 @@ from cft_lab.config import (
     selection_inference,
     uses_pool,
 )
-from cft_lab.options import ModelSource, ResponseKind
+from cft_lab.options import ModelSource, MtBenchSampling, ResponseKind
 from cft_lab.pipeline.store import digest
 from cft_lab.train.objectives import spec, teacher_work
 
@@ -260,6 +260,8 @@ def infer_key(cfg: Config, evaluated: dict, benchmark: str) -> str:
         body["critique"] = as_dict(cfg.eval.critique)
     else:
         body.update(benchmark=benchmark, limit=cfg.eval.limit)
+    if benchmark == "mt_bench" and cfg.eval.mt_bench_sampling != MtBenchSampling.cell:
+        body["mt_bench_sampling"] = str(cfg.eval.mt_bench_sampling)  # FastChat's temperatures: other answers
     return digest(body)
 
 

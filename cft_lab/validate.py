@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from cft_lab.config import Config
+    from cft_lab.config import Config, InferenceConfig
 
 Rule = tuple[str, Any, str, Callable[[Any], bool]]
 
@@ -30,6 +30,20 @@ _opt_ge1 = ("a positive integer, or null for all", lambda v: v is None or v >= 1
 def problems_of(rules: list[Rule]) -> list[str]:
     """``option=value (allowed: ...)`` for every rule its value breaks."""
     return [f"{name}={value!r} (allowed: {allowed})" for name, value, allowed, ok in rules if not ok(value)]
+
+
+def inference_rules(inf: InferenceConfig) -> list[Rule]:
+    """The sampling and engine values of an ``inference`` option (also checked by
+    :func:`cft_lab.eval.generation.check_backend` for a generator built outside a composed config)."""
+    return [
+        ("inference.temperature", inf.temperature, ">= 0 (0 = greedy)", lambda v: v >= 0),
+        ("inference.top_p", inf.top_p, *_top_p),
+        ("inference.n", inf.n, *_ge1),
+        ("inference.max_new_tokens", inf.max_new_tokens, *_ge1),
+        ("inference.batch_size", inf.batch_size, *_ge1),
+        ("inference.tensor_parallel_size", inf.tensor_parallel_size, *_ge1),
+        ("inference.gpu_memory_utilization", inf.gpu_memory_utilization, "in (0, 1]", lambda v: 0 < v <= 1),
+    ]
 
 
 def _rules(cfg: Config) -> list[Rule]:
@@ -48,13 +62,7 @@ def _rules(cfg: Config) -> list[Rule]:
         ("train.save_steps", t.save_steps, *_opt_ge1),
         ("train.full_state_steps", t.full_state_steps, *_opt_ge1),
         ("train.stop_grace_s", t.stop_grace_s, *_pos),
-        ("inference.temperature", inf.temperature, ">= 0 (0 = greedy)", lambda v: v >= 0),
-        ("inference.top_p", inf.top_p, *_top_p),
-        ("inference.n", inf.n, *_ge1),
-        ("inference.max_new_tokens", inf.max_new_tokens, *_ge1),
-        ("inference.batch_size", inf.batch_size, *_ge1),
-        ("inference.tensor_parallel_size", inf.tensor_parallel_size, *_ge1),
-        ("inference.gpu_memory_utilization", inf.gpu_memory_utilization, "in (0, 1]", lambda v: 0 < v <= 1),
+        *inference_rules(inf),
         ("eval.limit", ev.limit, *_opt_ge1),
         ("eval.select.limit", ev.select.limit, *_opt_ge1),
         ("eval.select.devices", ev.select.devices, *_opt_ge1),

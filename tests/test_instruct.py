@@ -184,7 +184,8 @@ def test_a_judged_cell_is_refused_before_it_runs_without_a_judge(outputs, monkey
     assert result["status"] == "failed" and "names no server" in result["error"]
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     result = run_cell(compose(over + ["eval.judge=gpt4_judge"]))
-    assert result["status"] == "failed" and "OPENAI_API_KEY (the judge's API key)" in result["error"]
+    assert result["status"] == "failed" and "OPENAI_API_KEY (api_key_env, the API key) is not set" in result["error"]
+    assert "eval.judge=gpt4_judge" in result["error"]
 
 
 def test_the_if_eval_table_shows_percent_and_ratings(tmp_path):

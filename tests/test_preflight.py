@@ -8,7 +8,7 @@ import importlib.util
 import re
 
 import pytest
-from test_bad_input import LOCAL, loopback  # noqa: F401 (a fixture)
+from test_bad_input import LOCAL, _files, loopback  # noqa: F401 (a fixture)
 
 from cft_lab.pipeline.preflight import PreflightError, preflight
 from cft_lab.pipeline.store import Store
@@ -73,3 +73,34 @@ def test_a_built_dataset_needs_no_api_key_and_no_source(tmp_path, loopback, monk
     with pytest.raises(PreflightError, match="OPENAI_API_KEY"):
         preflight(cfg)  # without the store's knowledge the key is required
     preflight(cfg, Store(out), dry_run=True)  # the built artefact: nothing to buy
+
+
+API_MODEL = ["data=webinstruct_cft_50k", "teacher=gpt4o_1120", "inference=greedy", "eval=paper_math6", "logger=none",
+             "model=gpt4o_0806", "objective=base"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("who", "cell", "prefix", "model_field"),
+    [("teacher=gpt4o_mini", [*LOCAL[:-1], "teacher=gpt4o_mini"], "teacher.", "teacher.model"),
+     ("model=gpt4o_0806", API_MODEL, "model.api.", "model.path")],
+)  # fmt: skip
+def test_every_openai_endpoint_meets_the_same_checks(who, cell, prefix, model_field, monkeypatch, tmp_path):
+    """The teacher and an API model (and MT-Bench's judge, tests/test_instruct.py) share one endpoint check: the key
+    variable, the URL scheme, both prices or neither, a budget only with a price. Each refusal names the field."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    _files(tmp_path)
+    if prefix == "teacher.":
+        cell = [*cell, f"data.source.path={tmp_path}/wi.jsonl"]
+    cases = [
+        ([f"{prefix}api_key_env=CFT_LAB_NO_SUCH_KEY"], f"{who}: environment variable CFT_LAB_NO_SUCH_KEY "
+                                                        f"({prefix}api_key_env, the API key) is not set"),
+        ([f"{prefix}base_url=ftp://x"], f"{who}: {prefix}base_url=ftp://x: expected an http:// or https:// URL"),
+        ([f"{prefix}price_input=1.0"], f"{who}: set both {prefix}price_input and {prefix}price_output"),
+        ([f"{prefix}budget_usd=5", f"{model_field}=my-model"], f"{who}: {prefix}budget_usd=5 but model 'my-model' "
+                                                                  "has no price"),
+    ]  # fmt: skip
+    for over, message in cases:
+        with pytest.raises(PreflightError) as e:
+            preflight(compose([*cell, *over]), dry_run=True)
+        assert message in str(e.value), (over, str(e.value))
+    preflight(compose([*cell, f"{prefix}price_input=1.0", f"{prefix}price_output=2.0"]), dry_run=True)  # priced: fine

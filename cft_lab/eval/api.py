@@ -74,12 +74,9 @@ def budget_for(api: ApiModelConfig, model: str) -> float | None:
 
 
 def prices_for(api: ApiModelConfig, model: str):
-    from cft_lab.teachers.pricing import PriceTable
+    from cft_lab.teachers.pricing import configured
 
-    prices = PriceTable()
-    if api.price_input is not None and api.price_output is not None:
-        prices = prices.with_overrides({model: {"input": api.price_input, "output": api.price_output}})
-    return prices
+    return configured(model, api.price_input, api.price_output, option="model.api")
 
 
 class OpenAIGenerator:

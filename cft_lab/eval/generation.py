@@ -526,25 +526,13 @@ def make_generator(
 def check_backend(inference: InferenceConfig, *, engine: bool = True) -> None:
     """Refuse, before any training (the pipeline calls it first), inference settings that cannot run here: an
     unknown backend, ``vllm`` where ``import vllm`` fails (with how to install it; only when ``engine``: an API
-    model's cell starts no local engine), impossible sampling values."""
+    model's cell starts no local engine), impossible sampling values (the rules compose time applies, for a generator
+    built without a composed config)."""
     if inference.backend not in BACKENDS:
         raise ValueError(f"inference.backend={inference.backend!r} is unknown; choose one of {', '.join(BACKENDS)}")
-    problems = [
-        msg
-        for bad, msg in (
-            (inference.n < 1, f"n={inference.n} < 1"),
-            (inference.temperature < 0, f"temperature={inference.temperature} < 0"),
-            (not 0 < inference.top_p <= 1, f"top_p={inference.top_p} not in (0, 1]"),
-            (inference.max_new_tokens < 1, f"max_new_tokens={inference.max_new_tokens} < 1"),
-            (inference.batch_size < 1, f"batch_size={inference.batch_size} < 1"),
-            (inference.tensor_parallel_size < 1, f"tensor_parallel_size={inference.tensor_parallel_size} < 1"),
-            (
-                not 0 < inference.gpu_memory_utilization <= 1,
-                f"gpu_memory_utilization={inference.gpu_memory_utilization} not in (0, 1]",
-            ),
-        )
-        if bad
-    ]
+    from cft_lab.validate import inference_rules, problems_of
+
+    problems = problems_of(inference_rules(inference))  # the compose-time rules: one list, two callers
     if problems:
         raise ValueError(f"inference={inference.name}: " + "; ".join(problems))
     if engine and inference.backend == "vllm":

@@ -420,7 +420,7 @@ def judge_estimate(cfg, cache_dir: Path):
 
     from cft_lab.eval import benchmarks
     from cft_lab.teachers.estimate import budget_of, check_estimate, estimate_tokens
-    from cft_lab.teachers.pricing import PriceTable
+    from cft_lab.teachers.pricing import configured
 
     judge = judge_config(cfg)
     answer = " ".join(["word"] * cfg.inference.max_new_tokens)  # max_new_tokens tokens by estimate_tokens' count
@@ -430,10 +430,8 @@ def judge_estimate(cfg, cache_dir: Path):
             _, msgs = judge_messages(it, [answer, answer], turn)
             prompt_tokens += sum(estimate_tokens(m["content"]) + 4 for m in msgs)
             requests += 1
-    prices = PriceTable()
-    if judge.price_input is not None and judge.price_output is not None:
-        prices = prices.with_overrides({judge.model: {"input": judge.price_input, "output": judge.price_output}})
-    price = prices.get(judge.model)
+    option = f"eval.judge={judge.name}"
+    price = configured(judge.model, judge.price_input, judge.price_output, option=option).get(judge.model)
     expected = requests * min(judge.expected_completion_tokens, judge.max_tokens)
     cost = None if price is None else price.cost(prompt_tokens, expected)
     cost_max = None if price is None else price.cost(prompt_tokens, requests * judge.max_tokens)

@@ -83,29 +83,55 @@ def _check_source(cfg: Config) -> None:
         raise PreflightError(f"data={cfg.data.name}: {e}") from None
 
 
+def _check_endpoint(
+    who: str,
+    prefix: str,
+    model: Optional[str],
+    *,
+    api_key_env: Optional[str],
+    base_url: Optional[str],
+    price_input: Optional[float] = None,
+    price_output: Optional[float] = None,
+    budget_usd: Optional[float] = None,
+    no_key: str,
+) -> None:
+    """What every OpenAI-compatible endpoint's first request would otherwise find out (the teacher, an API model,
+    MT-Bench's judge): its key variable is set, its base_url is http(s), its prices are set both or neither, and a
+    budget has a price to be enforced with. ``who`` names the option (``teacher=gpt4o``), ``prefix`` its fields
+    (``teacher.``; empty for the judge, whose fields live in its own option file), ``no_key`` what to do when the
+    endpoint takes no key."""
+    from cft_lab.teachers.pricing import configured
+
+    if api_key_env and not os.environ.get(api_key_env):
+        raise PreflightError(
+            f"{who}: environment variable {api_key_env} ({prefix}api_key_env, the API key) is not set; export it, "
+            f"or {no_key}"
+        )
+    if base_url and not base_url.startswith(("http://", "https://")):
+        raise PreflightError(f"{who}: {prefix}base_url={base_url}: expected an http:// or https:// URL")
+    try:
+        priced = configured(model, price_input, price_output, option=who).known(model)
+    except ValueError:
+        raise PreflightError(f"{who}: set both {prefix}price_input and {prefix}price_output (USD/1M)") from None
+    if budget_usd is not None and not priced:
+        raise PreflightError(
+            f"{who}: {prefix}budget_usd={budget_usd:g} but model {model!r} has no price; set {prefix}price_input and "
+            f"{prefix}price_output so the budget can be enforced"
+        )
+
+
 def _check_teacher(cfg: Config) -> None:
     from cft_lab.teachers import replays_released
-    from cft_lab.teachers.pricing import PriceTable
 
     t = cfg.teacher
     if not teacher_work(cfg.objective) or replays_released(cfg):
         return
     if t.kind == TeacherKind.openai:
-        if t.api_key_env and not os.environ.get(t.api_key_env):
-            raise PreflightError(
-                f"teacher={t.name}: environment variable {t.api_key_env} (teacher.api_key_env, the API key) is not "
-                f"set; export it, or set teacher.api_key_env=null for a server that checks no key"
-            )
-        if t.base_url and not t.base_url.startswith(("http://", "https://")):
-            raise PreflightError(f"teacher.base_url={t.base_url}: expected an http:// or https:// URL")
-        if (t.price_input is None) != (t.price_output is None):
-            raise PreflightError(f"teacher={t.name}: set both teacher.price_input and teacher.price_output (USD/1M)")
-        priced = PriceTable().known(t.model) or t.price_input is not None
-        if t.budget_usd is not None and not priced:
-            raise PreflightError(
-                f"teacher={t.name}: teacher.budget_usd={t.budget_usd:g} but model {t.model!r} has no price; set "
-                f"teacher.price_input and teacher.price_output so the budget can be enforced"
-            )
+        _check_endpoint(
+            f"teacher={t.name}", "teacher.", t.model, api_key_env=t.api_key_env, base_url=t.base_url,
+            price_input=t.price_input, price_output=t.price_output, budget_usd=t.budget_usd,
+            no_key="set teacher.api_key_env=null for a server that checks no key",
+        )  # fmt: skip
     elif t.kind in (TeacherKind.vllm, TeacherKind.hf):
         _check_model_path(t.model, "teacher.model")
         if t.kind == TeacherKind.vllm and importlib.util.find_spec("vllm") is None:
@@ -114,29 +140,19 @@ def _check_teacher(cfg: Config) -> None:
 
 def _check_api_model(cfg: Config) -> None:
     """An API model's endpoint, key and prices (what its first request would otherwise find out)."""
-    from cft_lab.eval.api import prices_for
-
     m = cfg.model
     api = m.api
     assert api is not None  # compose time refuses source=api without an api block
-    if api.api_key_env and not os.environ.get(api.api_key_env):
-        raise PreflightError(
-            f"model={m.name}: environment variable {api.api_key_env} (model.api.api_key_env, the API key) is not "
-            f"set; export it, or set model.api.api_key_env=null for a server that checks no key"
-        )
-    if api.base_url and not api.base_url.startswith(("http://", "https://")):
-        raise PreflightError(f"model.api.base_url={api.base_url}: expected an http:// or https:// URL")
-    if (api.price_input is None) != (api.price_output is None):
-        raise PreflightError(f"model={m.name}: set both model.api.price_input and model.api.price_output (USD/1M)")
-    if api.budget_usd is not None and not prices_for(api, m.path).known(m.path):
-        raise PreflightError(
-            f"model={m.name}: model.api.budget_usd={api.budget_usd:g} but {m.path!r} has no price; set "
-            f"model.api.price_input and model.api.price_output so the budget can be enforced"
-        )
+    _check_endpoint(
+        f"model={m.name}", "model.api.", m.path, api_key_env=api.api_key_env, base_url=api.base_url,
+        price_input=api.price_input, price_output=api.price_output, budget_usd=api.budget_usd,
+        no_key="set model.api.api_key_env=null for a server that checks no key",
+    )  # fmt: skip
 
 
 def _check_judge(cfg: Config) -> None:
-    """MT-Bench's judge: an OpenAI-compatible option, its key set, and a server named when it takes no key."""
+    """MT-Bench's judge: an OpenAI-compatible option, its key set, its prices whole, and a server named when it takes
+    no key."""
     from cft_lab.config import ConfigError
     from cft_lab.eval.instruct import judge_config
 
@@ -144,17 +160,17 @@ def _check_judge(cfg: Config) -> None:
         judge = judge_config(cfg)
     except ConfigError as e:
         raise PreflightError(str(e)) from None
-    if judge.api_key_env and not os.environ.get(judge.api_key_env):
-        raise PreflightError(
-            f"eval.judge={judge.name}: environment variable {judge.api_key_env} (the judge's API key) is not set"
-        )
+    who = f"eval.judge={judge.name}"
+    _check_endpoint(
+        who, "", judge.model, api_key_env=judge.api_key_env, base_url=judge.base_url,
+        price_input=judge.price_input, price_output=judge.price_output, budget_usd=judge.budget_usd,
+        no_key=f"set api_key_env: null in conf/teacher/{judge.name}.yaml for a server that checks no key",
+    )  # fmt: skip
     if not judge.api_key_env and not judge.base_url:
         raise PreflightError(
-            f"eval.judge={judge.name} takes no API key but names no server (base_url); for the loopback judge run "
+            f"{who} takes no API key but names no server (base_url); for the loopback judge run "
             f"through `python -m cft_lab.testing.loopback_judge -- ...` (it sets CFT_LAB_JUDGE_URL)"
         )
-    if judge.base_url and not judge.base_url.startswith(("http://", "https://")):
-        raise PreflightError(f"eval.judge={judge.name}: base_url {judge.base_url} is not an http(s) URL")
 
 
 def _check_model_path(path: Optional[str], option: str) -> None:

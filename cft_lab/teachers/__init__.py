@@ -76,15 +76,11 @@ def sampling_of(cfg: Config) -> dict:
 def _openai(cfg: Config, records: list[Record], extra: dict, cache_dir: Path) -> Teacher:
     from cft_lab.teachers.estimate import budget_of
     from cft_lab.teachers.openai_teacher import OpenAITeacher
-    from cft_lab.teachers.pricing import PriceTable
+    from cft_lab.teachers.pricing import configured
 
     t = cfg.teacher
     assert t.model, "an openai teacher names its model (cft_lab.config.check_combination)"
-    prices = PriceTable()
-    if t.price_input is not None or t.price_output is not None:
-        if t.price_input is None or t.price_output is None:
-            raise ValueError(f"teacher={t.name}: set both price_input and price_output (USD per 1M tokens)")
-        prices = prices.with_overrides({t.model: {"input": t.price_input, "output": t.price_output}})
+    prices = configured(t.model, t.price_input, t.price_output, option=f"teacher={t.name}")
     return OpenAITeacher(
         t.name,
         t.model,

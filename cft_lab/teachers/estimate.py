@@ -85,12 +85,15 @@ def buys(cfg: Config) -> bool:
 
 def budget_of(cfg: Config) -> Optional[float]:
     """The budget the teacher runs under: ``teacher.budget_usd``, else the default for a model with a price."""
-    from cft_lab.teachers.pricing import DEFAULT_BUDGET_USD, PriceTable
+    from cft_lab.teachers.pricing import DEFAULT_BUDGET_USD, configured
 
     t = cfg.teacher
     if t.budget_usd is not None:
         return t.budget_usd
-    priced = PriceTable().known(t.model) or (t.price_input is not None and t.price_output is not None)
+    try:
+        priced = configured(t.model, t.price_input, t.price_output, option=f"teacher={t.name}").known(t.model)
+    except ValueError:  # half a price pair: the plan still prints; preflight refuses the cell, naming both fields
+        priced = False
     return DEFAULT_BUDGET_USD if priced else None
 
 
@@ -99,7 +102,7 @@ def estimate(cfg: Config, records: list, cache_dir: Path) -> Estimate:
     from cft_lab.prompts.teacher import render_messages
     from cft_lab.teachers import sampling_of
     from cft_lab.teachers.cache import RequestCache, request_key
-    from cft_lab.teachers.pricing import PriceTable
+    from cft_lab.teachers.pricing import configured
     from cft_lab.train.objectives import teacher_work
 
     t = cfg.teacher
@@ -119,10 +122,7 @@ def estimate(cfg: Config, records: list, cache_dir: Path) -> Estimate:
         if k not in cached:
             prompt_tokens += sum(estimate_tokens(m["content"]) + 4 for m in messages)
     todo = len(keys) - len(cached)
-    prices = PriceTable()
-    if t.price_input is not None and t.price_output is not None:
-        prices = prices.with_overrides({t.model: {"input": t.price_input, "output": t.price_output}})
-    price = prices.get(t.model)
+    price = configured(t.model, t.price_input, t.price_output, option=f"teacher={t.name}").get(t.model)
     batch = t.mode == TeacherMode.batch
     expected = todo * t.expected_completion_tokens
     cost = None if price is None else price.cost(prompt_tokens, expected, batch=batch)

@@ -9,7 +9,8 @@ every response bought in batch mode (``teacher.mode=batch``, :mod:`cft_lab.teach
 server reports as cached (``usage.prompt_tokens_details.cached_tokens``).
 
 Override or add prices from config with :meth:`PriceTable.with_overrides`, e.g.
-``{"my-model": {"input": 0.5, "output": 1.5}}``.
+``{"my-model": {"input": 0.5, "output": 1.5}}``; an option's ``price_input``/``price_output`` pair (a teacher, a
+judge, an API model) goes through :func:`configured`, the one place that turns it into a table.
 
 >>> t = PriceTable()
 >>> round(t.cost("gpt-4o-2024-11-20", 1_000_000, 100_000), 4)
@@ -129,3 +130,16 @@ class PriceTable:
             }
             for m, p in sorted(self._prices.items())
         }
+
+
+def configured(model: str | None, price_input: float | None, price_output: float | None, *, option: str) -> PriceTable:
+    """The default table with ``model`` priced as its config option says: both prices (USD per 1M tokens) or
+    neither (the default table's price, if any); one without the other is refused, naming ``option``."""
+    prices = PriceTable()
+    if price_input is None and price_output is None:
+        return prices
+    if price_input is None or price_output is None:
+        raise ValueError(f"{option}: set both price_input and price_output (USD per 1M tokens)")
+    if not model:
+        raise ValueError(f"{option}: prices are set but no model is named to price")
+    return prices.with_overrides({model: {"input": price_input, "output": price_output}})

@@ -10,8 +10,9 @@ endif
 TORCH_SPEC ?= torch==2.13.0
 SCALE ?= paper
 TABLE_SUFFIX := $(if $(filter tiny,$(SCALE)),_tiny,)
-# `make table2 dry_run=true` and `make table2 ARGS="eval.limit=20"` pass through to Hydra.
-HYDRA_ARGS := $(if $(dry_run),dry_run=$(dry_run)) $(ARGS)
+# `make table2 dry_run=true`, `make table2 SEEDS=3` (run.seeds) and `make table2 ARGS="eval.limit=20"` pass through to
+# Hydra.
+HYDRA_ARGS := $(if $(dry_run),dry_run=$(dry_run)) $(if $(SEEDS),run.seeds=$(SEEDS)) $(ARGS)
 # The testbed needs no network; keep transformers from trying the hub.
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 # vLLM's CPU build for the vllm backend's tests; no usage reports, caches inside the repository.
@@ -21,11 +22,11 @@ VLLM_ENV := VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1 OMP_NUM_THREADS=1 VLLM_CACHE_RO
 
 .PHONY: help install lint typecheck demo prepare data test test-slow install-vllm install-gpu test-vllm bench-generation \
 	bench-throughput table1 table2 table4 table5 table6 table7 table8 combine_with_sft token_length_control table3 \
-	rl_comparison if_eval_mtbench figure2 tables dashboard bases clean-outputs
+	rl_comparison if_eval_mtbench figure2 tune data_efficiency tables dashboard bases clean-outputs
 
 help:  ## list targets
-	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
-	@echo "  variables: SCALE=tiny|paper (tables), dry_run=true, ARGS='hydra overrides', TABLE=... PUBLISH=1 (dashboard), TORCH_SPEC=..."
+	@grep -E '^[a-z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+	@echo "  variables: SCALE=tiny|paper (tables), SEEDS=N (training seeds per cell), dry_run=true, ARGS='hydra overrides', TABLE=... PUBLISH=1 (dashboard), TORCH_SPEC=..."
 
 $(VENV)/.installed: pyproject.toml requirements/constraints.txt
 	@if [ -z "$$VIRTUAL_ENV" ] && [ ! -x $(VENV)/bin/python ]; then python3 -m venv $(VENV); fi
@@ -43,7 +44,9 @@ TYPED := cft_lab/config.py cft_lab/options.py cft_lab/pipeline cft_lab/data/stag
 	cft_lab/report/table8.py cft_lab/report/tracking.py cft_lab/report/items.py cft_lab/report/view.py \
 	cft_lab/report/dashboard.py cft_lab/report/picture.py cft_lab/report/figure2.py cft_lab/report/table1.py \
 	cft_lab/validate.py cft_lab/cli.py \
-	cft_lab/teachers/estimate.py cft_lab/teachers/adaptive.py
+	cft_lab/teachers/estimate.py cft_lab/teachers/adaptive.py \
+	cft_lab/report/seeded.py cft_lab/report/tuning.py cft_lab/report/efficiency.py cft_lab/eval/replicates.py \
+	cft_lab/train/compute.py
 
 lint: install  ## ruff check + ruff format --check (fix with: ruff check --fix . && ruff format .)
 	$(PYTHON) -m ruff check cft_lab tests hydra_plugins
@@ -120,6 +123,14 @@ table7: install  ## Table 7 (teacher strength): SCALE=tiny or paper
 table8: install  ## Table 8 (inference methods x temperature, self-critique): SCALE=tiny or paper
 	$(if $(filter tiny,$(SCALE)),$(OFFLINE)) $(PYTHON) -m cft_lab table=table8$(TABLE_SUFFIX) $(HYDRA_ARGS)
 
+tune: install  ## per-arm tuning on the validation split (equal grid per arm): SCALE=tiny; writes conf/train/tuned/tiny.yaml
+	@test "$(SCALE)" = tiny || { echo "error: make tune needs SCALE=tiny (paper scale: see docs/testbed.md)"; exit 2; }
+	$(OFFLINE) $(PYTHON) -m cft_lab table=tune_tiny $(HYDRA_ARGS)
+
+data_efficiency: install  ## each arm's score against 250/500/1000/2000 training records (SCALE=tiny), and its plot
+	@test "$(SCALE)" = tiny || { echo "error: make data_efficiency needs SCALE=tiny"; exit 2; }
+	$(OFFLINE) $(PYTHON) -m cft_lab table=data_efficiency_tiny $(HYDRA_ARGS)
+
 table3: install  ## Table 3 (CFT vs open/API reasoning models; quoted cells marked ‡): SCALE=tiny or paper
 	$(if $(filter tiny,$(SCALE)),$(OFFLINE)) $(PYTHON) -m cft_lab table=table3$(TABLE_SUFFIX) $(HYDRA_ARGS)
 
@@ -144,7 +155,7 @@ dashboard: install  ## a table's W&B view: TABLE=table2_tiny [PUBLISH=1] [ARGS="
 	@test -n "$(TABLE)" || { echo "error: set TABLE, e.g. make dashboard TABLE=table2_tiny"; exit 2; }
 	$(OFFLINE) $(PYTHON) -m cft_lab dashboard $(TABLE) $(ARGS) $(if $(PUBLISH),--publish)
 
-bases: install  ## rebuild the testbed tokenizer and the three tiny base models (deterministic, ~10 min)
+bases: install  ## rebuild the testbed tokenizer and the three tiny base models (deterministic; 7-35 min per base on 2 cores)
 	$(OFFLINE) $(PYTHON) -m cft_lab.testbed.bases
 
 clean-outputs:  ## delete the run store, Hydra logs, W&B files, rendered tables and dashboards

@@ -45,6 +45,8 @@ register()
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
 def _main(dcfg: DictConfig) -> None:
     from cft_lab.pipeline.cell import run_cell
+    from cft_lab.pipeline.seeds import seed_configs
+    from cft_lab.pipeline.tune import run_trial
     from cft_lab.report.tracking import sanitize
 
     for noisy in ("httpx", "httpx2", "openai"):  # one INFO line per HTTP request would drown the run's own log
@@ -59,22 +61,29 @@ def _main(dcfg: DictConfig) -> None:
         sys.exit(2)
     if cfg.dry_run and not _in_multirun():  # a sweep prints one resolved config and the plan when it ends
         print(OmegaConf.to_yaml(OmegaConf.create(sanitize(OmegaConf.to_container(dcfg, resolve=True)))), flush=True)
-    result = run_cell(cfg)
-    outcome = {k: result.get(k) for k in ("status", "cell", "key", "error")}
-    if _in_multirun():  # the sweep's end (cft_lab.report.callback) reads every job's outcome, on any launcher
+    outcomes = []
+    for cell_cfg in seed_configs(cfg):  # run.seeds=N: one cell per training seed
+        if cfg.run.tune:  # a tuning trial: train and select, scored on validation only
+            run_trial(cell_cfg)
+            continue
+        result = run_cell(cell_cfg)
+        outcomes.append({k: result.get(k) for k in ("status", "cell", "key", "error")})
+        if result["status"] == "ok" and not cfg.dry_run:
+            summary = {
+                s["label"]: f"{s['accuracy']:.1f} [{s['ci_low']:.1f}, {s['ci_high']:.1f}]"
+                for s in result["scores"].values()
+            }
+            log.info("[%s seed %d] %s", result["cell"], cell_cfg.train.seed, json.dumps(summary, ensure_ascii=False))
+    failed = [o for o in outcomes if o["status"] == "failed"]
+    if outcomes and _in_multirun():  # the sweep's end (cft_lab.report.callback) reads every job's outcome
         from hydra.core.hydra_config import HydraConfig
 
+        outcome = failed[0] if failed else outcomes[0]  # a job of several seeds: its first failure, if any
         Path(HydraConfig.get().runtime.output_dir, "cell.json").write_text(json.dumps(outcome), encoding="utf-8")
-    elif result["status"] == "failed":
+    elif failed:
         from cft_lab.report.callback import FAILED
 
-        FAILED.append(outcome)
-    if result["status"] == "ok" and not cfg.dry_run:
-        summary = {
-            s["label"]: f"{s['accuracy']:.1f} [{s['ci_low']:.1f}, {s['ci_high']:.1f}]"
-            for s in result["scores"].values()
-        }
-        log.info("[%s] %s", result["cell"], json.dumps(summary, ensure_ascii=False))
+        FAILED.extend(failed)
 
 
 def _in_multirun() -> bool:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
@@ -30,6 +31,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from cft_lab.options import (
     Backend,
+    CritiqueStyle,
     DataKind,
     DType,
     GradingMode,
@@ -254,6 +256,8 @@ class TeacherConfig:
     false_alarm_rate: float = 0.0
     vague_rate: float = 0.0
     solution_error_rate: float = 0.0
+    # how the rule teacher words its critiques (added later: in the data key only when changed)
+    critique_style: CritiqueStyle = field(default=CritiqueStyle.checklist, metadata=KEY_IF_CHANGED)
     seed: int = 0
     # openai-compatible servers: the key is read from this environment variable, never stored in a config.
     # Everything from here on decides how requests are made, not what the teacher writes: not in any key.
@@ -508,7 +512,7 @@ class LoggerConfig:
 
 @dataclass
 class RunConfig:
-    """Identity of the job inside a sweep; set by experiments/ bundles, never used in cache keys."""
+    """Identity of the job inside a sweep and how it runs; set by experiments/ bundles, never used in cache keys."""
 
     table: Optional[str] = None  # e.g. table2, set by experiments/table/*.yaml
     method: Optional[str] = None  # paper row, set by experiments/method/*.yaml
@@ -517,6 +521,14 @@ class RunConfig:
     group: Optional[str] = None  # the row group where a table groups rows (Table 3: Frontier, open-source, ...)
     strict: bool = False  # re-raise a failing cell (debugging) instead of recording it and going on
     num_threads: Optional[int] = None  # torch threads on CPU (None = torch's default)
+    # training seeds per cell: a row that trains runs as N cells, train.seed, train.seed + 1, ... (each its own keys;
+    # cft_lab.pipeline.seeds); tables show the mean and sd across seeds beside the CI pooled over items x seeds
+    seeds: int = 1
+    # a tuning trial (cft_lab.pipeline.tune): data, train and select only, scored on the validation benchmark; any
+    # read of a test set fails (cft_lab.eval.benchmarks.forbid_test_splits)
+    tune: bool = False
+    # tables add what each arm's training cost (cft_lab.train.compute) and the share of parseable answers as columns
+    show_compute: bool = False
     stop_after: Optional[Stage] = None  # e.g. data: build (buy) the dataset and stop; no cell result is written
 
 
@@ -649,6 +661,13 @@ def check_combination(cfg: Config) -> None:
             f"teacher={teacher.name} replays critiques of the dataset's own responses; it cannot "
             f"critique response_source={cfg.response_source.name}"
         )
+    if cfg.run.seeds < 1:
+        raise ConfigError(f"run.seeds={cfg.run.seeds}: train at least one seed per cell")
+    if cfg.run.tune and not _is_validation(cfg.eval.select.benchmark):
+        raise ConfigError(
+            f"run.tune=true scores trials on eval.select.benchmark={cfg.eval.select.benchmark}, a test set; tuning "
+            f"reads validation data only (testbed_val, math_val500)"
+        )
     if cfg.train.num_nodes != 1:
         raise ConfigError(
             f"train.num_nodes={cfg.train.num_nodes}: this build launches one node per run (torchrun "
@@ -671,6 +690,12 @@ def check_combination(cfg: Config) -> None:
         raise ConfigError(
             "eval.modes is empty: choose from paper, strict, math_verify (the first one scores the table)"
         )
+
+
+def _is_validation(benchmark: str) -> bool:
+    from cft_lab.eval.benchmarks import is_validation
+
+    return is_validation(benchmark)
 
 
 def _check_eval_model(cfg: Config, trains: bool) -> None:
@@ -822,6 +847,44 @@ def parent_config(cfg: Config) -> Config:
     return out
 
 
+#: Where ``make tune`` writes its choices and ``${tuned:...}`` reads them (None: ``conf/train/tuned``; tests move it).
+TUNED_DIR: Optional[Path] = None
+
+
+def tuned_path(scale: str) -> Path:
+    """``conf/train/tuned/<scale>.yaml`` (or under :data:`TUNED_DIR`)."""
+    from cft_lab.paths import CONF_DIR
+
+    return (TUNED_DIR or CONF_DIR / "train" / "tuned") / f"{scale}.yaml"
+
+
+def tuned_value(scale: str, name: str, *, _root_: Any) -> Any:
+    """``${tuned:<scale>,<field>}``: the value of ``train.<field>`` that ``make tune SCALE=<scale>`` chose on the
+    validation split for this cell's model and objective (``conf/train/tuned/<scale>.yaml``, written by
+    ``cft_lab.report.tuning``). An objective that trains nothing takes ``conf/train/<scale>.yaml``'s value (it is in
+    no key); a training objective without a tuned entry is an error that says how to get one."""
+    from cft_lab.paths import CONF_DIR
+    from cft_lab.train.objectives import OBJECTIVES
+
+    model, objective = _root_.model.name, _root_.objective.name
+    entry = OBJECTIVES.get(objective)
+    if entry is not None and not entry.trains:
+        plain = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "train" / f"{scale}.yaml"))
+        assert isinstance(plain, dict)
+        return plain[name]
+    path = tuned_path(scale)
+    loaded = OmegaConf.to_container(OmegaConf.load(path)) if path.is_file() else {}
+    chosen = loaded.get("chosen") or {} if isinstance(loaded, dict) else {}
+    try:
+        return chosen[model][objective][name]
+    except (KeyError, TypeError):
+        raise ConfigError(
+            f"train=tiny_tuned: no tuned {name} for model={model} objective={objective} in {path.name} "
+            f"(tuned: {', '.join(f'{m}/{o}' for m in chosen for o in chosen[m]) or 'nothing'}); run "
+            f"`make tune SCALE={scale}` or use train={scale}"
+        ) from None
+
+
 def data_configs(cfg: Config, role: Optional[str] = None) -> list[tuple[Optional[str], Config]]:
     """Every config the cell builds a data artefact from, with its stage role (as in the plan): a chain's parent's
     first, then a mixture's parts each, else the cell itself. Checks that read data or price a teacher run on each."""
@@ -838,6 +901,7 @@ def data_configs(cfg: Config, role: Optional[str] = None) -> list[tuple[Optional
 
 def register() -> None:
     ConfigStore.instance().store(name="cft_lab_schema", node=Config)
+    OmegaConf.register_new_resolver("tuned", tuned_value, replace=True)
 
 
 def to_config(cfg: DictConfig | Config) -> Config:

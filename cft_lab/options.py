@@ -74,6 +74,13 @@ class TeacherKind(StrEnum):
     hf = "hf"
 
 
+class CritiqueStyle(StrEnum):
+    """How the testbed's rule teacher words a critique (cft_lab.testbed.teacher.STYLES); the facts are the same."""
+
+    checklist = "checklist"  # one "Step k: a op b = r is correct." line per step (the first release)
+    review = "review"  # GPT-4o-like prose: an opening, a sentence per step, the kind of error (testbed.review)
+
+
 class TeacherMode(StrEnum):
     """How an ``openai`` teacher sends its requests (not part of any key: the same request, the same answer)."""
 

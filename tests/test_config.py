@@ -75,10 +75,10 @@ def test_every_option_composes():
     composed = [o for o in options if _composes(*o)]
     assert composed == options, f"do not compose: {sorted(set(options) - set(composed))}"
     # 21 models (Table 3's 12 and checkpoint), 12 data (the 600K pool and the testbed's), 2 response sources,
-    # 8 teachers (2 MT-Bench judges), 8 objectives, 3 train, 3 inference, 10 eval, 2 loggers, 17 methods
-    # (sft_verified_same50k), 26 tables (Figure 2 and Table 1 with their tiny twins among them), 13 inference methods
-    # (Table 8's rows), 24 rows (Table 3's and v4 Table 8's, 7 tiny), 2 launchers (slurm, slurm_local)
-    assert len(composed) == 151
+    # 8 teachers (2 MT-Bench judges), 8 objectives, 4 train (tiny_tuned), 3 inference, 10 eval, 2 loggers, 17 methods
+    # (sft_verified_same50k), 28 tables (Figure 2 and Table 1 with their tiny twins, tune_tiny, data_efficiency_tiny),
+    # 13 inference methods (Table 8's rows), 24 rows (Table 3's and v4 Table 8's, 7 tiny), 2 launchers
+    assert len(composed) == 154
 
 
 @pytest.mark.parametrize(
@@ -112,6 +112,7 @@ def test_impossible_combinations_fail_naming_both_choices(overrides, names):
         ("teacher.kind=oracle", "[none, testbed, replay, openai, vllm, hf]"),
         ("inference.self_critique.unparsed_verdict=maybe", "[wrong, right]"),
         ("eval.modes=[paper,lenient]", "[paper, strict, math_verify]"),
+        ("teacher.critique_style=essay", "[checklist, review]"),
     ],
 )
 def test_values_outside_an_options_choices_fail_naming_the_allowed_ones(override, allowed):

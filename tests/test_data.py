@@ -106,8 +106,14 @@ def test_self_generated_responses_come_from_the_base_model(tmp_path):
     assert all(r.response_source == "self_generated:tiny_math" for r in records)
     assert sum(r.response != q.response for r, q in zip(records, ref)) > 12  # the model's own text
     assert all(r.response_correct is not None and r.critique for r in records)
-    # the strong rule teacher judges the model's responses against the truth
-    assert all((r.verdict == "right") == r.response_correct for r in records)
+    # the strong rule teacher judges the model's responses against the truth, step by step: a right answer reached
+    # through a wrong step (13 * 2 * 3 for 13 * 3 * 2) is judged wrong, and the critique says the answer is a fluke
+    for r in records:
+        if r.response_correct and r.verdict != "right":
+            assert "happens to be right" in r.critique, r.critique
+        else:
+            assert (r.verdict == "right") == r.response_correct, (r.response, r.critique)
+    assert sum(r.verdict == "right" for r in records) >= 1 and sum(r.verdict == "wrong" for r in records) >= 1
     again, _ = build_records(compose(over), tmp_path)
     assert [r.response for r in again] == [r.response for r in records]  # per-question seeds: reproducible
 

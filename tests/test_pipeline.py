@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from cft_lab.pipeline.cell import run_cell
 from cft_lab.pipeline.plan import plan_cell
 from cft_lab.pipeline.store import Store
@@ -43,6 +45,11 @@ def test_cell_trains_selects_and_scores(outputs):
     train_dir = store.path("train", plan.key_of("train"))
     counts = json.loads((train_dir / "pairs.json").read_text())
     assert counts["objective"] == "cft" and counts["pairs"] == 48 and counts["examples"] + counts["dropped"] == 48
+    compute = result["compute"]  # 6 steps of 16 examples over 48 pairs: two epochs, estimated from examples seen
+    assert (compute["optimizer_steps"], compute["examples_seen"], compute["exact"]) == (6, 96, False)
+    assert compute["loss_tokens"] == round(96 * counts["loss_tokens"] / counts["examples"])
+    assert compute["flops"] == 6 * compute["parameters"] * compute["attended_tokens"] > 0
+    assert compute["loss_tokens"] < compute["attended_tokens"] and compute["train_wall_s"] > 0
     selection = json.loads((store.path("select", plan.key_of("select")) / "selection.json").read_text())
     assert [c["step"] for c in selection["checkpoints"]] == [3, 6]
     assert selection["selected"] in selection["checkpoints"] and result["selected"] == selection["selected"]["path"]
@@ -57,6 +64,11 @@ def test_cell_trains_selects_and_scores(outputs):
     graded = [json.loads(x) for x in (store.path("grade", plan.key) / "testbed_2step.jsonl").open()]
     assert len(graded) == 6 and all({"id", "index", "prompt", "gold", "samples", "correct"} <= set(r) for r in graded)
     assert all(r["correct"] == r["samples"][0]["correct"]["testbed"] for r in graded)
+    fmt = result["answer_format"]  # outputs with a boxed integer, first sample of each item
+    assert fmt["by_benchmark"]["testbed_2step"]["parseable"] == sum(
+        bool(r["samples"][0]["pred"]["testbed"]) for r in graded
+    )
+    assert fmt["n"] == 24 and fmt["share"] == pytest.approx(100 * fmt["parseable"] / 24, abs=0.01)
     assert selection["validation_test_overlap"] == {b: 0 for b in result["scores"]}
     assert result["selection"]["last"]["step"] == 6
     crit = result["critique"]  # the probe ran on 8 fresh (question, response) pairs
@@ -226,6 +238,9 @@ def test_wandb_offline_run_holds_config_and_metrics_and_no_secret(outputs, monke
     assert len(config["cell_key"]) == 16 and set(config["stage_keys"]) == stages | {"infer/testbed_5step", "grade"}
     assert 0 <= summary["test/testbed_2step/accuracy"] <= 100 and summary["train/loss"] > 0
     assert summary["data/examples"] == 48 and "select/testbed_val" in summary
+    assert summary["compute/optimizer_steps"] == 6 and summary["compute/loss_tokens"] > 0  # what training cost
+    assert summary["compute/flops"] == 6 * summary["compute/parameters"] * summary["compute/attended_tokens"]
+    assert 0 <= summary["test/parseable_share"] <= 100
     leaked = [
         p
         for p in outputs.rglob("*")

@@ -23,6 +23,10 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+#: The prompts (of the first 8) whose greedy traces on the shipped tiny-math have no two top logits closer than 0.5
+#: (measured with the hf backend): a cold call reproduces greedy only where there is no near-tie. Prompt 2 has a tie
+#: (0.0003 apart), prompts 0, 6, 7 gaps of 0.04-0.09, where vLLM's temperature floor (1e-2) can sample the runner-up.
+COLD = (1, 3, 4, 5)
 MAX_NEW_TOKENS = 48  # testbed answers take 36-71 tokens: a mix of "stop" and "length" endings
 N_PROMPTS = 64
 GREEDY_AGREEMENT = 0.95
@@ -73,7 +77,9 @@ def _scenarios(g) -> dict:
         "sample_other_seeds": lambda: g.generate(few, STOPS, seeds=other, n=3, temperature=1.0),
         "sample_unseeded_1": lambda: g.generate(few, STOPS, n=2, temperature=1.0),
         "sample_unseeded_2": lambda: g.generate(few, STOPS, n=2, temperature=1.0),
-        "sample_cold": lambda: g.generate(few, STOPS, seeds=SEEDS, n=2, temperature=1e-3),  # per-call override
+        "sample_cold": lambda: g.generate(
+            [few[i] for i in COLD], STOPS, seeds=[SEEDS[i] for i in COLD], n=2, temperature=1e-3
+        ),  # per-call override (vLLM floors it at 1e-2)
     }
     out = {name: [[dataclasses.asdict(c) for c in comps] for comps in call()] for name, call in calls.items()}
     out["describe"] = g.describe()
@@ -225,7 +231,8 @@ def test_seeded_samples_do_not_depend_on_the_batch(vllm_out):
 
 def test_temperature_override_per_call(vllm_out):
     """The engine's config is greedy; a call at T=1 samples (above), a call at T=0.001 is all but greedy."""
-    for comps, (ref,) in zip(vllm_out["sample_cold"], vllm_out["greedy"][:8]):
+    assert len(vllm_out["sample_cold"]) == len(COLD)
+    for comps, (ref,) in zip(vllm_out["sample_cold"], [vllm_out["greedy"][i] for i in COLD]):
         assert comps == [ref, ref]
 
 

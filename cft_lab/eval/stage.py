@@ -127,7 +127,8 @@ def run_select(cfg: Config, store: Store, key: str, train_dir: Path) -> SelectRe
                 scored.append({"step": step, "path": store.relative(ckpt), "accuracy": acc})
             last = sel.strategy == SelectStrategy.last
             best = scored[-1] if last else max(scored, key=lambda s: (s["accuracy"], -s["step"]))
-            overlap = {b: benchmarks.overlap(sel.benchmark, b) for b in cfg.eval.benchmarks}
+            # a tuning trial reads no test set, not even to count shared questions; a cell recounts for its own
+            overlap = {} if cfg.run.tune else {b: benchmarks.overlap(sel.benchmark, b) for b in cfg.eval.benchmarks}
             write_json(
                 out / "selection.json",
                 {

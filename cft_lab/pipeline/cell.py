@@ -11,7 +11,13 @@ table marks the hole and says why (docs/pitfalls.md#orchestration: one failed jo
      "scores": {"testbed_2step": {"label": "2-step", "correct": 120, "n": 200, "accuracy": 60.0,
                                    "ci_low": 53.1, "ci_high": 66.5}, ...},
      "stages": {"data": "<key>", ...}, "timings_s": {"data": 0.4, ...}, "error": null,
-     "data_card": {...}, "train_examples": {"pairs": 2000, "truncated": 0, "dropped": 0, ...}, "selected": "..."}
+     "data_card": {...}, "train_examples": {"pairs": 2000, "truncated": 0, "dropped": 0, ...}, "selected": "...",
+     "compute": {"loss_tokens": ..., "attended_tokens": ..., "optimizer_steps": 125, "flops": ..., "train_wall_s": ...},
+     "answer_format": {"share": 99.5, "parseable": 796, "n": 800, "by_benchmark": {...}}}
+
+``compute`` (``cft_lab.train.compute``) is what the arm's training cost; ``answer_format`` is the share of test outputs
+whose final answer the table's grader could extract (did training keep the base's answer format?). Both go to the
+cell's W&B summary too (``compute/*``, ``test/parseable_share``).
 """
 
 from __future__ import annotations
@@ -20,13 +26,15 @@ import logging
 import time
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Optional
 
 from cft_lab.config import Config, as_dict, own_data_config, parent_config, part_config, uses_pool
+from cft_lab.eval import benchmarks
 from cft_lab.options import Stage
 from cft_lab.pipeline.plan import CellPlan, format_plan, plan_cell, stage_label
 from cft_lab.pipeline.preflight import preflight, teacher_estimates
-from cft_lab.pipeline.store import Store
+from cft_lab.pipeline.store import Store, read_jsonl
 from cft_lab.report import tracking
 from cft_lab.report.tracking import Logger, NoOpLogger, make_logger, sanitize
 from cft_lab.train.modeling import model_path
@@ -98,8 +106,10 @@ def execute(cfg: Config, plan: CellPlan, store: Store, logger) -> dict:
             return early
         evaluated = str(sel.model_dir)
         extra["selected"] = store.relative(sel.model_dir)  # relative to the store: portable across mounts
-        extra["selection"] = sel.summary()
         selection = sel.selection
+        # counted for this cell's benchmarks (a selection a tuning trial made counted none)
+        overlap = {b: benchmarks.overlap(selection["benchmark"], b) for b in cfg.eval.benchmarks}
+        extra["selection"] = {**sel.summary(), "validation_test_overlap": overlap}
         _log_selection(logger, selection)
         logger.summary(
             {
@@ -107,11 +117,14 @@ def execute(cfg: Config, plan: CellPlan, store: Store, logger) -> dict:
                 "select/selected_accuracy": selection["selected"]["accuracy"],
                 "select/last_step": selection["last"]["step"],
                 "select/last_accuracy": selection["last"]["accuracy"],
-                **{f"select/overlap/{b}": n for b, n in selection["validation_test_overlap"].items()},
+                **{f"select/overlap/{b}": n for b, n in overlap.items()},
             }
         )
         extra["data_card"] = data[0].card if len(data) == 1 else {f"part {k}": d.card for k, d in enumerate(data)}
         extra["train_examples"] = train.pairs  # truncated / dropped per arm (per part for a mixture)
+        extra["compute"] = train.compute  # tokens, steps, FLOPs estimate, wall time (cft_lab.train.compute)
+        if train.compute:
+            logger.summary({f"compute/{k}": v for k, v in train.compute.items() if isinstance(v, (int, float))})
     keys = plan.infer_keys()
     if stop == Stage.infer:
         paths = timed("infer", run_infer, cfg, keys, evaluated)
@@ -142,10 +155,25 @@ def execute(cfg: Config, plan: CellPlan, store: Store, logger) -> dict:
     from cft_lab.report.items import items_frame
 
     logger.log_table(tracking.ITEMS_TABLE, items_frame(grade.path, list(grade.scores)))
+    extra["answer_format"] = answer_format(grade.path, grade.scores)
+    logger.summary({"test/parseable_share": extra["answer_format"]["share"]})
     if grade.critique is not None:
         extra["critique"] = grade.critique
         logger.summary({f"critique/{k}": v for k, v in grade.critique.items() if isinstance(v, (int, float))})
     return {"scores": grade.scores, "timings_s": timings, **extra}
+
+
+def answer_format(grade_dir: Path, scores: dict) -> dict:
+    """How many test outputs keep the base's answer format: the share (percent) whose table-mode extraction found a
+    final answer (the testbed: a boxed integer), overall and per benchmark, first sample of each item."""
+    per: dict[str, dict] = {}
+    for name, s in scores.items():
+        mode = s.get("mode", "testbed")
+        rows = list(read_jsonl(grade_dir / f"{name}.jsonl"))
+        found = sum(bool(str(r["samples"][0].get("pred", {}).get(mode) or "").strip()) for r in rows)
+        per[name] = {"parseable": found, "n": len(rows), "share": round(100.0 * found / max(len(rows), 1), 2)}
+    total, n = sum(p["parseable"] for p in per.values()), sum(p["n"] for p in per.values())
+    return {"share": round(100.0 * total / max(n, 1), 2), "parseable": total, "n": n, "by_benchmark": per}
 
 
 def _infer_and_grade(cfg: Config, plan: CellPlan, store: Store, timed, keys: dict[str, str], evaluated: str):

@@ -93,6 +93,8 @@ def _rows(
         "runs": {r: run.meta for r, run in runs.items()},
         "ci": {(r, b): ci for r, run in runs.items() for b, ci in run.ci.items()},
         "n": {(r, b): n for r, run in runs.items() for b, n in run.n.items()},
+        "sd": {(r, b): sd for r, run in runs.items() for b, sd in run.sd(benchmarks).items()},
+        "seeds": {r: len(next(iter(run.per_seed.values()))) for r, run in runs.items() if run.per_seed},
         "extra_columns": {x: "{:.0f}" for x in names},
     }
     return frame

@@ -56,12 +56,13 @@ class RenderTable(Callback):
             log.exception("rendering %s failed; rerun `python -m cft_lab.report.tables %s`", table, table)
             failed["<table>"] = {"status": "failed", "cell": f"table {table}", "key": None, "error": str(e)}
             return
-        for cell in result["cells"]:  # the store's view: a job that died before writing its result is a hole too
+        for cell in result.get("cells", []):  # the store's view: a job that died before writing a result is a hole
             if cell.status != "ok":
                 failed.setdefault(cell.key, {"status": "failed", "cell": f"{cell.model}/{cell.method}",
                                              "key": cell.key, "error": cell.error})  # fmt: skip
         log.info("table %s written: %s", table, ", ".join(str(p) for p in result["paths"].values()))
-        if result.get("view") is False:  # a figure or a table of datasets (Figure 2, Table 1): no W&B view of its own
+        # a tuning sweep (validation trials only), a figure or a table of datasets (Figure 2, Table 1): no view
+        if "trials" in result or result.get("view") is False:
             return
         try:
             from cft_lab.report import dashboard

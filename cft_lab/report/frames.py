@@ -94,6 +94,8 @@ CSV_COLUMNS = [
     "paper_v3_v4",
     "metric",
     "value",
+    "sd",
+    "seeds",
     "quoted",  # a number the paper copied from another report (never the accuracy of a run here)
     "quoted_from",
 ]
@@ -106,12 +108,17 @@ _HOLE = "—"
 
 @dataclass
 class BenchScore:
-    """One benchmark's result: accuracy = correct / n; 95% CI of the accuracy in percent."""
+    """One benchmark's result: accuracy = correct / n; 95% CI of the accuracy in percent. A row trained with several
+    seeds (``run.seeds``) pools them: ``correct`` and ``n`` count items x seeds (so the accuracy is the mean over
+    seeds), the CI is pooled over items x seeds (``cft_lab.eval.replicates``), ``sd`` is the spread of the seeds'
+    accuracies and ``per_seed`` lists them."""
 
     correct: int
     n: int
     ci_low: float
     ci_high: float
+    sd: float | None = None
+    per_seed: tuple[float, ...] = ()
     value: float | None = None  # a score that is not a share of items (MT-Bench's mean rating, 1-10)
 
 
@@ -138,6 +145,10 @@ class CellResult:
     label: str | None = None
     train_examples: dict = field(default_factory=dict)
     steps: int | None = None
+    # the row's cells, one per training seed (run.seeds): their result.json and graded folders; the data size
+    results: list[dict] = field(default_factory=list)
+    grade_dirs: list[Path] = field(default_factory=list)
+    data_size: int | None = None
     group: str | None = None  # the row group of a comparison table (Table 3), from run.group
     model_source: str | None = None  # hub | testbed | api (a comparison table lists the paper's rows at paper scale)
     ledger: dict = field(default_factory=dict)  # device time per stage (cft_lab.report.ledger.cell_ledger)
@@ -152,6 +163,17 @@ class _Run:
     ci: dict[str, tuple[float, float]] = field(default_factory=dict)
     n: dict[str, int] = field(default_factory=dict)
     note: str | None = None
+    per_seed: dict[str, tuple[float, ...]] = field(default_factory=dict)  # runs with several seeds only
+
+    def sd(self, benches: Sequence[str]) -> dict[str, float]:
+        """The sd across seeds per benchmark, and of the seeds' AVG over ``benches`` when every one has them."""
+        from statistics import fmean, stdev
+
+        out = {b: stdev(v) for b, v in self.per_seed.items() if len(v) > 1}
+        seeds = {len(self.per_seed.get(b, ())) for b in benches}
+        if len(seeds) == 1 and min(seeds) > 1:
+            out[AVG] = stdev([fmean(self.per_seed[b][i] for b in benches) for i in range(min(seeds))])
+        return out
 
 
 # ----------------------------------------------------------------------------------------- labels
@@ -195,6 +217,8 @@ def _measure(cell: CellResult, benchmarks: Sequence[str], meta: dict[str, Any]) 
         run.values[bench] = score.value if score.value is not None else 100.0 * score.correct / score.n
         run.ci[bench] = (float(score.ci_low), float(score.ci_high))
         run.n[bench] = int(score.n)
+        if len(getattr(score, "per_seed", ())) > 1:
+            run.per_seed[bench] = tuple(score.per_seed)
     if unscored:
         run.note = "no score for " + ", ".join(unscored)
     return run
@@ -255,6 +279,8 @@ def _assemble(runs: dict[Hashable, _Run], benchmarks: Sequence[str], layout: str
         "runs": {r: run.meta for r, run in runs.items()},
         "ci": {pos(r, b): ci for r, run in runs.items() for b, ci in run.ci.items()},
         "n": {pos(r, b): n for r, run in runs.items() for b, n in run.n.items()},
+        "sd": {pos(r, b): sd for r, run in runs.items() for b, sd in run.sd(benchmarks).items()},
+        "seeds": {r: len(next(iter(run.per_seed.values()))) for r, run in runs.items() if run.per_seed},
     }
     return frame
 

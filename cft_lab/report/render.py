@@ -69,6 +69,7 @@ def _fmt_cell(
     signed: bool,
     style: str,
     later: float = np.nan,
+    sd: float | None = None,
     quoted: dict | None = None,
 ) -> str:
     if quoted is not None:  # the paper copied this number from another report: never shown as ours
@@ -79,6 +80,10 @@ def _fmt_cell(
         return f"{text} (quoted {q})"
     if pd.isna(value):
         text = _HOLE
+    elif sd is not None:  # several seeds: mean (sd across seeds) [CI pooled over items x seeds]
+        text = f"{_fmt_number(value, signed)} (sd {sd:.1f})"
+        if ci is not None and style != "none":
+            text += f" [{ci[0]:.1f}, {ci[1]:.1f}]"
     elif ci is not None and style != "none":
         text = _fmt_ci(value, ci[0], ci[1], style)
     else:
@@ -137,6 +142,12 @@ def _legend(frame: pd.DataFrame, paper: pd.DataFrame | None, style: str) -> str:
     parts = ["Accuracy in %", f"{_HOLE} = no result{see}"]
     if style != "none" and frame.attrs.get("ci"):
         parts.append(_CI_LEGEND[style])
+    if frame.attrs.get("sd"):
+        seeds = sorted(set(frame.attrs.get("seeds", {}).values()))
+        parts.append(
+            f"rows trained with {'/'.join(map(str, seeds))} seeds: x (sd s) [lo, hi] = mean over seeds (sd of the "
+            "seeds' accuracies) [95% CI pooled over items × seeds: items resampled with all their seeds]"
+        )
     axis_labels = frame.columns if frame.attrs.get("run_axis", 0) == 0 else frame.index
     if frame.attrs.get("layout") == "table2":
         parts.append(
@@ -181,6 +192,7 @@ def _grid(frame: pd.DataFrame, paper: pd.DataFrame | None, style: str) -> _Grid:
     aligned = align_paper(frame, paper) if paper is not None else None
     later = _later(frame, paper)
     ci, runs_are_rows = frame.attrs.get("ci", {}), frame.attrs.get("run_axis", 0) == 0
+    sds = frame.attrs.get("sd", {})
     markers, footnotes = _footnotes(frame)
     names = [str(n).capitalize() if n else "Row" for n in frame.index.names]
     header = names + [str(c) + ("" if runs_are_rows else markers.get(c, "")) for c in frame.columns]
@@ -207,7 +219,8 @@ def _grid(frame: pd.DataFrame, paper: pd.DataFrame | None, style: str) -> _Grid:
                 signed,
                 style,
                 np.nan if later is None else later.at[row, col],
-                quoted.get((row, col)),
+                sd=sds.get((row, col)),
+                quoted=quoted.get((row, col)),
             )
             for col in frame.columns
         ]
@@ -321,6 +334,8 @@ def _long_table(frame: pd.DataFrame, paper: pd.DataFrame | None) -> pd.DataFrame
                     "note": attrs.get("notes", {}).get(run) if pd.isna(value) else None,
                     "paper": np.nan if aligned is None else aligned.at[pos],
                     "paper_v3_v4": np.nan if later is None else later.at[pos],
+                    "sd": attrs.get("sd", {}).get(pos, np.nan),
+                    "seeds": attrs.get("seeds", {}).get(run, 1 if meta.get("status") == "ok" else np.nan),
                 }
             )
     return pd.DataFrame.from_records(records, columns=CSV_COLUMNS)

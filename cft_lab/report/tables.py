@@ -27,7 +27,7 @@ from cft_lab.eval import benchmarks
 from cft_lab.paths import CONF_DIR
 from cft_lab.pipeline.plan import format_plan, plan_cell
 from cft_lab.pipeline.store import Store
-from cft_lab.report import ablations, comparisons, table8
+from cft_lab.report import ablations, comparisons, efficiency, table8
 from cft_lab.report.ledger import cell_ledger
 from cft_lab.train.objectives import teacher_work
 
@@ -61,19 +61,45 @@ def expand(table: str, overrides: list[str] = ()) -> list[Config]:
         return [to_config(compose("config", overrides=cell)) for cell in sweep_overrides(params, base)]
 
 
+def _row_result(cfg: Config) -> tuple[dict, list[dict], list[Path]]:
+    """One row's result (its seeds pooled, ``cft_lab.report.seeded``), every seed's result and graded folder."""
+    from cft_lab.pipeline.seeds import seed_configs
+    from cft_lab.report.seeded import pooled_scores
+
+    cells = seed_configs(cfg)
+    found = []
+    for c in cells:
+        key = plan_cell(c).key
+        res = Store(c.paths.outputs).cell_result(key) or {"status": "missing", "error": "not run", "scores": {}}
+        found.append((c, key, res))
+    results = [res for _, _, res in found]
+    dirs = [Store(c.paths.outputs).path("grade", key) for c, key, res in found if res["status"] == "ok"]
+    if len(cells) == 1:
+        return results[0], results, dirs
+    bad = [(c.train.seed, res) for c, _, res in found if res["status"] != "ok"]
+    if bad:
+        seed, res = next(((s, r) for s, r in bad if r["status"] == "failed"), bad[0])
+        status = "failed" if res["status"] == "failed" else "missing"
+        return {**res, "status": status, "error": f"seed {seed}: {res.get('error')}"}, results, dirs
+    return {**results[0], "pooled": pooled_scores(results, dirs, n_boot=cfg.eval.n_boot)}, results, dirs
+
+
 def collect(configs: list[Config]):
     from cft_lab.report import BenchScore, CellResult
 
     cells = []
     for cfg in configs:
         plan = plan_cell(cfg)
-        res = Store(cfg.paths.outputs).cell_result(plan.key) or {"status": "missing", "error": "not run", "scores": {}}
-        scores = {
-            s.get("label", benchmarks.label(name)): BenchScore(
-                s["correct"], s["n"], s["ci_low"], s["ci_high"], s.get("value")
-            )
-            for name, s in res.get("scores", {}).items()
-        }
+        res, results, dirs = _row_result(cfg)
+        if "pooled" in res:
+            scores = res["pooled"]
+        else:
+            scores = {
+                s.get("label", benchmarks.label(name)): BenchScore(
+                    s["correct"], s["n"], s["ci_low"], s["ci_high"], value=s.get("value")
+                )
+                for name, s in res.get("scores", {}).items()
+            }
         teacher = (cfg.teacher.label or cfg.teacher.name) if teacher_work(cfg.objective) else None
         inf = cfg.inference
         decoding = {
@@ -102,6 +128,9 @@ def collect(configs: list[Config]):
                 label=cfg.run.label,
                 train_examples=res.get("train_examples") or {},
                 steps=(res.get("selection") or {}).get("last", {}).get("step"),
+                results=[r for r in results if r["status"] == "ok"],
+                grade_dirs=dirs if res["status"] == "ok" else [],
+                data_size=cfg.data.testbed.n_train if cfg.data.testbed is not None else None,
                 group=cfg.run.group,
                 model_source=str(cfg.model.source),
                 ledger=cell_ledger(cfg) if res["status"] == "ok" else {},
@@ -117,6 +146,7 @@ LAYOUTS = {
     "table6": report.table6_frame,
     "table7": report.table7_frame,
     "table8": table8.table8_frame,
+    "data_efficiency": efficiency.efficiency_frame,
 }
 
 #: Layouts that are not a frame of cell scores, each rendered by a module of its own (``render(table, configs, out_dir,
@@ -144,6 +174,10 @@ def render(table: str, overrides: list[str] = (), out_dir: Path | None = None, q
     configs = expand(table, overrides)
     if not configs:
         raise ValueError(f"table={table} expands to no cell")
+    if configs[0].run.tune:  # a tuning sweep: its trials (validation scores) and the chosen values
+        from cft_lab.report import tuning
+
+        return tuning.render(table, configs, out_dir, quiet)
     layout = configs[0].run.table or table
     if layout in RENDERERS:
         return importlib.import_module(RENDERERS[layout]).render(table, configs, out_dir, quiet)
@@ -154,12 +188,20 @@ def render(table: str, overrides: list[str] = (), out_dir: Path | None = None, q
         raise ValueError(f"table={table}: no layout for run.table={layout} (known: {', '.join(frames)})")
     frame = frames[layout](cells, columns)
     frame.attrs.setdefault("footnotes", []).extend(verified_footnotes(configs, cells))
+    if layout == "table2":  # CFT against the best SFT row, over items x seeds; optionally what each arm cost
+        from cft_lab.report import seeded
+
+        frame.attrs["footnotes"] = [*frame.attrs.get("footnotes", []), *seeded.paired_footnotes(frame, cells, columns)]
+        if configs[0].run.show_compute:
+            frame = seeded.add_compute_columns(frame, cells)
     paper = paper_frames(layout) if all(c.model.source != "testbed" for c in configs) else None
     out_dir = out_dir or Path(configs[0].paths.outputs) / "tables"
     title = f"{layout} ({table}): {len([c for c in cells if c.status == 'ok'])}/{len(cells)} cells done"
     paths = report.write_table(frame, out_dir, table, title, paper=paper)
     if layout == "table8":
         paths["tokens_png"] = table8.write_tokens_plot(frame, out_dir / f"{table}_tokens.png", title)
+    if layout == "data_efficiency":
+        paths["curve_png"] = efficiency.write_curve(frame, out_dir / f"{table}_curve.png", title)
     if not quiet:
         print(paths["md"].read_text(encoding="utf-8"), flush=True)
     return {"frame": frame, "paths": paths, "cells": cells, "configs": configs}

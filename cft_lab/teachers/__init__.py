@@ -48,7 +48,7 @@ def _testbed(cfg: Config, records: list[Record], extra: dict, cache_dir: Path) -
         vague_rate=t.vague_rate,
         solution_error_rate=t.solution_error_rate,
     )
-    return TestbedTeacher(extra["problems"], name=t.name, strength=strength, seed=t.seed)
+    return TestbedTeacher(extra["problems"], name=t.name, strength=strength, seed=t.seed, style=t.critique_style)
 
 
 def _replay(cfg: Config, records: list[Record], extra: dict, cache_dir: Path) -> Teacher:

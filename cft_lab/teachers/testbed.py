@@ -3,7 +3,7 @@
 It needs each task's testbed ``Problem``: from the ``problems`` mapping given at construction (record id ->
 Problem; the data stage has them, ``{p.id: p for p in problems.generate(...)}``), else from
 ``task.meta["problem"]``. A task with neither ends ``failed``. ``critique`` tasks call
-``critique(problem, response, strength, seed)``; ``answer`` tasks call ``teacher_solution(problem, strength,
+``critique(problem, response, strength, seed, style)``; ``answer`` tasks call ``teacher_solution(problem, strength,
 seed)``, exactly as ``cft_lab.data.stage._testbed_records`` does. Deterministic, free and not cached.
 
 >>> from cft_lab.testbed.problems import Problem, Step
@@ -41,10 +41,16 @@ class TestbedTeacher:
         name: str = "testbed",
         strength: tb_teacher.TeacherStrength = tb_teacher.STRONG,
         seed: int = 0,
+        style: str = "checklist",
     ):
-        self.name, self.strength, self.seed = name, strength, seed
+        self.name, self.strength, self.seed, self.style = name, strength, seed, str(style)
         self._problems = dict(problems or {})
-        self.sampling = {**asdict(strength), "seed": seed}
+        # the style is named only when it is not the first release's, whose records stay byte-identical
+        self.sampling = {
+            **asdict(strength),
+            "seed": seed,
+            **({"style": self.style} if self.style != "checklist" else {}),
+        }
 
     def describe(self) -> dict:
         return {
@@ -84,7 +90,7 @@ class TestbedTeacher:
                 if task.response is None:
                     out.append(failed_result(task, "a critique task needs a response, got None", **common))
                     continue
-                text = tb_teacher.critique(problem, task.response, self.strength, seed=self.seed).text
+                text = tb_teacher.critique(problem, task.response, self.strength, seed=self.seed, style=self.style).text
             elif task.kind == "answer":
                 text = tb_teacher.teacher_solution(problem, self.strength, seed=self.seed)
             else:

@@ -1,16 +1,19 @@
-"""Tiny Qwen2 base models, pre-trained by the project itself on the testbed's noisy solutions.
+"""Tiny Qwen2 base models, pre-trained by the project itself on a web-like mixture of testbed texts.
 
-They stand in for the paper's three 7B bases (docs/protocol.md §2): ``tiny_math`` (≈Qwen2.5-Math-7B, the most
-pre-training),
-``tiny_general`` (≈Qwen2.5-7B, same size, half the budget) and ``tiny_small`` (≈DeepSeek-Math-7B, smaller).
-Pre-training text is the ``pretrain`` split of the testbed (disjoint from train/val/test questions), each question
-followed by a noisy solution (``PRETRAIN_ERROR_RATE`` wrong), rendered in the evaluation prompt format and, for a
-share of examples, in the training chat format, with the LM loss on every token: the bases can answer the eval
-prompt (Base scores well above zero) and imitate noise (fine-tuning has room to help).
+They stand in for the paper's three 7B bases (docs/protocol.md §2): ``tiny_math`` (≈Qwen2.5-Math-7B: solution-heavy),
+``tiny_general`` (≈Qwen2.5-7B: the same size and tokens, a less math-specialised mixture) and ``tiny_small``
+(≈DeepSeek-Math-7B: smaller, more epochs). Budgets were set so that every base solves part of the validation set, as
+the paper's bases do (docs/testbed.md §1.1). Pre-training text is the mixture of
+:mod:`cft_lab.testbed.corpus` on questions of the ``pretrain`` split (disjoint from train/val/test questions): noisy
+solutions in the evaluation prompt and the training chat formats (so Base scores well above zero and fine-tuning has
+noise to remove), reviews of noisy solutions worded unlike the teacher's critiques, restatements, answer checks and
+explanations (so neither fine-tuning format is new, as for a web-pre-trained base; docs/testbed.md §1). Documents are
+packed into blocks of ``block_size`` tokens (GPT-style pre-training), with the LM loss on every token.
 
 ``python -m cft_lab.testbed.bases`` (``make bases``) rebuilds the tokenizer and the three models deterministically
 into ``cft_lab/assets/testbed/models/<name>/``, each with a ``manifest.json`` that holds its recipe, the recipe's
-digest and the sha256 of every file; ``tests/test_bases.py`` checks the shipped files against both.
+digest, the mixture's document counts, the build time and the sha256 of every file; ``tests/test_bases.py`` checks the
+shipped files against both.
 """
 
 from __future__ import annotations
@@ -19,22 +22,30 @@ import argparse
 import hashlib
 import json
 import logging
-import random
 import shutil
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from cft_lab.paths import TESTBED_ASSETS
 from cft_lab.pipeline.store import digest
-from cft_lab.prompts import ENDOFTEXT, render_eval_prompt, render_prompt
-from cft_lab.testbed import noisy, problems
+from cft_lab.prompts import ENDOFTEXT
+from cft_lab.testbed import corpus
 
 log = logging.getLogger(__name__)
 
 MODELS_DIR = TESTBED_ASSETS / "models"
-PRETRAIN_ERROR_RATE = 0.3
-TOKENIZER_CORPUS = 3000  # problems used to train the BPE
+TOKENIZER_CORPUS = 3000  # documents used to train the BPE (of the math mixture)
+#: Document shares (cft_lab.testbed.corpus.KINDS): a math base reads mostly solutions, a general one more of the rest.
+MATH_MIXTURE = (("solution", 0.5), ("review", 0.2), ("restatement", 0.1), ("answer_check", 0.1), ("explanation", 0.1))
+GENERAL_MIXTURE = (
+    ("solution", 0.3),
+    ("review", 0.2),
+    ("restatement", 0.15),
+    ("answer_check", 0.15),
+    ("explanation", 0.2),
+)
 
 
 @dataclass(frozen=True)
@@ -44,19 +55,21 @@ class BaseRecipe:
     num_heads: int
     num_kv_heads: int
     intermediate_size: int
-    pretrain_examples: int
+    documents: int  # pre-training documents (each on its own pretrain-split question)
     epochs: int
+    mixture: tuple[tuple[str, float], ...] = MATH_MIXTURE
     learning_rate: float = 2e-3
-    batch_size: int = 32
+    batch_size: int = 32  # blocks per optimizer step
+    block_size: int = 256  # tokens per packed block: the longest document fits; 512 cost 2.5x the time per token
     seed: int = 0
     vocab_size: int = 640
     max_position_embeddings: int = 1024
 
 
 RECIPES = {
-    "tiny_math": BaseRecipe(128, 4, 4, 2, 384, pretrain_examples=16000, epochs=2),
-    "tiny_general": BaseRecipe(128, 4, 4, 2, 384, pretrain_examples=16000, epochs=1),
-    "tiny_small": BaseRecipe(96, 3, 4, 2, 256, pretrain_examples=12000, epochs=2),
+    "tiny_math": BaseRecipe(128, 4, 4, 2, 384, documents=32000, epochs=2),
+    "tiny_general": BaseRecipe(128, 4, 4, 2, 384, documents=32000, epochs=2, mixture=GENERAL_MIXTURE),
+    "tiny_small": BaseRecipe(96, 3, 4, 2, 256, documents=32000, epochs=3),
 }
 
 
@@ -65,25 +78,16 @@ def recipe_digest(name: str) -> str:
         {
             "name": name,
             "recipe": asdict(RECIPES[name]),
-            "error_rate": PRETRAIN_ERROR_RATE,
+            "error_rates": corpus.ERROR_RATES,
             "tokenizer_corpus": TOKENIZER_CORPUS,
-            "format": "pretrain-v1",
+            "format": "pretrain-v2-mixture",
         }
     )
 
 
-def pretrain_texts(n: int, seed: int) -> list[str]:
-    """Question + noisy solution documents in the two prompt formats the fine-tuned models meet."""
-    rng = random.Random(f"pretrain-format:{seed}")
-    texts = []
-    for p in problems.generate("pretrain", n, seed=0, min_steps=2, max_steps=4):
-        y = noisy.noisy_solve(p, seed=seed, error_rate=PRETRAIN_ERROR_RATE).text
-        if rng.random() < 0.7:
-            prompt = render_eval_prompt("qwen25-math-cot", p.question)
-        else:
-            prompt = render_prompt("chatml_v1", p.question, system="You are a helpful assistant.")
-        texts.append(prompt + y + "<|im_end|>\n" + ENDOFTEXT)
-    return texts
+def pretrain_texts(n: int, seed: int, mixture: tuple[tuple[str, float], ...] = MATH_MIXTURE) -> list[str]:
+    """The first ``n`` pre-training documents of a mixture (:func:`cft_lab.testbed.corpus.documents`), as text."""
+    return [d.text for d in corpus.documents(n, mixture, seed=seed)]
 
 
 def build_tokenizer(out_dir: Path):
@@ -92,6 +96,17 @@ def build_tokenizer(out_dir: Path):
     texts = pretrain_texts(TOKENIZER_CORPUS, seed=0)
     tok = train_tokenizer(texts, vocab_size=RECIPES["tiny_math"].vocab_size)
     return save_pretrained(tok, out_dir)
+
+
+def pack(token_lists: list[list[int]], block_size: int) -> list[list[int]]:
+    """Concatenate documents (each already ends with ``<|endoftext|>``) and cut them into full blocks; the tail that
+    does not fill a block is dropped.
+
+    >>> pack([[1, 2, 3], [4, 5], [6, 7, 8, 9]], 4)
+    [[1, 2, 3, 4], [5, 6, 7, 8]]
+    """
+    flat = [t for ids in token_lists for t in ids]
+    return [flat[i : i + block_size] for i in range(0, len(flat) - block_size + 1, block_size)]
 
 
 def _sha256(path: Path) -> str:
@@ -110,7 +125,7 @@ BUILD_THREADS = 2
 
 def build_base(name: str, out_root: Path = MODELS_DIR) -> Path:
     """Build and pre-train one base, deterministically, on the CPU, with :data:`BUILD_THREADS` torch threads.
-    Returns its directory."""
+    Returns its directory. The manifest's timings are measured, not part of what is checked."""
     import torch
     from datasets import Dataset
     from transformers import (
@@ -126,6 +141,7 @@ def build_base(name: str, out_root: Path = MODELS_DIR) -> Path:
     out = out_root / name
     work = out_root / f".{name}.build"
     shutil.rmtree(work, ignore_errors=True)
+    t_start = time.time()
     tokenizer = build_tokenizer(work)
     set_seed(r.seed)
     torch.use_deterministic_algorithms(True)
@@ -146,10 +162,10 @@ def build_base(name: str, out_root: Path = MODELS_DIR) -> Path:
     )
     model = Qwen2ForCausalLM(config)
     log.info("%s: %.2fM parameters", name, sum(p.numel() for p in model.parameters()) / 1e6)
-    texts = pretrain_texts(r.pretrain_examples, seed=r.seed)
-    ds = Dataset.from_dict({"text": texts}).map(
-        lambda b: tokenizer(b["text"], add_special_tokens=False), batched=True, remove_columns=["text"]
-    )
+    docs = corpus.documents(r.documents, r.mixture, seed=r.seed)
+    ids = [tokenizer(d.text, add_special_tokens=False)["input_ids"] for d in docs]
+    blocks = pack(ids, r.block_size)
+    ds = Dataset.from_dict({"input_ids": blocks})
     args = TrainingArguments(
         output_dir=str(work / "trainer"),
         per_device_train_batch_size=r.batch_size,
@@ -173,11 +189,14 @@ def build_base(name: str, out_root: Path = MODELS_DIR) -> Path:
         Trainer(model=model, args=args, train_dataset=ds, data_collator=collator).train()
     finally:
         torch.set_num_threads(threads)
-    log.info("%s: pre-trained in %.0f s", name, time.time() - t0)
+    train_s = time.time() - t0
+    log.info("%s: pre-trained in %.0f s", name, train_s)
     shutil.rmtree(work / "trainer", ignore_errors=True)
     model.generation_config.eos_token_id = [config.eos_token_id, tokenizer.convert_tokens_to_ids(ENDOFTEXT)]
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(str(work))
+    params = sum(p.numel() for p in model.parameters())
+    tokens = len(blocks) * r.block_size * r.epochs
     manifest = {
         "name": name,
         "recipe": asdict(r),
@@ -185,7 +204,15 @@ def build_base(name: str, out_root: Path = MODELS_DIR) -> Path:
         "files": file_hashes(work),
         "torch": torch.__version__,
         "transformers": __import__("transformers").__version__,
-        "parameters": sum(p.numel() for p in model.parameters()),
+        "parameters": params,
+        # what the build read and cost (the time is this machine's, not part of the recipe)
+        "documents_by_kind": dict(sorted(Counter(d.kind for d in docs).items())),
+        "document_tokens": sum(len(x) for x in ids),
+        "blocks": len(blocks),
+        "tokens_trained": tokens,
+        "flops_estimate": 6 * params * tokens,
+        "build_s": round(time.time() - t_start, 1),
+        "train_s": round(train_s, 1),
     }
     (work / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     shutil.rmtree(out, ignore_errors=True)

@@ -42,6 +42,10 @@ _SPLIT_BUCKETS: tuple[tuple[str, int, int], ...] = (
     ("train", 60, 100),
 )
 
+#: Splits that may not be generated right now: {why: split}, set by ``cft_lab.eval.benchmarks.forbid_test_splits``
+#: (a tuning trial reads no test question, whatever code path asks for one).
+FORBIDDEN_SPLITS: dict[str, str] = {}
+
 OPS: tuple[str, ...] = ("+", "-", "*")
 VALUE_MIN, VALUE_MAX = 0, 99
 START_MIN, START_MAX = 2, 20
@@ -289,6 +293,9 @@ def make_problem(rng: random.Random, n_steps: int) -> Problem:
 def _check_args(split: str, n: int, min_steps: int, max_steps: int) -> None:
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+    for why, forbidden in FORBIDDEN_SPLITS.items():
+        if split == forbidden:
+            raise RuntimeError(f"{why} may not generate {split}-split problems (validation data only)")
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     if not (MIN_STEPS_LIMIT <= min_steps <= max_steps <= MAX_STEPS_LIMIT):

@@ -17,6 +17,8 @@ Contract
   ``(problem.id, sha256(response_text), seed)``: a *miss* blesses a wrong response, a
   *false alarm* flags a correct step with a bogus value, a *vague* critique names the wrong
   step without its correct value.
+* ``style`` words the critique: ``checklist`` (below: each checked line repeated with "is correct") or ``review``
+  (GPT-4o-like prose, :mod:`cft_lab.testbed.review`); the behaviours and verdicts do not depend on it.
 * :func:`teacher_solution` is the reference solution, or (``solution_error_rate``) a slipped
   one from the noisy solver's slip machinery.
 * :func:`parse_verdict` reads the LAST conclusion of any critique-like text (via :mod:`cft_lab.data.verdicts`).
@@ -210,8 +212,8 @@ def _miss_text(an: Analysis) -> str:
     return "\n".join(lines)
 
 
-def _false_alarm_text(problem: Problem, rng: random.Random) -> str:
-    """A "wrong" critique of a correct solution: flags one step with a bogus value."""
+def _false_alarm(problem: Problem, rng: random.Random) -> tuple[int, int, int]:
+    """The step a false alarm flags, the bogus value it claims, and the final answer that value propagates to."""
     j = rng.randrange(problem.n_steps)
     step = problem.steps[j]
     bogus = step.result + rng.choice(ARITH_DELTAS)
@@ -220,6 +222,12 @@ def _false_alarm_text(problem: Problem, rng: random.Random) -> str:
     value = bogus
     for later in problem.steps[j + 1 :]:
         value = apply_op(value, later.op, later.b)
+    return j, bogus, value
+
+
+def _false_alarm_text(problem: Problem, j: int, bogus: int, value: int) -> str:
+    """A "wrong" critique of a correct solution: flags one step with a bogus value."""
+    step = problem.steps[j]
     lines = _correct_lines(problem.steps[:j])
     lines.append(f"Step {j + 1} is wrong: {step.a} {step.op} {step.b} = {bogus}, not {step.result}.")
     lines.append(f"The final answer should be {value}, not {problem.answer}.")
@@ -232,19 +240,41 @@ def _behaviour_rng(problem: Problem, response_text: str, seed: int) -> random.Ra
     return stable_rng("teacher", problem.id, text_hash, seed)
 
 
-def critique(problem: Problem, response_text: str, strength: TeacherStrength = STRONG, seed: int = 0) -> Critique:
-    """Critique ``response_text`` as a teacher of the given ``strength``."""
+#: Critique wordings: ``checklist`` (one "Step k: ... is correct." line per step, the first release) and ``review``
+#: (GPT-4o-like prose, :mod:`cft_lab.testbed.review`). Both state the same facts and end in the same verdict line.
+STYLES: tuple[str, ...] = ("checklist", "review")
+
+
+def critique(
+    problem: Problem, response_text: str, strength: TeacherStrength = STRONG, seed: int = 0, style: str = "checklist"
+) -> Critique:
+    """Critique ``response_text`` as a teacher of the given ``strength``, worded in ``style`` (:data:`STYLES`)."""
+    from cft_lab.testbed import review
+
+    if style not in STYLES:
+        raise ValueError(f"unknown critique style {style!r}; expected one of {STYLES}")
     an = analyze(problem, response_text)
     rng = _behaviour_rng(problem, response_text, seed)
     u_flip, u_vague = rng.random(), rng.random()  # always drawn: behaviours stay independent
+    words = stable_rng("teacher-wording", problem.id, response_text, seed)  # never shifts the behaviour draws
     final_correct = an.final == problem.answer
     if an.verdict == WRONG and u_flip < strength.miss_rate:
-        text, verdict, behaviour = _miss_text(an), RIGHT, "miss"
+        text = _miss_text(an) if style == "checklist" else review.miss_text(an, words)
+        verdict, behaviour = RIGHT, "miss"
     elif an.verdict == RIGHT and u_flip < strength.false_alarm_rate:
-        text, verdict, behaviour = _false_alarm_text(problem, rng), WRONG, "false_alarm"
+        j, bogus, value = _false_alarm(problem, rng)
+        if style == "checklist":
+            text = _false_alarm_text(problem, j, bogus, value)
+        else:
+            text = review.false_alarm_text(problem, j, bogus, value, words)
+        verdict, behaviour = WRONG, "false_alarm"
     else:
         vague = an.verdict == WRONG and u_vague < strength.vague_rate
-        text, verdict = _honest_text(problem, an, vague), an.verdict
+        if style == "checklist":
+            text = _honest_text(problem, an, vague)
+        else:
+            text = review.honest_text(problem, an, vague, words)
+        verdict = an.verdict
         behaviour = "vague" if vague else "precise"
     logger.debug("critique of %s: %s (%s)", problem.id, verdict, behaviour)
     return Critique(text, verdict, (verdict == RIGHT) == final_correct, behaviour)

@@ -51,10 +51,13 @@ class TrainResult:
 
     path: Path
     pairs: dict  # objective, records, pairs, skipped, examples, truncated, dropped, loss_tokens, ... (+ parts)
+    compute: Optional[dict] = None  # cft_lab.train.compute (None for an artefact trained before it existed)
 
     @classmethod
     def read(cls, path: Path) -> TrainResult:
-        return cls(path=path, pairs=json.loads((path / "pairs.json").read_text(encoding="utf-8")))
+        metrics = path / "metrics.json"
+        compute = json.loads(metrics.read_text(encoding="utf-8")).get("compute") if metrics.is_file() else None
+        return cls(path=path, pairs=json.loads((path / "pairs.json").read_text(encoding="utf-8")), compute=compute)
 
 
 def _sample(rows: list[dict], keep: int, seed: int) -> list[dict]:

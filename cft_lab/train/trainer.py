@@ -43,6 +43,7 @@ from transformers import TrainerCallback
 from cft_lab.config import Config, as_dict, to_config
 from cft_lab.paths import resolve_repo_path
 from cft_lab.report.tracking import Logger, NoOpLogger
+from cft_lab.train.compute import accounting
 from cft_lab.train.modeling import load_model, load_tokenizer
 from cft_lab.train.tokenize import MaskError, check_masks
 
@@ -322,18 +323,32 @@ def train_inprocess(cfg: Config, model_dir: str, rows: list[dict], out_dir: Path
     if not checkpoints(out_dir) or _step(checkpoints(out_dir)[-1]) != state.global_step:
         _save_final(trainer, out_dir)
     tokens = sum(len(r["input_ids"]) for r in rows) * cfg.train.num_train_epochs
+    runtime = time.time() - t0
+    t = cfg.train
+    compute = accounting(
+        [len(r["input_ids"]) for r in rows],
+        [sum(r["completion_mask"]) for r in rows],
+        # ZeRO-3 partitions parameters: ds_numel is the full size, numel() the local shard
+        parameters=sum(getattr(p, "ds_numel", p.numel()) for p in trainer.model.parameters()),
+        global_step=state.global_step,
+        global_batch=t.per_device_train_batch_size * t.gradient_accumulation_steps * t.num_devices,
+        epochs=t.num_train_epochs,
+        max_steps=t.max_steps,
+        train_wall_s=runtime,
+    )
     metrics = {
         "train_loss": result.training_loss,
         "global_step": state.global_step,
         "examples": len(rows),
         "loss_tokens": sum(sum(r["completion_mask"]) for r in rows),
-        "runtime_s": round(time.time() - t0, 2),
-        "tokens_per_s": round(tokens / max(time.time() - t0, 1e-9), 1),
+        "runtime_s": round(runtime, 2),
+        "tokens_per_s": round(tokens / max(runtime, 1e-9), 1),
         "loss_normalization": str(cfg.train.loss_normalization),
         "packing": cfg.train.packing,
         "resumed": resume is not None,
         "resumed_from": resume,
         "checkpoint_steps": [_step(p) for p in checkpoints(out_dir)],
+        "compute": compute,  # cft_lab.train.compute: tokens, steps, FLOPs estimate, wall time
         "log_history": state.log_history,
     }
     if state.is_world_process_zero:

@@ -34,7 +34,8 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Optional
@@ -103,6 +104,7 @@ def problems_for(name: str, limit: Optional[int] = None) -> list:
     """The ``cft_lab.testbed.problems.Problem`` objects behind a testbed benchmark, in item order."""
     if name not in TESTBED_SPECS:
         raise ValueError(f"benchmark {name} is not a testbed benchmark ({', '.join(TESTBED_SPECS)})")
+    _check_split(name)
     split, lo, hi = TESTBED_SPECS[name]
     got = problems.generate(split, TESTBED_SIZE, seed=TESTBED_SEED, min_steps=lo, max_steps=hi)
     return got if limit is None else got[:limit]
@@ -329,8 +331,59 @@ def label(name: str) -> str:
 
 
 @cache
-def _items(name: str) -> tuple[dict, ...]:
+def _load(name: str) -> tuple[dict, ...]:
     return tuple(get(name).load())
+
+
+def _items(name: str) -> tuple[dict, ...]:
+    """Every read of a benchmark's items passes here (and :func:`problems_for`): the split guard's one gate."""
+    _check_split(name)
+    return _load(name)
+
+
+# ---- the split guard: tuning reads validation data only -----------------------------------------------------------
+
+#: Validation sets: what checkpoint selection and tuning may read. Every other benchmark counts as a test set.
+VALIDATION = ("testbed_val", "math_val500")
+_GUARDS: list[str] = []  # why test sets are forbidden right now (a stack of active guards)
+
+
+class SplitGuardError(RuntimeError):
+    """A test benchmark was read inside :func:`forbid_test_splits` (e.g. by a tuning trial)."""
+
+
+def is_validation(name: str) -> bool:
+    """Whether ``name`` is a validation set (:data:`VALIDATION`, or a testbed benchmark of the ``val`` split)."""
+    return name in VALIDATION or TESTBED_SPECS.get(name, ("",))[0] == "val"
+
+
+def _check_split(name: str) -> None:
+    if _GUARDS and not is_validation(name):
+        raise SplitGuardError(
+            f"{_GUARDS[-1]} may read validation data only, but asked for the items of {name}, a test set "
+            f"(validation sets: {', '.join(VALIDATION)})"
+        )
+
+
+@contextmanager
+def forbid_test_splits(why: str) -> Iterator[None]:
+    """Inside the block, reading a test benchmark (or generating test-split testbed problems) raises
+    :class:`SplitGuardError` naming ``why``; hyper-parameter choices are made on validation data only.
+
+    >>> with forbid_test_splits("a tuning trial"):
+    ...     _ = items("testbed_val", limit=1)
+    ...     items("testbed_2step", limit=1)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    cft_lab.eval.benchmarks.SplitGuardError: a tuning trial may read validation data only, but asked for ...
+    """
+    _GUARDS.append(why)
+    problems.FORBIDDEN_SPLITS[why] = "test"
+    try:
+        yield
+    finally:
+        _GUARDS.pop()
+        problems.FORBIDDEN_SPLITS.pop(why, None)
 
 
 def items(name: str, limit: Optional[int] = None) -> list[dict]:

@@ -104,3 +104,14 @@ def test_every_openai_endpoint_meets_the_same_checks(who, cell, prefix, model_fi
             preflight(compose([*cell, *over]), dry_run=True)
         assert message in str(e.value), (over, str(e.value))
     preflight(compose([*cell, f"{prefix}price_input=1.0", f"{prefix}price_output=2.0"]), dry_run=True)  # priced: fine
+
+
+def test_a_dry_run_names_half_a_price_pair_once(outputs, monkeypatch):
+    """Preflight and the API model's cost estimate meet the same half-set price pair; the dry run says it once."""
+    from cft_lab.pipeline.cell import run_cell
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    result = run_cell(compose([*API_MODEL, f"paths.outputs={outputs}", "model.api.price_input=1.0", "dry_run=true"]))
+    assert result["status"] == "failed"
+    assert result["error"].count("set both model.api.price_input and model.api.price_output") == 1, result["error"]
+    assert "model=gpt4o_0806: set both" in result["error"]

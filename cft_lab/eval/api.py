@@ -63,20 +63,23 @@ def api_messages(messages: list[dict], system_role: str) -> list[dict]:
     return rest
 
 
-def budget_for(api: ApiModelConfig, model: str) -> float | None:
+def budget_for(m: ModelConfig) -> float | None:
     """The USD budget of an API model's requests: ``model.api.budget_usd``, else the teachers' default budget for a
     model with a price, else none (a local server)."""
     from cft_lab.teachers.pricing import DEFAULT_BUDGET_USD
 
+    api = m.api or ApiModelConfig()
     if api.budget_usd is not None:
         return api.budget_usd
-    return DEFAULT_BUDGET_USD if prices_for(api, model).known(model) else None
+    return DEFAULT_BUDGET_USD if prices_for(m).known(m.path) else None
 
 
-def prices_for(api: ApiModelConfig, model: str):
+def prices_for(m: ModelConfig):
+    """The price table of an API model (``model.api.price_input``/``price_output`` over the defaults)."""
     from cft_lab.teachers.pricing import configured
 
-    return configured(model, api.price_input, api.price_output, option="model.api")
+    api = m.api or ApiModelConfig()
+    return configured(m.path, api.price_input, api.price_output, option=f"model={m.name}", prefix="model.api.")
 
 
 class OpenAIGenerator:
@@ -111,8 +114,8 @@ class OpenAIGenerator:
             timeout_s=api.timeout_s,
             max_attempts=api.max_attempts,
             rate_limit_patience_s=api.rate_limit_patience_s,
-            budget_usd=budget_for(api, self.model),
-            prices=prices_for(api, self.model),
+            budget_usd=budget_for(model_cfg),
+            prices=prices_for(model_cfg),
         )
         self._seed_stream = np.random.default_rng(inference.seed)
         self.usage = {"requests": 0, "cached": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0}
@@ -249,10 +252,10 @@ def estimate(cfg, cache_dir: Path):
     prompt_tokens = sum(sum(estimate_tokens(x["content"]) + 4 for x in keys[k]) for k in todo)
     cap = api.max_completion_tokens or inf.max_new_tokens
     expected = len(todo) * min(api.expected_completion_tokens, cap)
-    price = prices_for(api, m.path).get(m.path)
+    price = prices_for(m).get(m.path)
     cost = None if price is None else price.cost(prompt_tokens, expected)
     cost_max = None if price is None else price.cost(prompt_tokens, len(todo) * cap)
-    budget = budget_for(api, m.path)
+    budget = budget_for(m)
     est = Estimate(len(keys), len(cached), prompt_tokens, expected, cost, cost_max, budget, what="API requests")
     if budget is not None and cost is not None and cost > budget:
         raise ValueError(

@@ -110,9 +110,9 @@ def _check_endpoint(
     if base_url and not base_url.startswith(("http://", "https://")):
         raise PreflightError(f"{who}: {prefix}base_url={base_url}: expected an http:// or https:// URL")
     try:
-        priced = configured(model, price_input, price_output, option=who).known(model)
-    except ValueError:
-        raise PreflightError(f"{who}: set both {prefix}price_input and {prefix}price_output (USD/1M)") from None
+        priced = configured(model, price_input, price_output, option=who, prefix=prefix).known(model)
+    except ValueError as e:
+        raise PreflightError(str(e)) from None
     if budget_usd is not None and not priced:
         raise PreflightError(
             f"{who}: {prefix}budget_usd={budget_usd:g} but model {model!r} has no price; set {prefix}price_input and "

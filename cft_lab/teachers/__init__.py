@@ -74,13 +74,12 @@ def sampling_of(cfg: Config) -> dict:
 
 
 def _openai(cfg: Config, records: list[Record], extra: dict, cache_dir: Path) -> Teacher:
-    from cft_lab.teachers.estimate import budget_of
+    from cft_lab.teachers.estimate import budget_of, teacher_prices
     from cft_lab.teachers.openai_teacher import OpenAITeacher
-    from cft_lab.teachers.pricing import configured
 
     t = cfg.teacher
     assert t.model, "an openai teacher names its model (cft_lab.config.check_combination)"
-    prices = configured(t.model, t.price_input, t.price_output, option=f"teacher={t.name}")
+    prices = teacher_prices(t)
     return OpenAITeacher(
         t.name,
         t.model,

@@ -83,15 +83,22 @@ def buys(cfg: Config) -> bool:
     return bool(teacher_work(cfg.objective)) and paid and not replays_released(cfg)
 
 
+def teacher_prices(t):
+    """The price table of a teacher option (its ``price_input``/``price_output`` over the defaults)."""
+    from cft_lab.teachers.pricing import configured
+
+    return configured(t.model, t.price_input, t.price_output, option=f"teacher={t.name}", prefix="teacher.")
+
+
 def budget_of(cfg: Config) -> Optional[float]:
     """The budget the teacher runs under: ``teacher.budget_usd``, else the default for a model with a price."""
-    from cft_lab.teachers.pricing import DEFAULT_BUDGET_USD, configured
+    from cft_lab.teachers.pricing import DEFAULT_BUDGET_USD
 
     t = cfg.teacher
     if t.budget_usd is not None:
         return t.budget_usd
     try:
-        priced = configured(t.model, t.price_input, t.price_output, option=f"teacher={t.name}").known(t.model)
+        priced = teacher_prices(t).known(t.model)
     except ValueError:  # half a price pair: the plan still prints; preflight refuses the cell, naming both fields
         priced = False
     return DEFAULT_BUDGET_USD if priced else None
@@ -102,7 +109,6 @@ def estimate(cfg: Config, records: list, cache_dir: Path) -> Estimate:
     from cft_lab.prompts.teacher import render_messages
     from cft_lab.teachers import sampling_of
     from cft_lab.teachers.cache import RequestCache, request_key
-    from cft_lab.teachers.pricing import configured
     from cft_lab.train.objectives import teacher_work
 
     t = cfg.teacher
@@ -122,7 +128,7 @@ def estimate(cfg: Config, records: list, cache_dir: Path) -> Estimate:
         if k not in cached:
             prompt_tokens += sum(estimate_tokens(m["content"]) + 4 for m in messages)
     todo = len(keys) - len(cached)
-    price = configured(t.model, t.price_input, t.price_output, option=f"teacher={t.name}").get(t.model)
+    price = teacher_prices(t).get(t.model)
     batch = t.mode == TeacherMode.batch
     expected = todo * t.expected_completion_tokens
     cost = None if price is None else price.cost(prompt_tokens, expected, batch=batch)

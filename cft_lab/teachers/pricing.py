@@ -132,14 +132,18 @@ class PriceTable:
         }
 
 
-def configured(model: str | None, price_input: float | None, price_output: float | None, *, option: str) -> PriceTable:
+def configured(
+    model: str | None, price_input: float | None, price_output: float | None, *, option: str, prefix: str = ""
+) -> PriceTable:
     """The default table with ``model`` priced as its config option says: both prices (USD per 1M tokens) or
-    neither (the default table's price, if any); one without the other is refused, naming ``option``."""
+    neither (the default table's price, if any); one without the other is refused, naming ``option`` and its fields
+    (``prefix``: ``teacher.``, ``model.api.``). Preflight and every price consumer raise this one message, so a dry
+    run names the problem once."""
     prices = PriceTable()
     if price_input is None and price_output is None:
         return prices
     if price_input is None or price_output is None:
-        raise ValueError(f"{option}: set both price_input and price_output (USD per 1M tokens)")
+        raise ValueError(f"{option}: set both {prefix}price_input and {prefix}price_output (USD per 1M tokens)")
     if not model:
         raise ValueError(f"{option}: prices are set but no model is named to price")
     return prices.with_overrides({model: {"input": price_input, "output": price_output}})

@@ -64,7 +64,9 @@ def _main(dcfg: DictConfig) -> None:
     outcomes = []
     for cell_cfg in seed_configs(cfg):  # run.seeds=N: one cell per training seed
         if cfg.run.tune:  # a tuning trial: train and select, scored on validation only
-            run_trial(cell_cfg)
+            trial = run_trial(cell_cfg)  # a failed trial is an outcome like a failed cell: the sweep exits non-zero
+            outcomes.append({"status": trial["status"], "cell": trial["cell"], "key": trial["trial"],
+                             "error": trial.get("error")})  # fmt: skip
             continue
         result = run_cell(cell_cfg)
         outcomes.append({k: result.get(k) for k in ("status", "cell", "key", "error")})

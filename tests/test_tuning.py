@@ -15,7 +15,7 @@ from cft_lab.pipeline.plan import plan_cell
 from cft_lab.pipeline.store import Store, write_json
 from cft_lab.pipeline.tune import read_trial, run_trial, trial_key
 from cft_lab.testbed import problems
-from conftest import SMOKE, compose
+from conftest import SMOKE, compose, run_cli
 
 TRIAL = SMOKE + ["run.tune=true", "run.strict=true"]
 
@@ -165,3 +165,17 @@ def test_a_sweep_over_part_of_the_models_adds_to_the_tuned_file(outputs, tmp_pat
     assert sorted(t["learning_rate"] for t in third["trials"] if t["model"] == "tiny_math") == [3e-4]
     assert third["chosen"]["tiny_small"]["sft"]["learning_rate"] == 1e-5
     assert compose(["train=tiny_tuned", "method=sft", "model=tiny_small"]).train.learning_rate == 1e-5
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_a_failed_trial_fails_the_run_and_its_dry_run(outputs, dry_run):
+    """A trial preflight refuses (here: a model folder that does not exist) is a failed trial: the run, and the dry
+    run before it, exit non-zero and name it (a failure that exits 0 would let a sweep choose from a partial grid)."""
+    args = ["cft_lab", *SMOKE, "run.tune=true", "objective=sft", "model.path=/no/such/model", f"dry_run={dry_run}"]
+    proc = run_cli(args, outputs, timeout=300, check=False)
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "no testbed model at /no/such/model" in proc.stdout + proc.stderr
+    assert "1 cell(s) failed" in proc.stderr
+    if not dry_run:
+        (result,) = [json.loads(p.read_text()) for p in (outputs / "store" / "trials").glob("*/result.json")]
+        assert result["status"] == "failed" and "no testbed model" in result["error"]

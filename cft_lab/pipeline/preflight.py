@@ -292,6 +292,13 @@ def _check_model(cfg: Config, loads: bool) -> None:
             check()
         except PreflightError as e:
             found.append(str(e))
+    if m.source == ModelSource.testbed:  # the shipped (or `make bases`-built) folder the run will load
+        from cft_lab.train.modeling import model_path
+
+        try:
+            model_path(m)
+        except FileNotFoundError as e:
+            found.append(str(e))
     hub = m.source == ModelSource.hub and not _is_local(m.path)
     if hub and m.revision is None and not m.allow_unpinned:
         found.append(

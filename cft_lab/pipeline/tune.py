@@ -69,8 +69,15 @@ def run_trial(cfg: Config) -> dict:
         "params": {p: as_dict(cfg.train)[p] for p in PARAMS},
         "seed": cfg.train.seed,
     }
-    if cfg.dry_run:
+    if cfg.dry_run:  # refuses what the trial would refuse (preflight), like a cell's dry run
+        from cft_lab.pipeline.preflight import problems
+
         print(f"trial {plan.name} {ident['params']}  [{key}]", flush=True)
+        refused = problems(cfg, store, dry_run=True)
+        for problem in refused:
+            print(f"  refused: {problem}", flush=True)
+        if refused:
+            return {"status": "failed", **ident, "error": "PreflightError: " + "; ".join(refused)}
         return {"status": "planned", **ident}
     cached = read_trial(store, key)
     if cached and cached.get("status") == "ok":
@@ -86,6 +93,9 @@ def run_trial(cfg: Config) -> dict:
 
     t0 = time.time()
     try:
+        from cft_lab.pipeline.preflight import preflight
+
+        preflight(cfg, store)  # what the trial cannot finish is refused before it trains, as for a cell
         with forbid_test_splits(f"tuning trial {plan.name} ({key})"):
             _, train, sel = _train_and_select(cfg, plan, store, NoOpLogger(), timed)
         chosen, last = sel.selection["selected"], sel.selection["last"]
